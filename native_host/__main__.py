@@ -1,0 +1,7 @@
+"""`python -m native_host` is the launcher's entry point: straight to the host loop, no CLI parsing cost."""
+
+import sys
+
+from native_host.host import main
+
+sys.exit(main(sys.argv[1:]))
