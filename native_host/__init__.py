@@ -1,4 +1,4 @@
-"""Native messaging host of autosmime: every crypto, mailbox and PKI operation the extension asks for.
+"""Native messaging host of autosmime: every crypto, mailbox and PKI operation of the extension.
 
 Imports here stay empty so that the host starts fast (the browser spawns it on demand).
 """

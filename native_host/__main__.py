@@ -1,4 +1,4 @@
-"""`python -m native_host` is the launcher's entry point: straight to the host loop, no CLI parsing cost."""
+"""`python -m native_host`: the launcher's entry point, straight to the host loop (no CLI cost)."""
 
 import sys
 

@@ -186,7 +186,7 @@ class Host:
             if error.msg_id is None:
                 error.msg_id = msg_id
             self.fail(error)
-        except Exception as error:  # noqa: BLE001 - the host must survive any handler bug
+        except Exception as error:  # the host must survive any handler bug
             frames = traceback.extract_tb(error.__traceback__)
             where = [f"{f.filename}:{f.lineno}:{f.name}" for f in frames]
             self.log.event("internal", id=msg_id, type=type(error).__name__, where=where)

@@ -98,7 +98,9 @@ class ChunkAssembler:
         parts = self._parts.setdefault(msg_id, [])
         if self._counts.setdefault(msg_id, count) != count:
             self.discard(msg_id)
-            raise ProtocolError("bad_chunk", "Chunks of one message disagree on their count.", msg_id)
+            raise ProtocolError(
+                "bad_chunk", "Chunks of one message disagree on their count.", msg_id
+            )
         if seq != len(parts):
             self.discard(msg_id)
             raise ProtocolError(
