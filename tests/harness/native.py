@@ -1,0 +1,101 @@
+"""A real native host process on pipes, and a client that speaks frames to it as a browser would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from native_host.browser_ids import GECKO_ID, chromium_id, chromium_origin
+from native_host.framing import read_frame, write_frame
+from native_host.protocol import MAX_HOST_TO_BROWSER, ChunkAssembler, encode, split_into_frames
+
+ORIGIN = chromium_origin(chromium_id())
+
+
+def write_host_config(folder: Path) -> tuple[Path, Path]:
+    """A host configuration allowing the development extension; returns (config, log file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file = folder / "host.log"
+    config = folder / "host.json"
+    config.write_text(
+        json.dumps(
+            {
+                "allowed_origins": [ORIGIN],
+                "allowed_extensions": [GECKO_ID],
+                "log_file": str(log_file),
+            }
+        )
+    )
+    return config, log_file
+
+
+class HostProcess:
+    """`python -m native_host` with the caller's origin in argv, exactly as a browser starts it."""
+
+    def __init__(self, config: Path, origin: str = ORIGIN) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "native_host", "--config", str(config), origin],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._chunks = ChunkAssembler()
+        self.frames_seen: list[int] = []
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a message the way the extension does: chunked if it is larger than a frame."""
+        assert self.proc.stdin is not None
+        for frame in split_into_frames(message, MAX_HOST_TO_BROWSER):
+            write_frame(self.proc.stdin, frame)
+
+    def receive_frame(self) -> dict[str, Any] | None:
+        """The next frame as it came, checked against the browser's 1 MiB limit."""
+        assert self.proc.stdout is not None
+        body = read_frame(self.proc.stdout, max_size=MAX_HOST_TO_BROWSER)
+        if body is None:
+            return None
+        self.frames_seen.append(len(body))
+        return json.loads(body)
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next whole message, reassembling chunks."""
+        while True:
+            frame = self.receive_frame()
+            if frame is None or frame.get("event") != "chunk":
+                return frame
+            joined = self._chunks.add(frame)
+            if joined is not None:
+                return json.loads(joined)
+
+    def call(self, op: str, params: dict[str, Any], msg_id: Any = 1) -> dict[str, Any]:
+        self.send({"id": msg_id, "op": op, "params": params})
+        reply = self.receive()
+        assert reply is not None, "the host closed the channel"
+        return reply
+
+    def close(self, timeout: float = 10) -> int:
+        """Close stdin (the browser going away) and return the exit status."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        code = self.proc.wait(timeout=timeout)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        return code
+
+
+def frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "little") + body
+
+
+__all__ = ["ORIGIN", "HostProcess", "encode", "frame", "write_host_config"]
