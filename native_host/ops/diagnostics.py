@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any
@@ -20,6 +21,7 @@ def hello(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": sys.platform,
         "origin": ctx.origin,
+        "pid": os.getpid(),
         "ops": sorted(OPS),
         "limits": LIMITS,
         "capabilities": ["chunking", "progress"],

@@ -1,0 +1,48 @@
+"""Browser fixtures: the built extension, a webmail origin on loopback, and Chromium with both.
+
+pytest-playwright's `context` fixture is replaced by a persistent context that loads the
+extension, so its stock `page` fixture opens pages in the extension's profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.browser import ExtensionProfile, build_extension, launch_options, service_worker
+from harness.webmail_server import WebmailServer
+
+
+@pytest.fixture(scope="session")
+def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_extension(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def webmail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebmailServer]:
+    with WebmailServer(tmp_path_factory.mktemp("webmail")) as server:
+        yield server
+
+
+@pytest.fixture
+def profile(tmp_path: Path, extension_dir: Path) -> ExtensionProfile:
+    profile = ExtensionProfile(tmp_path / "profile", extension_dir)
+    profile.install_host()
+    return profile
+
+
+@pytest.fixture
+def context(playwright: Any, profile: ExtensionProfile, webmail: WebmailServer) -> Iterator[Any]:
+    options = launch_options(
+        profile, [f"--host-resolver-rules={webmail.resolver_rule}", "--ignore-certificate-errors"]
+    )
+    context = playwright.chromium.launch_persistent_context(**options)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def worker(context: Any) -> Any:
+    return service_worker(context)

@@ -1,0 +1,83 @@
+"""The whole path in real parts: page -> content script -> service worker -> native host and back."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from typing import Any
+
+from harness.webmail_server import WebmailServer
+from playwright.sync_api import expect
+
+FIVE_MIB = 5 * 2**20
+
+
+def test_host_answer_appears_in_the_gmail_page(page: Any, webmail: WebmailServer) -> None:
+    page.goto(webmail.url("/mail/u/0/"))
+    badge = page.locator("autosmime-status span")
+    expect(badge).to_have_attribute("data-state", "ok")
+    expect(badge).to_have_text(re.compile(r"autosmime: host \d+\.\d+\.\d+ ready \(protocol 1\)"))
+
+
+def test_five_mib_round_trip_both_ways_in_chunks(worker: Any) -> None:
+    result = worker.evaluate(
+        """async (size) => {
+            const port = globalThis.autosmime.nativePort.ensurePort();
+            const counts = { sent: 0, received: 0 };
+            const post = port.postMessage.bind(port);
+            port.postMessage = (frame) => { if (frame.event === 'chunk') counts.sent++; post(frame); };
+            port.onMessage.addListener((m) => { if (m.event === 'chunk') counts.received++; });
+            const unit = 'Grüße, 世界! 😀 ';
+            const payload = unit.repeat(Math.ceil(size / unit.length)).slice(0, size);
+            const echoed = await globalThis.autosmime.request('echo', { payload });
+            return { same: echoed === payload, length: echoed.length, ...counts };
+        }""",
+        FIVE_MIB,
+    )
+    assert result["same"] is True and result["length"] == FIVE_MIB
+    # 5 Mi UTF-16 units of mixed text are more than 5 MiB of UTF-8: chunks of 512 KiB both ways.
+    assert result["sent"] > 10 and result["received"] > 10
+
+
+def test_progress_events_reach_the_caller(worker: Any) -> None:
+    events = worker.evaluate(
+        """async () => {
+            const seen = [];
+            const result = await globalThis.autosmime.request(
+                'echo', { payload: 'done', progress: 3 }, { onProgress: (p) => seen.push(p) });
+            return { result, seen };
+        }"""
+    )
+    assert events["result"] == "done"
+    assert [e["done"] for e in events["seen"]] == [1, 2, 3]
+
+
+def test_host_errors_arrive_typed(worker: Any) -> None:
+    error = worker.evaluate(
+        """async () => {
+            try { await globalThis.autosmime.request('no.such.op', {}); return null; }
+            catch (e) { return { name: e.name, code: e.code, message: e.message }; }
+        }"""
+    )
+    assert error == {"name": "HostError", "code": "unknown_op", "message": error["message"]}
+    assert "no.such.op" in error["message"]
+
+
+def test_worker_reconnects_after_the_host_dies(worker: Any) -> None:
+    first = worker.evaluate("() => globalThis.autosmime.request('hello', {})")
+    os.kill(first["pid"], signal.SIGKILL)
+    disconnected = worker.evaluate(
+        """async () => {
+            const port = globalThis.autosmime.nativePort;
+            const deadline = Date.now() + 10000;
+            while (port.port !== null && Date.now() < deadline) {
+                await new Promise((resolve) => setTimeout(resolve, 10));
+            }
+            return port.port === null ? port.lastDisconnect : null;
+        }"""
+    )
+    assert disconnected, "the worker never noticed that the host died"
+    second = worker.evaluate("() => globalThis.autosmime.request('hello', {})")
+    assert second["pid"] != first["pid"]
+    assert worker.evaluate("() => globalThis.autosmime.nativePort.connections") == 2
