@@ -34,11 +34,11 @@ class Roots:
     program_dirs: tuple[PurePath, ...] = field(default=())  # %ProgramFiles% and friends
 
     @classmethod
-    def current(cls, env: Mapping[str, str] | None = None) -> Roots:
+    def current(cls) -> Roots:
         """The running user's folders, from native_host.paths and the environment."""
         from native_host import paths
 
-        env = os.environ if env is None else env
+        env = os.environ
         home = Path(env.get("HOME") or Path.home())
         programs = [env.get(name) for name in ("ProgramFiles", "ProgramFiles(x86)", "ProgramW6432")]
         return cls(
@@ -284,9 +284,12 @@ def find(
 def detect(
     platform: str = sys.platform, roots: Roots | None = None, env: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Browsers found for the running user: name -> evidence (a path), in table order."""
+    """Browsers found for the running user: name -> evidence (a path), in table order.
+
+    env is only read for PATH; folders come from roots (by default, the running user's).
+    """
     env = os.environ if env is None else env
-    roots = Roots.current(env) if roots is None else roots
+    roots = Roots.current() if roots is None else roots
     search_path = env.get("PATH", os.defpath)
     found: dict[str, str] = {}
     for browser in BROWSERS:

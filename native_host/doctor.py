@@ -355,7 +355,7 @@ def diagnose(
     """Check each chosen browser; InstallError when there is nothing to check or a bad argument."""
     platform = browser_table.platform_key(platform)
     env = os.environ if env is None else env
-    roots = Roots.current(env) if roots is None else roots
+    roots = Roots.current() if roots is None else roots
     ids = [normalize_extension_id(raw) for raw in extension_ids] or [chromium_id()]
     targets = targets_to_check(browsers, user_data_dir, platform=platform, roots=roots, env=env)
     if not targets:

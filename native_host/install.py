@@ -520,7 +520,7 @@ def install(
     """
     platform = browser_table.platform_key(platform)
     env = os.environ if env is None else env
-    roots = Roots.current(env) if roots is None else roots
+    roots = Roots.current() if roots is None else roots
     extra_ids = [normalize_extension_id(raw) for raw in extension_ids]
     targets, found = resolve_targets(
         browsers, user_data_dir, platform=platform, roots=roots, env=env
