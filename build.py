@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from native_host import browser_ids, install  # noqa: E402
+from native_host import browser_ids, browsers, install  # noqa: E402
 from native_host.protocol import SCHEMA  # noqa: E402
 
 SOURCE = ROOT / "extension"
@@ -92,13 +92,11 @@ def write_zip(tree: Path, archive: Path) -> None:
 
 
 def write_native_manifests(out: Path, ids: dict[str, str]) -> None:
-    """Host manifests for both families, pointing at this user's launcher (install writes it)."""
-    launcher = str(install.launcher_path())
+    """Host manifests for both families, as `autosmime install` writes them for this user."""
+    launcher = install.launcher_path(browsers.Roots.current(), sys.platform)
     origins = [browser_ids.chromium_origin(ids["chromium"])]
-    for family, manifest in (
-        ("chromium", install.render_manifest("chromium", launcher, origins, [])),
-        ("firefox", install.render_manifest("firefox", launcher, [], [ids["firefox"]])),
-    ):
+    for family, browser in (("chromium", "chromium"), ("firefox", "firefox")):
+        manifest = install.manifest(browsers.get(browser), launcher, origins)
         target = out / "native-messaging" / family / f"{browser_ids.HOST_NAME}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
