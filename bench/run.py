@@ -93,7 +93,8 @@ BROWSER_LOOP = """async ({ calls, spawns, host }) => {
     const perMessage = [];
     for (let i = 0; i < spawns; i++) {
         const t = performance.now();
-        const reply = await chrome.runtime.sendNativeMessage(host, { id: i, op: 'echo', params: { payload: i } });
+        const request = { id: i, op: 'echo', params: { payload: i } };
+        const reply = await chrome.runtime.sendNativeMessage(host, request);
         if (!reply || reply.ok !== true) throw new Error('sendNativeMessage failed');
         perMessage.push(performance.now() - t);
     }
@@ -112,7 +113,9 @@ def browser_round_trips(profile: ExtensionProfile, calls: int, spawns: int) -> d
         context = playwright.chromium.launch_persistent_context(**launch_options(profile))
         try:
             worker = service_worker(context)
-            return worker.evaluate(BROWSER_LOOP, {"calls": calls, "spawns": spawns, "host": HOST_NAME})
+            return worker.evaluate(
+                BROWSER_LOOP, {"calls": calls, "spawns": spawns, "host": HOST_NAME}
+            )
         finally:
             context.close()
 
@@ -141,10 +144,18 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "| figure (median) | ours | peer | peer figure | ratio |",
         "|---|---|---|---|---|",
-        row("native-port round trip (extension + host)", browser["persistent"],
-            "same host over pipes, no browser", pipes),
-        row("native-port round trip (extension + host)", browser["persistent"],
-            "sendNativeMessage (host per message)", browser["perMessage"]),
+        row(
+            "native-port round trip (extension + host)",
+            browser["persistent"],
+            "same host over pipes, no browser",
+            pipes,
+        ),
+        row(
+            "native-port round trip (extension + host)",
+            browser["persistent"],
+            "sendNativeMessage (host per message)",
+            browser["perMessage"],
+        ),
         row("host cold start (spawn to first reply)", cold, "python -c pass", floor),
     ]
     print("\n".join(lines))

@@ -1,4 +1,4 @@
-"""The whole path in real parts: page -> content script -> service worker -> native host and back."""
+"""The whole path with real parts: page -> content script -> service worker -> native host, back."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def test_five_mib_round_trip_both_ways_in_chunks(worker: Any) -> None:
             const port = globalThis.autosmime.nativePort.ensurePort();
             const counts = { sent: 0, received: 0 };
             const post = port.postMessage.bind(port);
-            port.postMessage = (frame) => { if (frame.event === 'chunk') counts.sent++; post(frame); };
+            port.postMessage = (frame) => {
+                if (frame.event === 'chunk') counts.sent++;
+                post(frame);
+            };
             port.onMessage.addListener((m) => { if (m.event === 'chunk') counts.received++; });
             const unit = 'Grüße, 世界! 😀 ';
             const payload = unit.repeat(Math.ceil(size / unit.length)).slice(0, size);

@@ -30,7 +30,8 @@ BASE_ARGS = [
 def require_chromium() -> str:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(
-            f"{CHROMIUM} not found: browser tests need Debian's Chromium (apt-get install -y chromium)"
+            f"{CHROMIUM} not found: browser tests need Debian's Chromium "
+            "(apt-get install -y chromium)"
         )
     return CHROMIUM
 
@@ -87,7 +88,7 @@ class ExtensionProfile:
 def launch_options(
     profile: ExtensionProfile, extra_args: list[str] | None = None
 ) -> dict[str, Any]:
-    """Arguments for playwright's launch_persistent_context (a non-persistent one loads no extension)."""
+    """Options for launch_persistent_context (a non-persistent context loads no extension)."""
     extension = str(profile.extension_dir)
     return {
         "user_data_dir": str(profile.user_data_dir),
