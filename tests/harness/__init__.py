@@ -1,0 +1,1 @@
+"""Reusable test harness: real services (mail stack, PostgreSQL, ...) the tests start and stop."""
