@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hmac
-import ipaddress
 import logging
 import os
 import pwd
@@ -33,11 +31,9 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from imapclient import IMAPClient
+
+from harness.tls import self_signed
 
 DOMAIN = "example.test"
 #: Fixed, known test accounts: login name is the full address.
@@ -267,40 +263,6 @@ def check_dovecot_version(version_output: str) -> tuple[int, int]:
             "Port tests/harness/mail.py to it."
         )
     return version
-
-
-def make_self_signed_cert(cert_path: Path, key_path: Path) -> None:
-    """A self-signed server certificate for localhost/127.0.0.1, trusted via ca_cert_path."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
 
 
 DOVECOT_CONF = """\
@@ -627,7 +589,7 @@ class MailStack:
         root.chmod(0o711)
         # The certificate is public (any client may verify with it); only the key is private.
         (root / "tls").mkdir(mode=0o711)
-        make_self_signed_cert(self._path("tls/cert.pem"), self._path("tls/key.pem"))
+        self_signed(self._path("tls"), ["localhost", "127.0.0.1"])
         self._path("tls/cert.pem").chmod(0o644)
         mail = self._path("mail")
         mail.mkdir(mode=0o700)
