@@ -7,8 +7,13 @@ import re
 import signal
 from typing import Any
 
+import jsonschema
 from harness.webmail_server import WebmailServer
 from playwright.sync_api import expect
+
+from native_host.protocol import SCHEMA
+
+MESSAGE_SCHEMA = jsonschema.Draft202012Validator(SCHEMA)
 
 FIVE_MIB = 5 * 2**20
 
@@ -25,22 +30,46 @@ def test_five_mib_round_trip_both_ways_in_chunks(worker: Any) -> None:
         """async (size) => {
             const port = globalThis.autosmime.nativePort.ensurePort();
             const counts = { sent: 0, received: 0 };
+            const samples = { sent: null, received: null };
             const post = port.postMessage.bind(port);
             port.postMessage = (frame) => {
                 if (frame.event === 'chunk') counts.sent++;
+                samples.sent ??= frame;
                 post(frame);
             };
-            port.onMessage.addListener((m) => { if (m.event === 'chunk') counts.received++; });
+            port.onMessage.addListener((m) => {
+                if (m.event === 'chunk') counts.received++;
+                samples.received ??= m;
+            });
             const unit = 'Grüße, 世界! 😀 ';
             const payload = unit.repeat(Math.ceil(size / unit.length)).slice(0, size);
             const echoed = await globalThis.autosmime.request('echo', { payload });
-            return { same: echoed === payload, length: echoed.length, ...counts };
+            return { same: echoed === payload, length: echoed.length, ...counts, samples };
         }""",
         FIVE_MIB,
     )
     assert result["same"] is True and result["length"] == FIVE_MIB
     # 5 Mi UTF-16 units of mixed text are more than 5 MiB of UTF-8: chunks of 512 KiB both ways.
     assert result["sent"] > 10 and result["received"] > 10
+    # What the extension really put on the wire, and got back, obeys the one schema.
+    for frame in result["samples"].values():
+        MESSAGE_SCHEMA.validate(frame)
+        assert frame["event"] == "chunk"
+
+
+def test_small_requests_from_the_extension_obey_the_schema(worker: Any) -> None:
+    frame = worker.evaluate(
+        """async () => {
+            const port = globalThis.autosmime.nativePort.ensurePort();
+            const post = port.postMessage.bind(port);
+            let first = null;
+            port.postMessage = (f) => { first ??= f; post(f); };
+            await globalThis.autosmime.request('echo', { payload: [1, 'two'] });
+            return first;
+        }"""
+    )
+    MESSAGE_SCHEMA.validate(frame)
+    assert set(frame) == {"id", "op", "params"} and frame["op"] == "echo"
 
 
 def test_progress_events_reach_the_caller(worker: Any) -> None:
