@@ -1,0 +1,92 @@
+"""Keys and certificates from bytes: PEM, DER and PKCS#12, with typed errors.
+
+Certificates are asn1crypto `x509.Certificate` objects everywhere in shared_pki: asn1crypto
+parses any certificate (SM2 included), while `cryptography` is used for the key operations of
+the algorithms it supports. Private keys are `cryptography` key objects (the SM2 module adds its
+own key type).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import pem
+from asn1crypto import x509 as asn1_x509
+from cryptography.exceptions import UnsupportedAlgorithm as UnsupportedAlgorithmError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from shared_pki.errors import KeyLoadError
+
+Certificate = asn1_x509.Certificate
+PrivateKey = Any  # cryptography's RSA/EC private keys; the SM2 module adds its own type
+
+_PEM_CERT = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A private key, its certificate, and the chain that leads to a trust anchor."""
+
+    key: PrivateKey
+    certificate: Certificate
+    chain: tuple[Certificate, ...] = field(default_factory=tuple)
+
+
+def parse_certificate(der: bytes) -> Certificate:
+    """One DER certificate, fully parsed now so that bad bytes fail here and not later."""
+    try:
+        cert = Certificate.load(der, strict=True)
+        cert.native  # noqa: B018  force a full parse
+    except (ValueError, TypeError, KeyError) as error:
+        raise KeyLoadError(f"Not a valid X.509 certificate: {error}") from None
+    return cert
+
+
+def load_certificates(data: bytes) -> list[Certificate]:
+    """Every certificate in data: a PEM bundle or a single DER certificate."""
+    if _PEM_CERT.search(data):
+        certs = []
+        try:
+            for kind, _headers, der in pem.unarmor(data, multiple=True):
+                if kind in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"):
+                    certs.append(parse_certificate(der))
+        except ValueError as error:
+            raise KeyLoadError(f"Broken PEM data: {error}") from None
+        return certs
+    return [parse_certificate(data)]
+
+
+def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
+    """A private key in PEM or DER (PKCS#8 or the traditional formats)."""
+    loaders = (
+        (serialization.load_pem_private_key, b"-----BEGIN" in data),
+        (serialization.load_der_private_key, b"-----BEGIN" not in data),
+    )
+    for loader, applies in loaders:
+        if applies:
+            try:
+                return loader(data, password=password)
+            except TypeError as error:
+                raise KeyLoadError(f"The key needs a password, or not this one: {error}") from None
+            except (ValueError, UnsupportedAlgorithmError) as error:
+                raise KeyLoadError(f"Not a private key we can read: {error}") from None
+    raise KeyLoadError("Not a private key we can read.")
+
+
+def load_pkcs12(data: bytes, password: bytes | None = None) -> Credential:
+    """The key, certificate and chain of a PKCS#12 file (.p12/.pfx)."""
+    try:
+        bundle = pkcs12.load_pkcs12(data, password)
+    except ValueError as error:
+        raise KeyLoadError(f"Not a PKCS#12 file, or the wrong password: {error}") from None
+    if bundle.key is None or bundle.cert is None:
+        raise KeyLoadError("The PKCS#12 file holds no private key with its certificate.")
+    der = bundle.cert.certificate.public_bytes(serialization.Encoding.DER)
+    chain = tuple(
+        parse_certificate(extra.certificate.public_bytes(serialization.Encoding.DER))
+        for extra in bundle.additional_certs
+    )
+    return Credential(bundle.key, parse_certificate(der), chain)
