@@ -1,0 +1,193 @@
+"""Content-encryption algorithms by OID and by name: AES-CBC for EnvelopedData, AES-GCM for
+AuthEnvelopedData (RFC 5083/5084). A registry, so that SM4-CBC (or anything else) plugs in from
+its own module with `register(...)` and enveloped.py never names an algorithm itself.
+
+Every failure to decrypt (bad padding, wrong length, GCM tag) raises the same DecryptionFailed
+message: the error must not tell an attacker which check failed (padding oracle).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asn1crypto import algos, core
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from shared_pki import oids
+from shared_pki.errors import DecryptionFailed, MalformedInput, UnsupportedAlgorithm
+
+BAD_CONTENT = "The message content did not decrypt: wrong key, or the message was altered."
+
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What encrypting yields: the AlgorithmIdentifier to write, the ciphertext, and for AEAD
+    ciphers the tag (AuthEnvelopedData's `mac`)."""
+
+    algorithm: algos.EncryptionAlgorithm
+    ciphertext: bytes
+    mac: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ContentCipher:
+    """One content-encryption algorithm. `aead` ciphers go in AuthEnvelopedData, the others in
+    EnvelopedData. `preference` orders the choice: higher is stronger (choice.py)."""
+
+    name: str
+    oid: str
+    key_size: int
+    aead: bool
+    preference: int
+    seal: Callable[[bytes, bytes, bytes], Sealed]  # (key, plaintext, aad) -> Sealed
+    # (key, AlgorithmIdentifier, ciphertext, mac, aad) -> plaintext
+    open: Callable[[bytes, algos.EncryptionAlgorithm, bytes, bytes | None, bytes], bytes]
+
+
+_BY_NAME: dict[str, ContentCipher] = {}
+_BY_OID: dict[str, ContentCipher] = {}
+
+
+def register(cipher: ContentCipher) -> None:
+    """Make a cipher available to encrypt (by name) and decrypt (by OID)."""
+    _BY_NAME[cipher.name] = cipher
+    _BY_OID[cipher.oid] = cipher
+
+
+def by_name(name: str) -> ContentCipher:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise UnsupportedAlgorithm(f"Unknown content cipher {name!r} (known: {known}).") from None
+
+
+def by_oid(oid: str) -> ContentCipher:
+    try:
+        return _BY_OID[oid]
+    except KeyError:
+        raise UnsupportedAlgorithm(
+            f"Content encryption algorithm {oid} is not supported."
+        ) from None
+
+
+def registered() -> tuple[ContentCipher, ...]:
+    """Every registered cipher, strongest first."""
+    return tuple(sorted(_BY_NAME.values(), key=lambda c: -c.preference))
+
+
+def cbc_cipher(
+    name: str,
+    oid: str,
+    key_size: int,
+    preference: int,
+    block_cipher: Callable[[bytes], algorithms.BlockCipherAlgorithm],
+) -> ContentCipher:
+    """A CBC cipher with PKCS#7 padding and the IV as an OCTET STRING parameter (RFC 3565);
+    exported so that SM4-CBC is one call in its own module."""
+    block_bytes = block_cipher(bytes(key_size)).block_size // 8
+
+    def seal(key: bytes, plaintext: bytes, _aad: bytes) -> Sealed:
+        iv = os.urandom(block_bytes)
+        padder = padding.PKCS7(block_bytes * 8).padder()
+        padded = padder.update(plaintext) + padder.finalize()
+        encryptor = Cipher(block_cipher(key), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(padded) + encryptor.finalize()
+        algorithm = algos.EncryptionAlgorithm(
+            {"algorithm": oid, "parameters": core.OctetString(iv)}
+        )
+        return Sealed(algorithm, ciphertext)
+
+    def open_(
+        key: bytes,
+        algorithm: algos.EncryptionAlgorithm,
+        ciphertext: bytes,
+        _mac: bytes | None,
+        _aad: bytes,
+    ) -> bytes:
+        iv = _octets(algorithm["parameters"], "CBC IV")
+        if len(iv) != block_bytes:
+            raise MalformedInput(f"The {name} IV is {len(iv)} bytes, not {block_bytes}.")
+        if len(key) != key_size or not ciphertext or len(ciphertext) % block_bytes:
+            raise DecryptionFailed(BAD_CONTENT)
+        decryptor = Cipher(block_cipher(key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(block_bytes * 8).unpadder()
+        try:
+            return unpadder.update(padded) + unpadder.finalize()
+        except ValueError:
+            raise DecryptionFailed(BAD_CONTENT) from None
+
+    return ContentCipher(name, oid, key_size, False, preference, seal, open_)
+
+
+def gcm_cipher(name: str, oid: str, key_size: int, preference: int) -> ContentCipher:
+    """AES-GCM with a random 96-bit nonce and a 128-bit tag in GCMParameters (RFC 5084)."""
+
+    def seal(key: bytes, plaintext: bytes, aad: bytes) -> Sealed:
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+        parameters = oids.GcmParameters({"aes_nonce": nonce, "aes_icv_len": GCM_TAG_BYTES})
+        algorithm = algos.EncryptionAlgorithm({"algorithm": oid, "parameters": parameters})
+        return Sealed(algorithm, ciphertext, encryptor.tag)
+
+    def open_(
+        key: bytes,
+        algorithm: algos.EncryptionAlgorithm,
+        ciphertext: bytes,
+        mac: bytes | None,
+        aad: bytes,
+    ) -> bytes:
+        parameters = algorithm["parameters"]
+        if not isinstance(parameters, oids.GcmParameters):
+            raise MalformedInput(f"{name} without GCMParameters.")
+        nonce = parameters["aes_nonce"].native
+        icv_len = parameters["aes_icv_len"].native
+        if not 8 <= len(nonce) <= 128:
+            raise MalformedInput(f"The {name} nonce is {len(nonce)} bytes.")
+        if not 12 <= icv_len <= 16:
+            raise MalformedInput(f"The {name} tag length {icv_len} is not 12 to 16.")
+        if mac is None or len(mac) != icv_len or len(key) != key_size:
+            raise DecryptionFailed(BAD_CONTENT)
+        decryptor = Cipher(
+            algorithms.AES(key), modes.GCM(nonce, mac, min_tag_length=icv_len)
+        ).decryptor()
+        decryptor.authenticate_additional_data(aad)
+        plaintext = decryptor.update(ciphertext)
+        try:
+            decryptor.finalize()
+        except InvalidTag:
+            raise DecryptionFailed(
+                "The message failed its integrity check (AES-GCM tag): it was altered, "
+                "or the key is wrong."
+            ) from None
+        return plaintext
+
+    return ContentCipher(name, oid, key_size, True, preference, seal, open_)
+
+
+def _octets(value: core.Asn1Value, what: str) -> bytes:
+    """The bytes of an OCTET STRING parameter, whatever type asn1crypto parsed it as."""
+    if isinstance(value, core.OctetString):
+        return value.native
+    if isinstance(value, core.Any):
+        try:
+            return core.OctetString.load(value.dump()).native
+        except ValueError:
+            pass
+    raise MalformedInput(f"The {what} is not an OCTET STRING.")
+
+
+register(cbc_cipher("aes128_cbc", "2.16.840.1.101.3.4.1.2", 16, 10, algorithms.AES))
+register(cbc_cipher("aes256_cbc", "2.16.840.1.101.3.4.1.42", 32, 20, algorithms.AES))
+register(gcm_cipher("aes128_gcm", "2.16.840.1.101.3.4.1.6", 16, 30))
+register(gcm_cipher("aes256_gcm", "2.16.840.1.101.3.4.1.46", 32, 40))
