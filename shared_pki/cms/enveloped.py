@@ -1,0 +1,335 @@
+"""Encrypting and decrypting S/MIME content: CMS EnvelopedData (RFC 5652) for CBC ciphers and
+AuthEnvelopedData (RFC 5083) for AEAD ciphers, many recipients of mixed key types per message.
+
+Pure functions, bytes in, bytes out. Algorithms live in ciphers.py and recipients.py
+(registries); choosing them per message is choice.py's job. Every failure is a typed error:
+MalformedInput (bad bytes), UnsupportedAlgorithm, NoMatchingKey (none of our keys is a
+recipient), DecryptionFailed (a key matched but the content did not decrypt), EncryptionError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+
+from shared_pki import oids as _oids  # noqa: F401  registrations asn1crypto lacks
+from shared_pki.cms import ciphers
+from shared_pki.cms import recipients as _recipients
+from shared_pki.cms.recipients import KeyTransport, RecipientId
+from shared_pki.errors import (
+    DecryptionFailed,
+    EncryptionError,
+    MalformedInput,
+    NoMatchingKey,
+    PkiError,
+    UnsupportedAlgorithm,
+)
+from shared_pki.keys import Certificate, PrivateKey
+
+ENVELOPED = "enveloped_data"
+AUTH_ENVELOPED = "authenticated_enveloped_data"
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient named in a message: its kind (ktri, kari, kekri, pwri, ori), how it is
+    identified (None for kinds without a certificate), and the key-encryption algorithm
+    (asn1crypto's OID name such as rsaes_oaep, or the dotted OID)."""
+
+    kind: str
+    rid: RecipientId | None
+    key_encryption: str
+
+
+@dataclass(frozen=True)
+class EnvelopeInfo:
+    """What a message says about itself before any key is used (for the UI and key choice)."""
+
+    content_type: str  # "enveloped_data" or "authenticated_enveloped_data"
+    cipher: str  # registered cipher name, or the dotted OID of an unknown one
+    inner_content_type: str
+    recipients: tuple[Recipient, ...]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A decryptable recipient slot: identifier, its RecipientInfo, and its encrypted key."""
+
+    recipient: Recipient
+    info: cms.Sequence
+    encrypted_key: bytes
+    oid: str
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    content_type: str
+    cipher_oid: str
+    algorithm: algos.EncryptionAlgorithm
+    inner_content_type: str
+    entries: tuple[_Entry, ...]
+    others: tuple[Recipient, ...]
+    ciphertext: bytes | None
+    mac: bytes | None
+    aad: bytes
+
+
+# --- encrypting --------------------------------------------------------------------------------
+
+
+def encrypt(
+    content: bytes,
+    recipients: Sequence[Certificate],
+    *,
+    cipher: str = "aes256_cbc",
+    key_transport: str | Sequence[str | None] | None = None,
+    use_ski: bool = False,
+) -> bytes:
+    """DER ContentInfo: EnvelopedData, or AuthEnvelopedData when the cipher is AEAD (GCM).
+
+    key_transport: None gives each recipient the default for its key type (RSA PKCS#1 v1.5,
+    ECDH stdDH-sha256kdf); a name applies to every recipient it fits (the others get their
+    default); a sequence names one transport (or None) per recipient. The sender must be among
+    the recipients, or they cannot read their own sent mail: see choice.encrypt_for.
+    """
+    if not recipients:
+        raise EncryptionError("A message needs at least one recipient.")
+    content_cipher = ciphers.by_name(cipher)
+    transports = _transports(recipients, key_transport)
+    cek = os.urandom(content_cipher.key_size)
+    infos = [
+        _recipient_info(transport, cek, certificate, use_ski)
+        for certificate, transport in zip(recipients, transports, strict=True)
+    ]
+    sealed = content_cipher.seal(cek, content, b"")
+    encrypted_content_info = cms.EncryptedContentInfo(
+        {
+            "content_type": "data",
+            "content_encryption_algorithm": sealed.algorithm,
+            "encrypted_content": sealed.ciphertext,
+        }
+    )
+    if content_cipher.aead:
+        body: cms.Sequence = cms.AuthEnvelopedData(
+            {
+                "version": "v0",
+                "recipient_infos": infos,
+                "auth_encrypted_content_info": encrypted_content_info,
+                "mac": sealed.mac,
+            }
+        )
+        content_type = AUTH_ENVELOPED
+    else:
+        simple = all(
+            info.name == "ktri" and info.chosen["version"].native == "v0" for info in infos
+        )
+        body = cms.EnvelopedData(
+            {
+                "version": "v0" if simple else "v2",
+                "recipient_infos": infos,
+                "encrypted_content_info": encrypted_content_info,
+            }
+        )
+        content_type = ENVELOPED
+    return cms.ContentInfo({"content_type": content_type, "content": body}).dump()
+
+
+def _transports(
+    certificates: Sequence[Certificate], requested: str | Sequence[str | None] | None
+) -> list[KeyTransport]:
+    """One key transport per recipient, from the caller's request and the key types."""
+    if requested is None or isinstance(requested, str):
+        named = _recipients.by_name(requested) if requested else None
+        if named and not any(named.fits_certificate(c) for c in certificates):
+            raise EncryptionError(f"Key transport {named.name} fits none of the recipients.")
+        return [
+            named if named and named.fits_certificate(c) else _recipients.default_for(c)
+            for c in certificates
+        ]
+    if len(requested) != len(certificates):
+        raise EncryptionError("key_transport must name one transport per recipient.")
+    result = []
+    for certificate, name in zip(certificates, requested, strict=True):
+        transport = _recipients.by_name(name) if name else _recipients.default_for(certificate)
+        if not transport.fits_certificate(certificate):
+            raise EncryptionError(
+                f"Key transport {transport.name} does not fit the key of {_describe(certificate)}."
+            )
+        result.append(transport)
+    return result
+
+
+def _recipient_info(
+    transport: KeyTransport, cek: bytes, certificate: Certificate, use_ski: bool
+) -> cms.RecipientInfo:
+    try:
+        usage = certificate.key_usage_value
+    except _PARSE_ERRORS as error:
+        raise EncryptionError(f"The recipient certificate does not parse: {error}") from None
+    if usage is not None and transport.key_usage not in usage.native:
+        raise EncryptionError(
+            f"The certificate of {_describe(certificate)} does not allow "
+            f"{transport.key_usage.replace('_', ' ')} (keyUsage): it is not for encryption."
+        )
+    return transport.build(cek, certificate, RecipientId.of(certificate, use_ski))
+
+
+def _describe(certificate: Certificate) -> str:
+    try:
+        return certificate.subject.human_friendly
+    except _PARSE_ERRORS:
+        return "a recipient"
+
+
+# --- decrypting --------------------------------------------------------------------------------
+
+
+def decrypt(der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes:
+    """The content of an EnvelopedData or AuthEnvelopedData, using whichever of keys (current
+    or expired) the message names as a recipient. Tries every matching key before failing."""
+    envelope = _parse(der)
+    content_cipher = ciphers.by_oid(envelope.cipher_oid)
+    if content_cipher.aead != (envelope.content_type == AUTH_ENVELOPED):
+        raise UnsupportedAlgorithm(
+            f"{content_cipher.name} cannot be used in {envelope.content_type} (RFC 5083)."
+        )
+    if envelope.ciphertext is None:
+        raise MalformedInput("The message has no encrypted content (detached content).")
+    candidates = [
+        (entry, key)
+        for entry in envelope.entries
+        for certificate, key in keys
+        if entry.recipient.rid is not None and entry.recipient.rid.matches(certificate)
+    ]
+    if not candidates:
+        present = "; ".join(_name(r) for r in _all_recipients(envelope)) or "none"
+        raise NoMatchingKey(
+            f"None of your {len(keys)} key(s) is a recipient of this message. "
+            f"It is encrypted for: {present}."
+        )
+    failures: list[PkiError] = []
+    for entry, key in candidates:
+        try:
+            transport = _recipients.for_decryption(entry.oid, key)
+            cek = transport.recover(entry.info, entry.encrypted_key, key)
+            return content_cipher.open(
+                cek, envelope.algorithm, envelope.ciphertext, envelope.mac, envelope.aad
+            )
+        except PkiError as error:
+            failures.append(error)
+        except _PARSE_ERRORS as error:
+            failures.append(MalformedInput(f"A recipient info does not parse: {error}"))
+    for kind in (DecryptionFailed, MalformedInput, UnsupportedAlgorithm):
+        for failure in failures:
+            if isinstance(failure, kind):
+                raise failure
+    raise failures[0]
+
+
+def inspect(der: bytes) -> EnvelopeInfo:
+    """Content type, cipher and recipients of a message, without decrypting it; unknown
+    algorithms are reported by OID rather than rejected."""
+    envelope = _parse(der)
+    try:
+        cipher = ciphers.by_oid(envelope.cipher_oid).name
+    except UnsupportedAlgorithm:
+        cipher = envelope.cipher_oid
+    return EnvelopeInfo(
+        envelope.content_type,
+        cipher,
+        envelope.inner_content_type,
+        tuple(_all_recipients(envelope)),
+    )
+
+
+def _all_recipients(envelope: _Envelope) -> list[Recipient]:
+    return [entry.recipient for entry in envelope.entries] + list(envelope.others)
+
+
+def _name(recipient: Recipient) -> str:
+    return str(recipient.rid) if recipient.rid else f"a {recipient.kind} recipient"
+
+
+def _parse(der: bytes) -> _Envelope:
+    """Every field decrypt needs, parsed now, so bad bytes fail as MalformedInput here."""
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise MalformedInput("CMS input must be bytes.")
+    try:
+        info = cms.ContentInfo.load(bytes(der), strict=True)
+        content_type = info["content_type"].native
+        if content_type not in (ENVELOPED, AUTH_ENVELOPED):
+            raise MalformedInput(f"Not an encrypted CMS message but {content_type}.")
+        body = info["content"]
+        if content_type == ENVELOPED:
+            eci = body["encrypted_content_info"]
+            mac, aad = None, b""
+        else:
+            eci = body["auth_encrypted_content_info"]
+            mac = body["mac"].native
+            aad = _auth_attrs_aad(body["auth_attrs"])
+        algorithm = eci["content_encryption_algorithm"]
+        encrypted = eci["encrypted_content"]
+        ciphertext = None if isinstance(encrypted, core.Void) else encrypted.native
+        entries: list[_Entry] = []
+        others: list[Recipient] = []
+        for recipient_info in body["recipient_infos"]:
+            _collect(recipient_info, entries, others)
+        return _Envelope(
+            content_type,
+            algorithm["algorithm"].dotted,
+            algorithm,
+            eci["content_type"].native,
+            tuple(entries),
+            tuple(others),
+            ciphertext,
+            mac,
+            aad,
+        )
+    except PkiError:
+        raise
+    except _PARSE_ERRORS as error:
+        raise MalformedInput(f"Not a valid CMS encrypted message: {error}") from None
+
+
+def _auth_attrs_aad(attributes: core.Asn1Value) -> bytes:
+    """RFC 5083: authenticated attributes are authenticated as a DER SET OF, not as [1]."""
+    if isinstance(attributes, core.Void):
+        return b""
+    return attributes.untag().dump()
+
+
+def _collect(recipient_info: cms.RecipientInfo, entries: list[_Entry], others: list) -> None:
+    kind = recipient_info.name
+    info = recipient_info.chosen
+    if kind == "ktri":
+        algorithm = info["key_encryption_algorithm"]["algorithm"]
+        rid = info["rid"]
+        if rid.name == "issuer_and_serial_number":
+            identifier = RecipientId.from_issuer_and_serial(rid.chosen)
+        else:
+            identifier = RecipientId(ski=rid.chosen.native)
+        recipient = Recipient(kind, identifier, _algorithm_name(algorithm))
+        entries.append(_Entry(recipient, info, info["encrypted_key"].native, algorithm.dotted))
+    elif kind == "kari":
+        algorithm = info["key_encryption_algorithm"]["algorithm"]
+        for encrypted_key in info["recipient_encrypted_keys"]:
+            rid = encrypted_key["rid"]
+            if rid.name == "issuer_and_serial_number":
+                identifier = RecipientId.from_issuer_and_serial(rid.chosen)
+            else:
+                identifier = RecipientId(ski=rid.chosen["subject_key_identifier"].native)
+            recipient = Recipient(kind, identifier, _algorithm_name(algorithm))
+            entries.append(
+                _Entry(recipient, info, encrypted_key["encrypted_key"].native, algorithm.dotted)
+            )
+    else:
+        others.append(Recipient(kind, None, "unknown"))
+
+
+def _algorithm_name(oid: core.ObjectIdentifier) -> str:
+    """asn1crypto's name for a registered OID (rsaes_oaep, ...), else the dotted OID."""
+    return oid.native
