@@ -1,0 +1,297 @@
+"""CMS SignedData (RFC 5652, RFC 8551): making signatures, and the two edits a signature may
+receive afterwards (an unsigned attribute, such as an RFC 3161 token) with what it hashes.
+
+Content is bytes the caller has already canonicalised (the MIME layer turns text into CRLF);
+this module never touches line endings. Verification lives in verify.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from asn1crypto import cms, core, tsp
+from asn1crypto import x509 as asn1_x509
+
+from shared_pki import oids as _oids  # noqa: F401  registrations asn1crypto lacks
+from shared_pki.cms import capabilities as caps
+from shared_pki.cms import digests, signatures
+from shared_pki.errors import MalformedInput, SigningError
+from shared_pki.keys import Certificate, Credential
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+def sign(
+    content: bytes,
+    signer: Credential | Sequence[Credential],
+    *,
+    digest: str = "sha256",
+    pss: bool = False,
+    detached: bool = True,
+    signing_time: datetime.datetime | None = None,
+    extra_certs: Sequence[Certificate] = (),
+    capabilities: tuple[caps.Capability, ...] | None = None,
+    use_ski: bool = False,
+    content_type: str = OID_DATA,
+) -> bytes:
+    """DER ContentInfo(SignedData) over content, by one signer or several (in the order given).
+
+    pss selects RSASSA-PSS for RSA keys; use_ski identifies signers by subjectKeyIdentifier
+    (SignerInfo v3) instead of issuer-and-serial. capabilities=() leaves SMIMECapabilities out.
+    """
+    signers = [signer] if isinstance(signer, Credential) else list(signer)
+    if not signers:
+        raise SigningError("No signer given.")
+    algorithm = digests.by_name(digest)
+    when = signing_time or datetime.datetime.now(datetime.UTC)
+    infos = [
+        _signer_info(content, one, algorithm, pss, when, capabilities, use_ski, content_type)
+        for one in signers
+    ]
+    certificates = _unique(
+        [cert for one in signers for cert in (one.certificate, *one.chain)] + list(extra_certs)
+    )
+    encap: dict = {"content_type": content_type}
+    if not detached:
+        encap["content"] = content
+    v3 = use_ski or content_type != OID_DATA
+    signed_data = cms.SignedData(
+        {
+            "version": "v3" if v3 else "v1",
+            "digest_algorithms": [{"algorithm": algorithm.oid}],
+            "encap_content_info": encap,
+            "certificates": certificates,
+            "signer_infos": _set_in_order(cms.SignerInfos, infos),
+        }
+    )
+    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+def _signer_info(
+    content: bytes,
+    credential: Credential,
+    algorithm: digests.DigestAlgorithm,
+    pss: bool,
+    when: datetime.datetime,
+    capabilities: tuple[caps.Capability, ...] | None,
+    use_ski: bool,
+    content_type: str,
+) -> cms.SignerInfo:
+    cert = credential.certificate
+    scheme = signatures.for_signing(credential.key, "rsassa_pss" if pss else None)
+    attributes = [
+        _attribute("content_type", content_type),
+        _attribute("signing_time", _time(when)),
+        _attribute("message_digest", algorithm.compute(content)),
+        _attribute("signing_certificate_v2", _ess_cert_id_v2(cert)),
+    ]
+    if capabilities != ():
+        advertised = caps.encode(capabilities) if capabilities else caps.encode()
+        attributes.append(_attribute("smime_capabilities", advertised))
+    signed_attrs = cms.CMSAttributes(attributes)
+    to_sign = signed_attrs.dump()  # a SET OF (0x31), sorted as DER requires
+    identifier = scheme.algorithm_identifier(algorithm)
+    try:
+        signature = scheme.sign(credential.key, to_sign, algorithm)
+    except (ValueError, TypeError) as error:
+        raise SigningError(f"The key cannot make this signature: {error}") from None
+    # A key that does not belong to the certificate would make a signature nobody can verify.
+    if not signatures.verify_with(
+        identifier["algorithm"].dotted,
+        identifier["parameters"],
+        cert.public_key,
+        signature,
+        to_sign,
+        algorithm,
+    ):
+        raise SigningError("The private key does not match the signer's certificate.")
+    return cms.SignerInfo(
+        {
+            "version": "v3" if use_ski else "v1",
+            "sid": _sid(cert, use_ski),
+            "digest_algorithm": {"algorithm": algorithm.oid},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": identifier,
+            "signature": signature,
+        }
+    )
+
+
+def _attribute(name: str, value: object) -> dict:
+    return {"type": name, "values": [value]}
+
+
+def _time(when: datetime.datetime) -> cms.Time:
+    """UTCTime for 1950-2049, GeneralizedTime otherwise (RFC 5652 section 11.3)."""
+    if when.tzinfo is None:
+        raise SigningError("signing_time must be timezone-aware.")
+    when = when.astimezone(datetime.UTC).replace(microsecond=0)
+    kind = "utc_time" if 1950 <= when.year <= 2049 else "generalized_time"
+    return cms.Time({kind: when})
+
+
+def _ess_cert_id_v2(cert: Certificate) -> tsp.SigningCertificateV2:
+    """RFC 5035 ESSCertIDv2: SHA-256 (the default, so omitted) of the cert, and issuerSerial."""
+    return tsp.SigningCertificateV2(
+        {
+            "certs": [
+                {
+                    "cert_hash": digests.SHA256.compute(cert.dump()),
+                    "issuer_serial": {
+                        "issuer": [asn1_x509.GeneralName({"directory_name": cert.issuer})],
+                        "serial_number": cert.serial_number,
+                    },
+                }
+            ]
+        }
+    )
+
+
+def _sid(cert: Certificate, use_ski: bool) -> cms.SignerIdentifier:
+    if use_ski:
+        if cert.key_identifier is None:
+            raise SigningError("The signer's certificate has no subjectKeyIdentifier.")
+        return cms.SignerIdentifier({"subject_key_identifier": cert.key_identifier})
+    return cms.SignerIdentifier(
+        {
+            "issuer_and_serial_number": {
+                "issuer": cert.issuer,
+                "serial_number": cert.serial_number,
+            }
+        }
+    )
+
+
+def _unique(certs: list[Certificate]) -> list[Certificate]:
+    seen: set[bytes] = set()
+    result = []
+    for cert in certs:
+        der = cert.dump()
+        if der not in seen:
+            seen.add(der)
+            result.append(cert)
+    return result
+
+
+def _set_in_order(cls: type[core.SetOf], items: Sequence[core.Asn1Value]) -> core.SetOf:
+    """A SET OF kept in the given order, so that signer indexes stay stable across edits
+    (asn1crypto would sort it; verifiers accept any order)."""
+    body = b"".join(item.dump() for item in items)
+    return cls.load(b"\x31" + _der_length(len(body)) + body)
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+# ---- parsing and post-signing edits ---------------------------------------------------------
+
+
+def load_signed_data(der: bytes) -> cms.SignedData:
+    """ContentInfo(SignedData) fully parsed; anything else is MalformedInput."""
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise MalformedInput("SignedData must be bytes.")
+    try:
+        info = cms.ContentInfo.load(bytes(der), strict=True)
+        if info["content_type"].dotted != OID_SIGNED_DATA:
+            raise MalformedInput(f"Not CMS SignedData but {info['content_type'].dotted}.")
+        signed_data = info["content"]
+        _touch(signed_data)
+    except MalformedInput:
+        raise
+    except _PARSE_ERRORS as error:
+        raise MalformedInput(f"SignedData does not parse: {error}") from None
+    version = signed_data["version"].native
+    if version not in ("v1", "v3", "v4", "v5"):
+        raise MalformedInput(f"SignedData version {version} is not one RFC 5652 defines.")
+    if len(signed_data["signer_infos"]) == 0:
+        raise MalformedInput("SignedData without any SignerInfo.")
+    for info in signed_data["signer_infos"]:
+        sid_kind = info["sid"].name
+        expected = "v1" if sid_kind == "issuer_and_serial_number" else "v3"
+        if info["version"].native != expected:
+            raise MalformedInput(
+                f"SignerInfo version {info['version'].native} does not fit a {sid_kind} sid."
+            )
+    return signed_data
+
+
+def _touch(signed_data: cms.SignedData) -> None:
+    """Parse every field verification reads, so bad bytes fail here and not later.
+
+    Not `.native` on the whole: attribute values of type ANY (SMIMECapabilities parameters)
+    would be parsed as generic SEQUENCEs and fail on valid input.
+    """
+    for name in ("version", "digest_algorithms", "encap_content_info"):
+        signed_data[name].native  # noqa: B018
+    for choice in signed_data["certificates"] or ():
+        if choice.name == "certificate":
+            choice.chosen.native  # noqa: B018
+    for info in signed_data["signer_infos"]:
+        for name in ("version", "sid", "digest_algorithm", "signature_algorithm", "signature"):
+            info[name].native  # noqa: B018
+        for name in ("signed_attrs", "unsigned_attrs"):
+            for attribute in info[name] or ():
+                attribute["type"].native  # noqa: B018
+                len(attribute["values"])
+
+
+def signer_info(signed_data_der: bytes, signer_index: int) -> cms.SignerInfo:
+    """One SignerInfo by its position in the message."""
+    infos = load_signed_data(signed_data_der)["signer_infos"]
+    if not 0 <= signer_index < len(infos):
+        raise IndexError(f"No signer {signer_index}; the message has {len(infos)}.")
+    return infos[signer_index]
+
+
+def signature_value(signed_data_der: bytes, signer_index: int = 0) -> bytes:
+    """The signature octets of one signer: what an RFC 3161 messageImprint hashes."""
+    return signer_info(signed_data_der, signer_index)["signature"].native
+
+
+def add_unsigned_attribute(
+    signed_data_der: bytes, signer_index: int, attr_type: str, value_der: bytes
+) -> bytes:
+    """The same SignedData with one more unsigned attribute value on one signer.
+
+    attr_type is a dotted OID or an asn1crypto name ('signature_time_stamp_token'); a value of
+    a type already present joins that attribute's values. Everything signed stays byte for
+    byte as it was, and signer positions do not move.
+    """
+    signed_data = load_signed_data(signed_data_der)
+    infos = list(signed_data["signer_infos"])
+    if not 0 <= signer_index < len(infos):
+        raise IndexError(f"No signer {signer_index}; the message has {len(infos)}.")
+    try:
+        type_id = cms.CMSAttributeType(attr_type)
+        name = type_id.native
+        spec = cms.CMSAttribute._oid_specs.get(name, cms.SetOfAny)
+        # strict: one whole TLV of the attribute's type. Deeper checks are the reader's job
+        # (`.native` would misparse ANY-typed fields such as SMIMECapabilities parameters).
+        value = spec._child_spec.load(value_der, strict=True)
+    except _PARSE_ERRORS as error:
+        raise MalformedInput(f"Unsigned attribute {attr_type} does not parse: {error}") from None
+    info = infos[signer_index]
+    present = not isinstance(info["unsigned_attrs"], core.Void)
+    existing = list(info["unsigned_attrs"]) if present else []
+    attributes = []
+    added = False
+    for attribute in existing:
+        if attribute["type"].dotted == type_id.dotted and not added:
+            values = [*attribute["values"], value]
+            attributes.append(cms.CMSAttribute({"type": type_id.dotted, "values": values}))
+            added = True
+        else:
+            attributes.append(attribute)
+    if not added:
+        attributes.append(cms.CMSAttribute({"type": type_id.dotted, "values": [value]}))
+    info["unsigned_attrs"] = cms.CMSAttributes(attributes)
+    infos[signer_index] = info
+    signed_data["signer_infos"] = _set_in_order(cms.SignerInfos, infos)
+    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
