@@ -203,7 +203,7 @@ def decrypt(der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes
         (entry, key)
         for entry in envelope.entries
         for certificate, key in keys
-        if entry.recipient.rid is not None and entry.recipient.rid.matches(certificate)
+        if _matches(entry.recipient.rid, certificate)
     ]
     if not candidates:
         present = "; ".join(_name(r) for r in _all_recipients(envelope)) or "none"
@@ -228,6 +228,14 @@ def decrypt(der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes
             if isinstance(failure, kind):
                 raise failure
     raise failures[0]
+
+
+def _matches(rid: RecipientId | None, certificate: Certificate) -> bool:
+    """rid names certificate; a certificate too broken to compare names nothing."""
+    try:
+        return rid is not None and rid.matches(certificate)
+    except _PARSE_ERRORS:
+        return False
 
 
 def inspect(der: bytes) -> EnvelopeInfo:
