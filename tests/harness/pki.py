@@ -128,8 +128,8 @@ class Authority(Party):
             .issuer_name(self.cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - datetime.timedelta(days=1))
-            .not_valid_after(NOW + datetime.timedelta(days=days))
+            .not_valid_before(not_before or NOW - datetime.timedelta(days=1))
+            .not_valid_after(not_after or NOW + datetime.timedelta(days=days))
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     self.key.public_key()  # type: ignore[attr-defined]
@@ -167,11 +167,9 @@ class Authority(Party):
     ) -> Party:
         """An S/MIME end-entity certificate for address (key_usage: dual, sign or encrypt)."""
         key = new_key(key_type)
-        builder = self._builder(_name(address, address), key.public_key(), 365)
-        if not_before or not_after:
-            builder = builder.not_valid_before(
-                not_before or NOW - datetime.timedelta(days=1)
-            ).not_valid_after(not_after or NOW + datetime.timedelta(days=365))
+        builder = self._builder(
+            _name(address, address), key.public_key(), 365, not_before, not_after
+        )
         builder = builder.add_extension(
             x509.BasicConstraints(ca=False, path_length=None), critical=True
         ).add_extension(_end_entity_usage(key, key_usage), critical=True)
