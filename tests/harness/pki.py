@@ -120,7 +120,12 @@ class Authority(Party):
     """A CA that issues intermediates and S/MIME certificates."""
 
     def _builder(
-        self, subject: x509.Name, public_key: object, days: int
+        self,
+        subject: x509.Name,
+        public_key: object,
+        days: int,
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
     ) -> x509.CertificateBuilder:
         return (
             x509.CertificateBuilder()
