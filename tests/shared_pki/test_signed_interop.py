@@ -211,6 +211,17 @@ def test_we_verify_openssl_signature_without_signed_attributes(files, key_type):
 
 
 @needs_openssl
+@pytest.mark.parametrize("detached", [True, False], ids=["detached", "nodetach"])
+def test_we_verify_openssl_streamed_ber_signature(files, detached):
+    """-stream writes indefinite-length BER, as streaming mail clients do."""
+    der = openssl_sign(files, "p256", "sha256", "-stream", *([] if detached else ["-nodetach"]))
+    assert der[1] == 0x80  # indefinite length
+    result = verify(der, content=CONTENT if detached else None, trust_anchors=[root().asn1])
+    assert result.valid, result.summary
+    assert result.content == CONTENT
+
+
+@needs_openssl
 def test_we_verify_openssl_rsa_signature_with_bare_rsa_encryption_oid(files):
     der = openssl_sign(files, "rsa2048", "sha256")
     info = cms.ContentInfo.load(der)["content"]["signer_infos"][0]
