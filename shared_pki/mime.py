@@ -1,0 +1,938 @@
+"""S/MIME (RFC 8551) MIME wrapping and unwrapping: pure functions, bytes in, bytes out, no crypto.
+
+The CMS blobs come in and go out as DER; the caller signs, verifies, encrypts and decrypts.
+What matters here is byte stability: the bytes that get signed are exactly the bytes that travel
+inside multipart/signed, and the bytes a verifier hashes are cut from the wire (RFC 1847), never
+regenerated. That is why received MIME is split at the byte level and the stdlib `email` package
+is used only where it cannot change anything that is signed: to read header parameters (RFC 2231
+included) and to build fresh entities from a webmail compose.
+
+Traps of the `email` package this module avoids (see the tests):
+- regenerating a parsed message (BytesGenerator) refolds headers and may change line ends, so
+  a signed first part must never go through it;
+- its quoted-printable encoder protects trailing whitespace but not lines starting with "From ",
+  which mbox-style relays rewrite to ">From "; text is encoded here by `_qp_encode` instead;
+- compat32 get_content_type() falls back to text/plain for a malformed Content-Type, so a
+  missing type and a broken one are told apart by looking at the field itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.generator import BytesGenerator
+from email.message import Message, MIMEPart
+from email.parser import BytesParser
+from io import BytesIO
+from typing import Literal
+
+from shared_pki.errors import MalformedInput, PkiError, UnsupportedAlgorithm
+
+__all__ = [
+    "MICALG_BY_DIGEST",
+    "SmimeKind",
+    "SmimeLayer",
+    "build_entity",
+    "canonicalize",
+    "digest_for_micalg",
+    "micalg_for",
+    "prepare_for_signing",
+    "register_micalg",
+    "split_headers",
+    "unwrap",
+    "with_outer_headers",
+    "wrap_multipart_signed",
+    "wrap_pkcs7_mime",
+]
+
+CRLF = b"\r\n"
+
+# RFC 8551 section 3.5.3.1 micalg values, keyed by asn1crypto / hashlib digest names.
+# SM3 (its own issue) plugs in with register_micalg("sm3", "sm3").
+MICALG_BY_DIGEST: dict[str, str] = {
+    "md5": "md5",
+    "sha1": "sha-1",
+    "sha224": "sha-224",
+    "sha256": "sha-256",
+    "sha384": "sha-384",
+    "sha512": "sha-512",
+}
+# Names older agents wrote (RFC 3851 and before); accepted on input, never written.
+_LEGACY_MICALG = {name: name for name in ("sha1", "sha224", "sha256", "sha384", "sha512")}
+
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+_OID_COMPRESSED_DATA = "1.2.840.113549.1.9.16.1.9"
+_OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+
+SmimeKind = Literal["enveloped", "auth_enveloped", "signed_opaque", "multipart_signed", "plain"]
+_KIND_BY_OID: dict[str, SmimeKind] = {
+    _OID_ENVELOPED_DATA: "enveloped",
+    _OID_AUTH_ENVELOPED_DATA: "auth_enveloped",
+    _OID_SIGNED_DATA: "signed_opaque",
+}
+# smime-type parameter (RFC 8551 3.2.2, RFC 5083, RFC 3274) -> CMS content type it labels.
+_SMIME_TYPES = {
+    "enveloped-data": ("enveloped-data", _OID_ENVELOPED_DATA),
+    "authenveloped-data": ("authEnveloped-data", _OID_AUTH_ENVELOPED_DATA),
+    "signed-data": ("signed-data", _OID_SIGNED_DATA),
+    "certs-only": ("certs-only", _OID_SIGNED_DATA),
+    "compressed-data": ("compressed-data", _OID_COMPRESSED_DATA),
+}
+_PKCS7_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_PKCS7_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_P7M_SUFFIXES = (".p7m", ".p7c", ".p7z")
+
+_MAX_DEPTH = 32  # nested multiparts in prepare_for_signing; deeper is an attack, not mail
+_BUILD_POLICY = email_policy.SMTP  # CRLF line ends, 78-column header folding, no From mangling
+
+
+# --------------------------------------------------------------------------- micalg table
+
+
+def register_micalg(digest: str, micalg: str) -> None:
+    """Teach the table a new digest (SM3 lives in its own module and calls this)."""
+    MICALG_BY_DIGEST[digest.lower()] = micalg.lower()
+
+
+def micalg_for(digest: str) -> str:
+    """The micalg parameter value for a digest name ("sha256" -> "sha-256"); a micalg value
+    passes through, so callers may hand either."""
+    name = digest.strip().lower()
+    if name in MICALG_BY_DIGEST:
+        return MICALG_BY_DIGEST[name]
+    if name in MICALG_BY_DIGEST.values():
+        return name
+    raise UnsupportedAlgorithm(f"no micalg value is known for digest {digest!r}")
+
+
+def digest_for_micalg(micalg: str) -> str:
+    """The digest name for a micalg value, accepting the pre-RFC 5751 spellings ("sha1")."""
+    name = micalg.strip().lower()
+    for digest, value in MICALG_BY_DIGEST.items():
+        if value == name:
+            return digest
+    if name in _LEGACY_MICALG:
+        return _LEGACY_MICALG[name]
+    raise UnsupportedAlgorithm(f"unknown micalg {micalg!r}")
+
+
+# --------------------------------------------------------------------------- canonical form
+
+_EOL = re.compile(rb"\r?\n")
+
+
+def canonicalize(entity: bytes) -> bytes:
+    """CRLF line ends everywhere (RFC 8551 3.1.1): the form that is hashed and transmitted.
+
+    A CR not followed by LF is content, not a line end, and is left alone; prepare_for_signing
+    encodes it. Already-canonical input is returned unchanged (same bytes)."""
+    _require_bytes(entity, "entity")
+    if entity.count(b"\n") == entity.count(CRLF):
+        return entity
+    return entity.replace(CRLF, b"\n").replace(b"\n", CRLF)  # = re.sub(rb"\r?\n"), 10x faster
+
+
+def _needs_protection(text: bytes) -> bool:
+    """Would a 7-bit relay or an mbox-style gateway change this canonical 7bit/8bit body?
+    8-bit or NUL bytes, a bare CR, trailing whitespace (stripped by some relays), a line
+    starting "From " (rewritten to ">From "), a line over RFC 5322's 998 characters.
+    Plain bytes methods, not one regex: this runs over multi-megabyte bodies."""
+    return (
+        not text.isascii()
+        or b"\x00" in text
+        or text.count(b"\r") != text.count(CRLF)
+        or b" \r\n" in text
+        or b"\t\r\n" in text
+        or text.endswith((b" ", b"\t"))
+        or text.startswith(b"From ")
+        or b"\nFrom " in text
+        or max(map(len, text.split(CRLF))) > 998
+    )
+
+
+def prepare_for_signing(entity: bytes) -> bytes:
+    """Make a MIME entity safe to sign (RFC 8551 3.1): every leaf body that is 8-bit, binary,
+    has trailing whitespace, "From " lines or overlong lines gets quoted-printable (text) or
+    base64 (everything else), so no relay can change a signed byte. Leaves that are already
+    safe, and all header fields, keep their bytes; the result is canonical (CRLF).
+
+    Returns the exact bytes to sign and to pass to wrap_multipart_signed."""
+    _require_bytes(entity, "entity")
+    if not entity.strip():
+        raise MalformedInput("empty entity")
+    with _malformed_guard("entity"):
+        return _prepare(entity, 0)
+
+
+def _prepare(entity: bytes, depth: int) -> bytes:
+    if depth > _MAX_DEPTH:
+        raise MalformedInput(f"MIME nesting deeper than {_MAX_DEPTH} levels")
+    head, body = _split_entity(entity)
+    fields = _parse_fields(head)
+    info = _content_info(fields)
+    cte = _field_value(fields, "content-transfer-encoding").strip().lower()
+
+    if info.maintype == "multipart":
+        boundary = info.require_boundary()
+        mp = _split_multipart(body, boundary)
+        if not mp.closed:
+            raise MalformedInput(f"{info.ctype} has no closing boundary (truncated?)")
+        pieces = [canonicalize(mp.preamble)]
+        for delimiter, part in zip(mp.delimiters, mp.parts, strict=False):
+            pieces += [canonicalize(delimiter), _prepare(part, depth + 1)]
+        pieces += [canonicalize(mp.delimiters[-1]), canonicalize(mp.epilogue)]
+        new_cte = "7bit" if cte in ("8bit", "binary") else None
+        return _join_entity(fields, b"".join(pieces), new_cte)
+
+    if info.ctype in ("message/rfc822", "message/global") and cte in ("", "7bit", "8bit"):
+        inner = _prepare(body, depth + 1) if body.strip() else canonicalize(body)
+        return _join_entity(fields, inner, "7bit" if cte == "8bit" else None)
+
+    if cte in ("base64", "quoted-printable"):
+        return _join_entity(fields, canonicalize(body), None)
+    if cte not in ("", "7bit", "8bit", "binary"):
+        # An x-token encoding (x-uuencode...): we cannot re-encode what we cannot decode.
+        return _join_entity(fields, canonicalize(body), None)
+
+    if cte == "binary":
+        return _join_entity(fields, _b64_lines(body), "base64")
+    text = canonicalize(body)
+    if not _needs_protection(text):
+        return _join_entity(fields, text, "7bit" if cte == "8bit" else None)
+    if info.maintype == "text":
+        return _join_entity(fields, _qp_encode(text), "quoted-printable")
+    return _join_entity(fields, _b64_lines(text), "base64")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_entity(
+    body_text: str | None,
+    html: str | None = None,
+    attachments: Iterable[tuple[str, str, bytes]] = (),
+) -> bytes:
+    """The inner MIME entity a webmail compose produces, ready to sign as is: text/plain (or
+    text/html), multipart/alternative when both, inside multipart/mixed with attachments.
+    UTF-8 text, RFC 2231 filenames, 7-bit transfer encodings, CRLF, no MIME-Version (that goes
+    on the outer message). Deterministic: the same input gives the same bytes (boundaries are
+    derived from the content rather than random)."""
+    attachments = list(attachments)
+    for text in (body_text, html):
+        if text is not None and not isinstance(text, str):
+            raise TypeError("body_text and html must be str or None")
+    for item in attachments:
+        if not (
+            isinstance(item[0], str) and isinstance(item[1], str) and isinstance(item[2], bytes)
+        ):
+            raise TypeError("attachments are (filename: str, content_type: str, data: bytes)")
+    with _malformed_guard("attachment"):  # e.g. a filename with a line break in it
+        bodies = [
+            _text_part(text, subtype)
+            for text, subtype in ((body_text, "plain"), (html, "html"))
+            if text is not None
+        ]
+        if not bodies and not attachments:
+            bodies = [_text_part("", "plain")]
+        parts = [_multipart("alternative", bodies)] if len(bodies) == 2 else bodies
+        if attachments:
+            files = [_attachment_part(*item) for item in attachments]
+            parts = [_multipart("mixed", parts + files)]
+        return _flatten(parts[0])
+
+
+def _flatten(root: MIMEPart) -> bytes:
+    """Generate with boundaries derived from the leaves; retried with another salt in the
+    (astronomically unlikely) case a boundary occurs in the content."""
+    leaves = b"".join(
+        bytes(part.get_payload(), "ascii", "surrogateescape")
+        for part in root.walk()
+        if not part.is_multipart()
+    )
+    multiparts = [part for part in root.walk() if part.is_multipart()]
+    for salt in range(100):
+        digest = hashlib.sha256(b"%d:" % salt + leaves).hexdigest()
+        for index, part in enumerate(multiparts):
+            part.set_boundary(f"=_autosmime_{index}_{digest[:32]}")
+        if not any(p.get_boundary().encode("ascii") in leaves for p in multiparts):
+            break
+    out = BytesIO()
+    BytesGenerator(out, policy=_BUILD_POLICY, mangle_from_=False).flatten(root)
+    return canonicalize(out.getvalue())
+
+
+def _text_part(text: str, subtype: str) -> MIMEPart:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    if lines and not lines.endswith("\n"):
+        lines += "\n"
+    data = lines.encode("utf-8").replace(b"\n", CRLF)
+    part = MIMEPart(policy=_BUILD_POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    if _needs_protection(data):
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        data = _qp_encode(data)
+    else:
+        part["Content-Transfer-Encoding"] = "7bit"
+    # Pre-encoded ASCII: the generator writes it as is (email's own QP would leave "From ").
+    part.set_payload(data.decode("ascii"))
+    return part
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _attachment_part(filename: str, content_type: str, data: bytes) -> MIMEPart:
+    maintype, _, subtype = content_type.split(";", 1)[0].strip().lower().partition("/")
+    if not (_TOKEN.fullmatch(maintype) and _TOKEN.fullmatch(subtype)):
+        raise MalformedInput(f"attachment content type {content_type!r} is not type/subtype")
+    if maintype in ("multipart", "message"):
+        # RFC 2046 forbids base64 on these; a forwarded mail goes as application/octet-stream
+        # or is built by the caller.
+        raise MalformedInput(f"attachment of type {maintype}/{subtype} cannot be base64 encoded")
+    part = MIMEPart(policy=_BUILD_POLICY)
+    part.set_content(
+        data,
+        maintype,
+        subtype,
+        cte="base64",
+        disposition="attachment",
+        filename=filename,
+    )
+    return part
+
+
+def _multipart(subtype: str, children: list[MIMEPart]) -> MIMEPart:
+    part = MIMEPart(policy=_BUILD_POLICY)
+    part["Content-Type"] = f"multipart/{subtype}"
+    for child in children:
+        part.attach(child)
+    return part
+
+
+# --------------------------------------------------------------------------- header split
+
+
+def split_headers(message: bytes) -> tuple[bytes, bytes]:
+    """Separate a message into its RFC 5322 header fields (From, To, Subject, Date...) and the
+    MIME entity (Content-* and MIME-Version fields plus the body), so the entity can be signed
+    or encrypted and the outer fields put back around the result.
+
+    Outer fields keep their bytes (folding and RFC 2047 words included; line ends become
+    CRLF); the entity keeps its bytes exactly, so binary parts survive until
+    prepare_for_signing encodes them. An mbox "From " separator line is dropped."""
+    _require_bytes(message, "message")
+    with _malformed_guard("message"):
+        if message.startswith(b"From ") and not _FIELD_START.match(message):
+            message = message.split(b"\n", 1)[1] if b"\n" in message else b""
+        head, body = _split_entity(message)
+        fields = _parse_fields(head)
+        outer = b"".join(f.raw for f in fields if not f.is_content)
+        content = b"".join(f.raw for f in fields if f.is_content)
+        return outer, content + CRLF + body
+
+
+# --------------------------------------------------------------------------- wrapping
+
+
+def wrap_multipart_signed(entity: bytes, signature_der: bytes, micalg: str) -> bytes:
+    """RFC 8551 3.5.3 multipart/signed around `entity`, whose bytes stay exactly as given (they
+    are what was signed). `micalg` is an RFC 8551 value ("sha-256") or a digest name
+    ("sha256"). The entity must be canonical (CRLF): a bare LF would be changed on the way and
+    break the signature, so it is refused rather than silently fixed."""
+    _require_bytes(entity, "entity")
+    _require_bytes(signature_der, "signature_der")
+    if not entity:
+        raise MalformedInput("cannot sign an empty entity")
+    if canonicalize(entity) != entity:
+        raise MalformedInput("entity is not canonical (bare LF); pass it through canonicalize()")
+    oid = _sniff_cms(signature_der, "signature")
+    if oid != _OID_SIGNED_DATA:
+        raise MalformedInput(f"signature is a CMS {oid}, not SignedData")
+    boundary = _new_boundary(entity, signature_der)
+    head = (
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+        b" micalg=" + micalg_for(micalg).encode("ascii") + b'; boundary="' + boundary + b'"\r\n'
+    )
+    signature_part = (
+        b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename=smime.p7s\r\n"
+        b"Content-Description: S/MIME Cryptographic Signature\r\n"
+        b"\r\n" + _b64_lines(signature_der)
+    )
+    delimiter = b"\r\n--" + boundary + CRLF
+    return (
+        head
+        + CRLF
+        + b"This is an S/MIME signed message\r\n"
+        + delimiter
+        + entity
+        + delimiter
+        + signature_part
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+
+
+def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+    """RFC 8551 3.2 application/pkcs7-mime entity for a CMS ContentInfo. `smime_type` is
+    enveloped-data, authEnveloped-data, signed-data (or certs-only, compressed-data) and must
+    agree with the content type inside the DER: a mislabelled message is a bug here, not
+    something a receiver should have to guess around."""
+    _require_bytes(der, "der")
+    try:
+        label, expected = _SMIME_TYPES[smime_type.strip().lower()]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unknown smime-type {smime_type!r}") from None
+    oid = _sniff_cms(der, "CMS content")
+    if oid != expected:
+        raise MalformedInput(f"smime-type {label} does not match the CMS content type {oid}")
+    return (
+        b"Content-Type: application/pkcs7-mime; smime-type="
+        + label.encode("ascii")
+        + b";\r\n name=smime.p7m\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename=smime.p7m\r\n"
+        b"\r\n" + _b64_lines(der) + CRLF
+    )
+
+
+HeaderInput = bytes | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
+    """A complete RFC 5322 message: the outer fields, MIME-Version: 1.0, then `entity` byte for
+    byte. `headers` is the block split_headers returned (kept byte for byte), or name/value
+    pairs; ASCII values (RFC 2047 encoded words included) are written exactly as given,
+    non-ASCII values are RFC 2047 encoded. Content-* fields belong to the entity and are
+    refused here; a MIME-Version among them is replaced by ours."""
+    _require_bytes(entity, "entity")
+    with _malformed_guard("headers"):
+        if isinstance(headers, bytes):
+            fields = _parse_fields(headers)
+            lines = [f.raw for f in fields if f.name != "mime-version"]
+            names = [f.name for f in fields]
+        else:
+            items = headers.items() if isinstance(headers, Mapping) else headers
+            lines, names = [], []
+            for name, value in items:
+                if name.strip().lower() != "mime-version":
+                    lines.append(_header_line(name, value))
+                names.append(name.strip().lower())
+        for name in names:
+            if name.startswith("content-"):
+                raise MalformedInput(f"{name} is a content field; it belongs in the entity")
+        entity_head, _ = _split_entity(entity)
+        has_version = any(f.name == "mime-version" for f in _parse_fields(entity_head))
+    version = b"" if has_version else b"MIME-Version: 1.0\r\n"
+    return b"".join(lines) + version + entity
+
+
+_FIELD_NAME_STR = re.compile(r"[!-9;-~]+")
+
+
+def _header_line(name: str, value: str) -> bytes:
+    if not _FIELD_NAME_STR.fullmatch(name):
+        raise MalformedInput(f"invalid header field name {name!r}")
+    if value.isascii():
+        # Folding the caller did is kept; any other CR or LF would inject a field.
+        folded = re.sub(r"\r?\n(?=[ \t])", "\r\n", value)
+        if re.search(r"\r(?!\n[ \t])|(?<!\r)\n", folded):
+            raise MalformedInput(f"header {name} contains a line break that is not folding")
+        return f"{name}: {folded}\r\n".encode("ascii")
+    if "\r" in value or "\n" in value:
+        raise MalformedInput(f"header {name} contains a line break")
+    header = _BUILD_POLICY.header_factory(name, value)
+    return canonicalize(header.fold(policy=_BUILD_POLICY).encode("ascii"))
+
+
+# --------------------------------------------------------------------------- unwrapping
+
+
+@dataclass(frozen=True)
+class SmimeLayer:
+    """One S/MIME layer of a message; a caller peels layers by calling unwrap again on the
+    decrypted content or on `content` of a multipart/signed.
+
+    kind: enveloped | auth_enveloped | signed_opaque (decided from the CMS content type in the
+    DER, not from labels) | multipart_signed | plain.
+    outer_headers: the RFC 5322 fields around the entity (CRLF), empty for an inner entity.
+    entity: this layer's MIME entity (content fields and body), canonical.
+    der: the CMS ContentInfo of an application/pkcs7-mime layer.
+    content: the first part of multipart/signed exactly as on the wire (what was signed).
+    signature: the detached SignedData of multipart/signed.
+    micalg, protocol: multipart/signed parameters, lowercased (micalg may be None).
+    smime_type: the smime-type parameter as declared (None when absent).
+    cms_content_type: dotted OID sniffed from `der` or `signature`."""
+
+    kind: SmimeKind
+    outer_headers: bytes
+    entity: bytes
+    content_type: str
+    der: bytes | None = None
+    content: bytes | None = None
+    signature: bytes | None = None
+    micalg: str | None = None
+    protocol: str | None = None
+    smime_type: str | None = None
+    cms_content_type: str | None = None
+
+
+def unwrap(message: bytes) -> SmimeLayer:
+    """Classify a message or entity and take one S/MIME layer off it. Accepts LF-only input
+    (canonicalized first), application/pkcs7-* and the old application/x-pkcs7-* types,
+    base64 with or without line breaks, and application/octet-stream named *.p7m.
+
+    Raises MalformedInput for input that is not MIME or a broken S/MIME structure, and
+    UnsupportedAlgorithm for compressed-data (RFC 3274)."""
+    _require_bytes(message, "message")
+    with _malformed_guard("message"):
+        return _unwrap(message)
+
+
+def _unwrap(message: bytes) -> SmimeLayer:
+    if not message.strip():
+        raise MalformedInput("empty message")
+    raw_outer, raw_entity = split_headers(message)
+    head, raw_body = _split_entity(raw_entity)
+    fields = _parse_fields(head)
+    info = _content_info(fields)
+    outer = canonicalize(raw_outer)
+    cte = _field_value(fields, "content-transfer-encoding").strip().lower()
+    if info.ctype == "multipart/signed":
+        return _unwrap_multipart_signed(info, canonicalize(raw_entity), outer)
+    entity = canonicalize(raw_entity) if cte != "binary" else raw_entity
+
+    name = (info.param("name") or info.filename or "").strip().lower()
+    if info.ctype in _PKCS7_MIME_TYPES or (
+        info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
+    ):
+        der = _decode_body(raw_body, cte, what=info.ctype)
+        if cte != "base64":
+            der = _trim_line_end(der, info.ctype)
+        oid = _sniff_cms(der, info.ctype)
+        smime_type = info.param("smime-type")
+        if oid == _OID_COMPRESSED_DATA:
+            raise UnsupportedAlgorithm("compressed-data (RFC 3274) is not supported")
+        if oid not in _KIND_BY_OID:
+            raise MalformedInput(f"{info.ctype} carries CMS {oid}, not an S/MIME content type")
+        return SmimeLayer(
+            kind=_KIND_BY_OID[oid],
+            outer_headers=outer,
+            entity=entity,
+            content_type=info.ctype,
+            der=der,
+            smime_type=smime_type.strip() if smime_type else None,
+            cms_content_type=oid,
+        )
+    return SmimeLayer(kind="plain", outer_headers=outer, entity=entity, content_type=info.ctype)
+
+
+def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) -> SmimeLayer:
+    protocol = (info.param("protocol") or "").strip().lower()
+    if not protocol:
+        raise MalformedInput("multipart/signed without a protocol parameter")
+    if protocol not in _PKCS7_SIGNATURE_TYPES:
+        raise MalformedInput(f"multipart/signed protocol {protocol!r} is not S/MIME")
+    boundary = info.require_boundary()
+    _, body = _split_entity(entity)
+    body_offset = len(entity) - len(body)
+    mp = _split_multipart(body, boundary)
+    if not mp.closed:
+        raise MalformedInput("multipart/signed has no closing boundary (truncated?)")
+    if len(mp.parts) != 2:
+        raise MalformedInput(
+            f"multipart/signed has {len(mp.parts)} part(s); RFC 1847 requires exactly two"
+        )
+    start, end = mp.spans[0]
+    content = entity[body_offset + start : body_offset + end]
+
+    sig_head, sig_body = _split_entity(mp.parts[1])
+    sig_fields = _parse_fields(sig_head)
+    sig_info = _content_info(sig_fields)
+    if sig_info.ctype not in _PKCS7_SIGNATURE_TYPES:
+        raise MalformedInput(
+            f"second part of multipart/signed is {sig_info.ctype}, not a signature"
+        )
+    sig_cte = _field_value(sig_fields, "content-transfer-encoding").strip().lower()
+    if sig_cte != "base64":
+        raise MalformedInput(f"signature part is not base64 (transfer encoding {sig_cte!r})")
+    signature = _decode_body(sig_body, "base64", what="signature part")
+    oid = _sniff_cms(signature, "signature part")
+    if oid != _OID_SIGNED_DATA:
+        raise MalformedInput(f"signature part carries CMS {oid}, not SignedData")
+    micalg = info.param("micalg")
+    return SmimeLayer(
+        kind="multipart_signed",
+        outer_headers=outer,
+        entity=entity,
+        content_type=info.ctype,
+        content=content,
+        signature=signature,
+        micalg=micalg.strip().lower() if micalg else None,
+        protocol=protocol,
+        cms_content_type=oid,
+    )
+
+
+# --------------------------------------------------------------------------- raw MIME parsing
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # lowercased field name
+    raw: bytes  # the whole field, folding included, CRLF-terminated
+
+    @property
+    def is_content(self) -> bool:
+        return self.name.startswith("content-") or self.name == "mime-version"
+
+
+_FIELD_START = re.compile(rb"([!-9;-~]+)[ \t]*:")
+
+
+def _split_entity(entity: bytes) -> tuple[bytes, bytes]:
+    """(header block, body) at the first empty line, whatever the line ends."""
+    if entity.startswith(CRLF):
+        return b"", entity[2:]
+    if entity.startswith(b"\n"):
+        return b"", entity[1:]
+    blank = re.search(rb"\n\r?\n", entity)
+    if blank is None:
+        return entity, b""
+    return entity[: blank.start() + 1], entity[blank.end() :]
+
+
+def _parse_fields(head: bytes) -> list[_Field]:
+    """Header fields with their exact bytes (line ends made CRLF); anything that is not a
+    field or a continuation line means this is not MIME."""
+    fields: list[_Field] = []
+    if not head:
+        return fields
+    lines = canonicalize(head).split(CRLF)
+    if lines[-1] == b"":
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise MalformedInput("not MIME: header block starts with a continuation line")
+            fields[-1] = _Field(fields[-1].name, fields[-1].raw + line + CRLF)
+            continue
+        match = _FIELD_START.match(line)
+        if match is None:
+            raise MalformedInput(f"not MIME: header line {number} is not a field: {line[:40]!r}")
+        fields.append(_Field(match.group(1).decode("ascii").lower(), line + CRLF))
+    return fields
+
+
+def _field_value(fields: list[_Field], name: str) -> str:
+    for field in fields:
+        if field.name == name:
+            value = field.raw.split(b":", 1)[1]
+            return _EOL.sub(b"", value).decode("ascii", "replace")
+    return ""
+
+
+def _join_entity(fields: list[_Field], body: bytes, new_cte: str | None) -> bytes:
+    raws = [f.raw for f in fields]
+    if new_cte is not None:
+        raws = [f.raw for f in fields if f.name != "content-transfer-encoding"]
+        raws.append(f"Content-Transfer-Encoding: {new_cte}\r\n".encode("ascii"))
+    return b"".join(raws) + CRLF + body
+
+
+@dataclass(frozen=True)
+class _ContentInfo:
+    """Content-Type of one entity, read with the email package (RFC 2231 parameters)."""
+
+    ctype: str
+    message: Message
+
+    @property
+    def maintype(self) -> str:
+        return self.ctype.split("/", 1)[0]
+
+    def param(self, name: str) -> str | None:
+        value = self.message.get_param(name)
+        if value is None or isinstance(value, str):
+            return value
+        from email.utils import collapse_rfc2231_value
+
+        return str(collapse_rfc2231_value(value))
+
+    @property
+    def filename(self) -> str | None:
+        value = self.message.get_filename()
+        return None if value is None else str(value)
+
+    def require_boundary(self) -> bytes:
+        boundary = self.message.get_boundary()
+        if not boundary:
+            raise MalformedInput(f"{self.ctype} without a boundary parameter")
+        try:
+            return str(boundary).encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedInput(f"{self.ctype} boundary is not ASCII") from None
+
+
+_PARSER = BytesParser(policy=email_policy.compat32)
+
+
+def _content_info(fields: list[_Field]) -> _ContentInfo:
+    content = b"".join(f.raw for f in fields if f.is_content)
+    message = _PARSER.parsebytes(content + CRLF, headersonly=True)
+    raw_type = _field_value(fields, "content-type").split(";", 1)[0].strip()
+    ctype = message.get_content_type()
+    # compat32 turns a malformed type into text/plain; that is what RFC 2045 5.2 says too, but
+    # a multipart or pkcs7 label that failed to parse should not pass as plain text.
+    if ctype != raw_type.lower() and raw_type.lower().startswith(("multipart", "application/")):
+        raise MalformedInput(f"malformed Content-Type {raw_type!r}")
+    return _ContentInfo(ctype, message)
+
+
+@dataclass(frozen=True)
+class _Multipart:
+    preamble: bytes
+    delimiters: list[bytes]  # one before each part, then the close delimiter (if closed)
+    parts: list[bytes]
+    spans: list[tuple[int, int]]  # (start, end) of each part within the body
+    epilogue: bytes
+    closed: bool
+
+
+def _split_multipart(body: bytes, boundary: bytes) -> _Multipart:
+    """RFC 2046 5.1.1 at the byte level: a part is what lies between the line end ending a
+    delimiter line and the line end that starts the next one (RFC 1847: exactly what was
+    signed). Transport padding after a boundary is allowed; a longer line that merely starts
+    with the boundary is content."""
+    delimiters: list[bytes] = []
+    spans: list[tuple[int, int]] = []
+    preamble = body
+    epilogue = b""
+    closed = False
+    start: int | None = None
+    for begin, end, is_close in _delimiters(body, b"--" + boundary):
+        if start is None:
+            preamble = body[:begin]
+        else:
+            spans.append((start, begin))
+        delimiters.append(body[begin:end])
+        if is_close:
+            closed = True
+            epilogue = body[end:]
+            break
+        start = end
+    if not closed and start is not None:
+        spans.append((start, len(body)))  # unterminated last part
+    parts = [body[s:e] for s, e in spans]
+    if not closed:
+        delimiters.append(b"")
+    return _Multipart(preamble, delimiters, parts, spans, epilogue, closed)
+
+
+def _delimiters(body: bytes, marker: bytes) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is_close) of each delimiter line, its preceding line end included and its
+    own line end included. bytes.find, not a regex: this runs over multi-megabyte bodies."""
+    pos = last_end = 0
+    size = len(body)
+    while (found := body.find(marker, pos)) >= 0:
+        pos = found + 1
+        if found == 0:
+            begin = 0
+        elif body[found - 1] == 0x0A:
+            begin = found - 1
+            if begin >= last_end + 1 and body[begin - 1] == 0x0D:
+                begin -= 1
+            if begin < last_end:
+                continue  # that line end already ended the previous delimiter line
+        else:
+            continue
+        after = found + len(marker)
+        is_close = body.startswith(b"--", after)
+        if is_close:
+            after += 2
+        while after < size and body[after] in (0x20, 0x09):
+            after += 1
+        if after == size:
+            end = size
+        elif body.startswith(CRLF, after):
+            end = after + 2
+        elif body[after] == 0x0A:
+            end = after + 1
+        else:
+            continue
+        yield begin, end, is_close
+        pos = last_end = end
+
+
+def _new_boundary(*content: bytes) -> bytes:
+    """A boundary that does not occur in the content ("=_" cannot appear in base64 or valid
+    QP), derived from the content so that wrapping is deterministic."""
+    digest = hashlib.sha256()
+    for chunk in content:
+        digest.update(hashlib.sha256(chunk).digest())
+    for salt in range(1000):
+        seed = digest.copy()
+        seed.update(b"%d" % salt)
+        boundary = b"----=_autosmime_" + seed.hexdigest()[:32].encode("ascii")
+        if not any(boundary in chunk for chunk in content):
+            return boundary
+    raise MalformedInput("no MIME boundary avoids this content")
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def _b64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character lines, CRLF after each (RFC 2045 6.8)."""
+    return base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def _decode_body(body: bytes, cte: str, what: str) -> bytes:
+    if cte == "base64":
+        compact = re.sub(rb"[ \t\r\n]+", b"", body)
+        if not compact:
+            raise MalformedInput(f"{what}: empty base64 body")
+        compact += b"=" * (-len(compact) % 4) if len(compact) % 4 != 1 else b""
+        try:
+            return base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedInput(f"{what}: body is not valid base64") from None
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(body)
+    if cte in ("", "7bit", "8bit", "binary"):
+        return body
+    raise MalformedInput(f"{what}: unsupported transfer encoding {cte!r}")
+
+
+_QP_TOKENS = [
+    bytes([b]) if (33 <= b <= 126 and b != 61) or b in (9, 32) else b"=%02X" % b for b in range(256)
+]
+_QP_PLAIN_LINE = re.compile(rb"[!-<>-~ \t]{0,76}")
+
+
+def _qp_encode(data: bytes) -> bytes:
+    """Quoted-printable (RFC 2045 6.7) of canonical text: CRLF stay hard line breaks, soft
+    breaks keep lines within 76 characters, trailing whitespace is encoded, and a line that
+    would start with "From " starts with "=46rom " instead."""
+    return CRLF.join(_qp_line(line) for line in data.split(CRLF))
+
+
+def _qp_line(line: bytes) -> bytes:
+    if (
+        _QP_PLAIN_LINE.fullmatch(line)
+        and not line.endswith((b" ", b"\t"))
+        and not line.startswith(b"From ")
+    ):
+        return line
+    tokens = [_QP_TOKENS[b] for b in line]
+    if line[-1:] in (b" ", b"\t"):
+        tokens[-1] = b"=%02X" % line[-1]
+    out: list[bytes] = []
+    current: list[bytes] = []
+    length = 0
+    for index, token in enumerate(tokens):
+        if length + len(token) > 75:  # room for the soft break "="
+            out.append(b"".join(current) + b"=")
+            current, length = [], 0
+        if length == 0 and line.startswith(b"From ", index):
+            token = b"=46"
+        current.append(token)
+        length += len(token)
+    out.append(b"".join(current))
+    return CRLF.join(out)  # every segment but the last ends in the soft break "="
+
+
+# --------------------------------------------------------------------------- DER sniffing
+
+
+def _der_header(data: bytes, pos: int, what: str) -> tuple[int, int, int | None]:
+    """(tag, header length, content length or None when indefinite) of the TLV at pos."""
+    if pos + 2 > len(data):
+        raise MalformedInput(f"{what}: truncated DER")
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise MalformedInput(f"{what}: unexpected high tag number in DER")
+    if first < 0x80:
+        return tag, 2, first
+    if first == 0x80:
+        return tag, 2, None
+    count = first & 0x7F
+    if count > 4 or pos + 2 + count > len(data):
+        raise MalformedInput(f"{what}: bad DER length")
+    return tag, 2 + count, int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
+
+
+def _sniff_cms(der: bytes, what: str) -> str:
+    """The content type OID of a CMS ContentInfo, checking its outline (SEQUENCE of OID and
+    [0] content, nothing truncated or trailing) without parsing the content: cheap, and robust
+    to the BER indefinite lengths OpenSSL's streaming output uses."""
+    tag, header, length = _der_header(der, 0, what)
+    if tag != 0x30:
+        raise MalformedInput(f"{what}: not a CMS ContentInfo (no outer SEQUENCE)")
+    if length is None:
+        if not der.endswith(b"\x00\x00"):
+            raise MalformedInput(f"{what}: truncated BER (no end-of-contents)")
+    elif header + length != len(der):
+        state = "truncated" if header + length > len(der) else "followed by trailing bytes"
+        raise MalformedInput(f"{what}: CMS ContentInfo is {state}")
+    oid_tag, oid_header, oid_length = _der_header(der, header, what)
+    if oid_tag != 0x06 or not oid_length:
+        raise MalformedInput(f"{what}: ContentInfo does not start with a content type OID")
+    oid_start = header + oid_header
+    oid_bytes = der[oid_start : oid_start + oid_length]
+    content_at = oid_start + oid_length
+    if len(oid_bytes) != oid_length or der[content_at : content_at + 1] != b"\xa0":
+        raise MalformedInput(f"{what}: ContentInfo has no [0] content")
+    return _decode_oid(oid_bytes, what)
+
+
+def _trim_line_end(der: bytes, what: str) -> bytes:
+    """Raw (binary/8bit) DER usually arrives with the message's final line end after it."""
+    _, header, length = _der_header(der, 0, what)
+    if length is not None and der[header + length :].strip(b" \t\r\n") == b"":
+        return der[: header + length]
+    return der
+
+
+def _decode_oid(data: bytes, what: str) -> str:
+    arcs: list[int] = []
+    value = 0
+    for byte in data:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if data[-1] & 0x80:
+        raise MalformedInput(f"{what}: truncated OID")
+    first = arcs[0]
+    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    return ".".join(str(arc) for arc in head + arcs[1:])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require_bytes(value: object, name: str) -> None:
+    if not isinstance(value, bytes):
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def _malformed_guard(what: str) -> Iterator[None]:
+    """The promise of errors.py: parsers raise typed errors only, even on inputs no branch
+    above anticipated."""
+    try:
+        yield
+    except PkiError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, UnicodeError, AttributeError) as exc:
+        raise MalformedInput(f"malformed MIME {what}: {exc}") from exc
