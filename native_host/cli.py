@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "native_host.commands.doctor_cmd",
         "check, per browser, that the host is registered and answers",
     ),
+    "sign": ("native_host.commands.sign_cmd", "sign a message with S/MIME"),
+    "verify": ("native_host.commands.verify_cmd", "verify the S/MIME signatures of a message"),
+    "encrypt": ("native_host.commands.encrypt_cmd", "encrypt a message with S/MIME"),
+    "decrypt": ("native_host.commands.decrypt_cmd", "decrypt (and verify) an S/MIME message"),
     "host": (
         "native_host.commands.host_cmd",
         "run the native messaging host on stdin/stdout (browsers start this)",

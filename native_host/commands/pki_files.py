@@ -1,0 +1,114 @@
+"""Reading keys, certificates and messages named on the command line (the I/O edge of the
+sign/verify/encrypt/decrypt commands); parsing itself is shared_pki.keys'."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shared_pki.errors import KeyLoadError, PkiError
+from shared_pki.keys import (
+    Certificate,
+    Credential,
+    PrivateKey,
+    load_certificates,
+    load_pkcs12,
+    load_private_key,
+)
+
+PKCS12_SUFFIXES = (".p12", ".pfx")
+
+
+def read_bytes(path: str) -> bytes:
+    """The file's bytes, or stdin's when path is "-"; a missing file is a KeyLoadError."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise KeyLoadError(f"Cannot read {path}: {error.strerror}") from None
+
+
+def write_bytes(path: str | None, data: bytes) -> None:
+    """Write to the file (atomically) or to stdout when path is None or "-"."""
+    if path in (None, "-"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(target)
+
+
+def password_bytes(args: argparse.Namespace) -> bytes | None:
+    """The key password from --password-env VAR (never from argv, where ps shows it)."""
+    name = getattr(args, "password_env", None)
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise KeyLoadError(f"The environment variable {name} named by --password-env is not set.")
+    return value.encode("utf-8")
+
+
+def certificates(paths: list[str] | None) -> list[Certificate]:
+    found: list[Certificate] = []
+    for path in paths or []:
+        found.extend(load_certificates(read_bytes(path)))
+    return found
+
+
+def credential(key: str, cert: str | None, password: bytes | None) -> Credential:
+    """A signing/decryption credential from a PKCS#12 file, or from a key file plus a cert file
+    (the cert file may hold the chain after the end-entity certificate)."""
+    data = read_bytes(key)
+    if key.lower().endswith(PKCS12_SUFFIXES) or (cert is None and not data.startswith(b"-----")):
+        return load_pkcs12(data, password)
+    if cert is None:
+        raise KeyLoadError("--cert is needed with a PEM or DER key (or give a .p12 as --key).")
+    chain = certificates([cert])
+    if not chain:
+        raise KeyLoadError(f"{cert} holds no certificate.")
+    return Credential(load_private_key(data, password), chain[0], tuple(chain[1:]))
+
+
+def decryption_keys(
+    keys: list[str], certs: list[str], password: bytes | None
+) -> list[tuple[Certificate, PrivateKey]]:
+    """(certificate, key) pairs from --key files, each with the --cert at the same position
+    (PKCS#12 keys need none)."""
+    if len(certs) > len(keys):
+        raise KeyLoadError("More --cert than --key options.")
+    paired = [*certs, *[None] * (len(keys) - len(certs))]
+    found = [credential(key, cert, password) for key, cert in zip(keys, paired, strict=True)]
+    return [(c.certificate, c.key) for c in found]
+
+
+def add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="?", default="-", help="message (.eml); - for stdin")
+    parser.add_argument("-o", "--output", help="where to write the result (default: stdout)")
+
+
+def add_password_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding the key or PKCS#12 password",
+    )
+
+
+def run_guarded(command: str, action: Callable[[], int]) -> int:
+    """Run a command body; any typed failure becomes one line on stderr and a non-zero exit
+    (1: the message failed a check or could not be opened; 2: unusable input files)."""
+    try:
+        return action()
+    except KeyLoadError as error:
+        print(f"autosmime {command}: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    except PkiError as error:
+        print(f"autosmime {command}: {error.code}: {error.message}", file=sys.stderr)
+        return 1

@@ -1,0 +1,51 @@
+"""Verify a signed message (.eml; multipart/signed or opaque, also inside encryption when
+--key is given) against trusted roots (--ca). Prints what holds and what does not; exit 0 only
+if every signature is valid. -o writes the signed content."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from native_host.commands import pki_files
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca", action="append", required=True, help="trusted root certificate(s)")
+    parser.add_argument("--untrusted", action="append", help="extra intermediate certificates")
+    parser.add_argument("--key", action="append", default=[], help="key to decrypt an outer layer")
+    parser.add_argument("--cert", action="append", default=[], help="certificate of each --key")
+    pki_files.add_password_argument(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    pki_files.add_io_arguments(parser)
+
+
+def report(command: str, opened: object, failure: str | None, quiet: bool = False) -> int:
+    """Print one line per signature on stderr; 0 only if there is one and all are valid."""
+    signatures = opened.signatures  # type: ignore[attr-defined]
+    if failure is None and not signatures:
+        failure = "the message is not signed"
+    if failure:
+        print(f"autosmime {command}: {failure}", file=sys.stderr)
+        return 1
+    for result in signatures:
+        if not quiet or not result.valid:
+            print(f"autosmime {command}: {result.summary}", file=sys.stderr)
+    return 0 if all(result.valid for result in signatures) else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    def action() -> int:
+        from shared_pki.smime import open_message
+
+        opened = open_message(
+            pki_files.read_bytes(args.input),
+            keys=pki_files.decryption_keys(args.key, args.cert, pki_files.password_bytes(args)),
+            trust_anchors=pki_files.certificates(args.ca),
+            intermediates=pki_files.certificates(args.untrusted),
+        )
+        if args.output:
+            pki_files.write_bytes(args.output, opened.message)
+        return report("verify", opened, None, args.quiet)
+
+    return pki_files.run_guarded("verify", action)

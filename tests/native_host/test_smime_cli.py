@@ -1,0 +1,131 @@
+"""`autosmime sign/verify/encrypt/decrypt` as people and scripts use them, with OpenSSL as peer:
+exit 0 only on success, one line saying why otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import pki
+
+MESSAGE = (
+    b"From: Alice <alice@example.test>\nTo: bob@example.test\nSubject: CLI\n"
+    b"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nHello from the CLI.\n"
+)
+
+
+def autosmime(*args: str, data: bytes | None = None, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "native_host.cli", *args],
+        input=data,
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    root = pki.root()
+    issuing = root.intermediate("issuing", "rsa2048")
+    alice = issuing.smime("alice@example.test", "p256")
+    bob = issuing.smime("bob@example.test", "rsa2048")
+    paths = {f"alice_{k}": v for k, v in alice.write(folder, "alice").items()}
+    paths |= {f"bob_{k}": v for k, v in bob.write(folder, "bob").items()}
+    paths["alice_full"] = folder / "alice.full.pem"
+    paths["alice_full"].write_bytes(alice.cert_pem() + alice.chain_pem())
+    paths["bob_p12"] = folder / "bob.p12"
+    paths["bob_p12"].write_bytes(bob.pkcs12(b"secret"))
+    paths["root"] = folder / "root.pem"
+    paths["root"].write_bytes(root.cert_pem())
+    paths["message"] = folder / "message.eml"
+    paths["message"].write_bytes(MESSAGE)
+    return paths
+
+
+def test_sign_verify_round_trip_and_openssl_agrees(files: dict[str, Path]) -> None:
+    signed = autosmime(
+        "sign", "--key", str(files["alice_key"]), "--cert", str(files["alice_full"]),
+        str(files["message"]),
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    checked = autosmime("verify", "--ca", str(files["root"]), "-", data=signed.stdout)
+    assert checked.returncode == 0, checked.stderr
+    assert b"Valid signature by alice@example.test" in checked.stderr
+    peer = subprocess.run(
+        ["openssl", "cms", "-verify", "-CAfile", str(files["root"]), "-purpose", "smimesign"],
+        input=signed.stdout, capture_output=True, check=False,
+    )  # fmt: skip
+    assert peer.returncode == 0, peer.stderr
+    assert b"Hello from the CLI." in peer.stdout
+
+
+def test_verify_fails_with_one_line_on_tampering_and_untrusted_roots(files) -> None:
+    signed = autosmime(
+        "sign", "--no-detached", "--key", str(files["alice_key"]),
+        "--cert", str(files["alice_full"]), str(files["message"]),
+    ).stdout  # fmt: skip
+    other_root = files["root"].with_name("other-root.pem")
+    other_root.write_bytes(pki.root("another root").cert_pem())
+    untrusted = autosmime("verify", "--ca", str(other_root), data=signed)
+    assert untrusted.returncode == 1
+    assert b"untrusted" in untrusted.stderr.lower()
+    assert len(untrusted.stderr.decode().strip().splitlines()) == 1
+
+
+def test_encrypt_to_bob_decrypts_with_openssl_and_with_us(files: dict[str, Path]) -> None:
+    sealed = autosmime(
+        "encrypt", "--to", str(files["bob_cert"]), "--cert", str(files["alice_full"]),
+        "--sign", "--key", str(files["alice_key"]), str(files["message"]),
+    )  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    peer = subprocess.run(
+        ["openssl", "cms", "-decrypt", "-recip", str(files["bob_cert"]),
+         "-inkey", str(files["bob_key"])],
+        input=sealed.stdout, capture_output=True, check=False,
+    )  # fmt: skip
+    assert peer.returncode == 0 and b"application/pkcs7-signature" in peer.stdout
+    env = {"BOB_P12": "secret", "PATH": "/usr/bin:/bin"}
+    opened = autosmime(
+        "decrypt", "--key", str(files["bob_p12"]), "--password-env", "BOB_P12",
+        "--ca", str(files["root"]), data=sealed.stdout, env=env,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert b"Hello from the CLI." in opened.stdout
+
+
+def test_we_decrypt_what_openssl_encrypts(files: dict[str, Path]) -> None:
+    peer = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes-128-cbc", "-in", str(files["message"]),
+         str(files["bob_cert"])],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert peer.returncode == 0
+    opened = autosmime(
+        "decrypt", "--key", str(files["bob_key"]), "--cert", str(files["bob_cert"]),
+        data=peer.stdout,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert b"Hello from the CLI." in opened.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["decrypt", "--key", "{alice_key}", "--cert", "{alice_cert}"], 1, b"no_matching_key"),
+        (["decrypt", "--key", "/nonexistent.pem", "--cert", "{bob_cert}"], 2, b"Cannot read"),
+        (["verify", "--ca", "{root}"], 1, b"not signed"),
+        (["sign", "--key", "{bob_p12}"], 2, b"key_load_error"),
+    ],
+)
+def test_failures_exit_non_zero_with_one_line(files, args: list[str], code: int, says: bytes):
+    sealed = autosmime("encrypt", "--to", str(files["bob_cert"]), str(files["message"])).stdout
+    data = MESSAGE if args[0] == "verify" or args[0] == "sign" else sealed
+    done = autosmime(*(a.format(**files) for a in args), data=data)
+    assert done.returncode == code
+    assert says in done.stderr
+    assert len(done.stderr.decode().strip().splitlines()) == 1
+    assert done.stdout == b""

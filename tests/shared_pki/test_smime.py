@@ -1,0 +1,182 @@
+"""Whole messages: sign, encrypt, open; nested layers; OpenSSL reads ours and we read its."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import pki
+
+from shared_pki import mime, smime
+from shared_pki.errors import DecryptionFailed, MalformedInput, NoMatchingKey
+from shared_pki.keys import Credential
+
+MESSAGE = (
+    b"From: Alice <alice@example.test>\r\n"
+    b"To: Bob <bob@example.test>\r\n"
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
+    b"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\n"
+    b"Message-ID: <m1@example.test>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Hallo Bob,\r\nviele Gr\xc3\xbc\xc3\x9fe!\r\nFrom the first line on.  \r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    root = pki.root()
+    issuing = root.intermediate("issuing", "p256")
+    alice = issuing.smime("alice@example.test", "rsa2048")
+    bob = issuing.smime("bob@example.test", "p256")
+    carol = issuing.smime("carol@example.test", "rsa2048")
+    return root, alice, bob, carol
+
+
+def credential(party: pki.Party) -> Credential:
+    return Credential(party.key, party.asn1, tuple(party.chain_asn1))
+
+
+def body_text(message: bytes) -> bytes:
+    """The decoded text of a single-part message (transfer encoding undone)."""
+    import email
+    from email import policy
+
+    return email.message_from_bytes(message, policy=policy.default).get_payload(decode=True)
+
+
+@pytest.mark.parametrize("detached", [True, False])
+def test_signed_message_verifies_and_keeps_headers(world, detached: bool) -> None:
+    root, alice, _, _ = world
+    signed = smime.sign_message(MESSAGE, credential(alice), detached=detached)
+    assert signed.startswith(b"From: Alice <alice@example.test>\r\nTo: Bob")
+    assert b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n" in signed
+    opened = smime.open_message(signed, trust_anchors=[root.asn1])
+    assert opened.signed_and_valid and not opened.encrypted
+    assert opened.layers[0].form == ("multipart" if detached else "opaque")
+    assert body_text(opened.message) == body_text(MESSAGE)
+
+
+def test_sign_then_encrypt_opens_for_every_recipient_and_the_sender(world) -> None:
+    root, alice, bob, carol = world
+    signed = smime.sign_message(MESSAGE, credential(alice))
+    sealed = smime.encrypt_message(signed, [bob.asn1, carol.asn1], sender=alice.asn1)
+    for reader in (alice, bob, carol):
+        opened = smime.open_message(
+            sealed, keys=[(reader.asn1, reader.key)], trust_anchors=[root.asn1]
+        )
+        assert [layer.kind for layer in opened.layers] == ["encrypted", "signed"]
+        assert opened.signed_and_valid
+        assert body_text(opened.message) == body_text(MESSAGE)
+
+
+def test_encrypt_then_sign_is_opened_too(world) -> None:
+    root, alice, bob, _ = world
+    sealed = smime.encrypt_message(MESSAGE, [bob.asn1], sender=alice.asn1, cipher="aes256_gcm")
+    signed = smime.sign_message(sealed, credential(alice), detached=False)
+    opened = smime.open_message(signed, keys=[(bob.asn1, bob.key)], trust_anchors=[root.asn1])
+    assert [layer.kind for layer in opened.layers] == ["signed", "encrypted"]
+    assert opened.layers[1].cipher == "aes256_gcm"
+    assert mime.unwrap(sealed).kind == "auth_enveloped"
+
+
+def test_a_stranger_cannot_open_and_a_tampered_gcm_message_fails_clearly(world) -> None:
+    _, alice, bob, carol = world
+    sealed = smime.encrypt_message(MESSAGE, [bob.asn1], sender=alice.asn1, cipher="aes128_gcm")
+    with pytest.raises(NoMatchingKey):
+        smime.open_message(sealed, keys=[(carol.asn1, carol.key)])
+    layer = mime.unwrap(sealed)
+    assert layer.der is not None
+    broken = bytearray(layer.der)
+    broken[-20] ^= 1
+    tampered = mime.with_outer_headers(
+        mime.wrap_pkcs7_mime(bytes(broken), "authEnveloped-data"), mime.split_headers(sealed)[0]
+    )
+    with pytest.raises(DecryptionFailed):
+        smime.open_message(tampered, keys=[(bob.asn1, bob.key)])
+
+
+def test_tampered_signed_text_is_reported_not_raised(world) -> None:
+    root, alice, _, _ = world
+    signed = smime.sign_message(MESSAGE, credential(alice))
+    tampered = signed.replace(b"Hallo Bob", b"Hallo Eve")
+    assert tampered != signed
+    opened = smime.open_message(tampered, trust_anchors=[root.asn1])
+    assert not opened.signed_and_valid
+    assert "message_digest_mismatch" in opened.signatures[0].signers[0].codes
+
+
+def test_layers_beyond_the_limit_are_refused(world) -> None:
+    _, alice, _, _ = world
+    message = MESSAGE
+    for _ in range(smime.MAX_LAYERS + 1):
+        message = smime.sign_message(message, credential(alice), detached=False)
+    with pytest.raises(MalformedInput, match="layers"):
+        smime.open_message(message)
+
+
+def openssl(*args: str, data: bytes | None = None) -> bytes:
+    done = subprocess.run(["openssl", *args], input=data, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def test_openssl_verifies_and_decrypts_our_messages(world, tmp_path: Path) -> None:
+    root, alice, bob, _ = world
+    (tmp_path / "root.pem").write_bytes(root.cert_pem())
+    bob_files = bob.write(tmp_path, "bob")
+    signed = smime.sign_message(MESSAGE, credential(alice))
+    sealed = smime.encrypt_message(signed, [bob.asn1], sender=alice.asn1)
+    inner = openssl(
+        "cms", "-decrypt", "-recip", str(bob_files["cert"]), "-inkey", str(bob_files["key"]),
+        data=sealed,
+    )  # fmt: skip
+    content = openssl(
+        "cms", "-verify", "-purpose", "smimesign", "-CAfile", str(tmp_path / "root.pem"),
+        data=inner,
+    )  # fmt: skip
+    assert body_text(b"Content-Type: text/plain; charset=utf-8\r\n" + content.split(b"\r\n", 1)[1])
+
+
+def test_we_verify_and_decrypt_openssls_messages(world, tmp_path: Path) -> None:
+    root, alice, bob, _ = world
+    alice_files = alice.write(tmp_path, "alice")
+    bob_files = bob.write(tmp_path, "bob")
+    entity = mime.split_headers(MESSAGE)[1]
+    (tmp_path / "entity").write_bytes(entity)
+    signed = openssl(
+        "cms", "-sign", "-in", str(tmp_path / "entity"), "-signer", str(alice_files["cert"]),
+        "-inkey", str(alice_files["key"]), "-certfile", str(alice_files["chain"]),
+        "-md", "sha384",
+    )  # fmt: skip
+    sealed = openssl(
+        "cms", "-encrypt", "-aes-256-gcm", str(bob_files["cert"]),
+        data=mime.split_headers(MESSAGE)[0] + signed,
+    )  # fmt: skip
+    opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)], trust_anchors=[root.asn1])
+    assert [layer.kind for layer in opened.layers] == ["encrypted", "signed"]
+    assert opened.layers[0].cipher == "aes256_gcm"
+    assert opened.signed_and_valid, opened.signatures[0].summary
+    assert b"Gr=C3=BC" in opened.message or "Grüße".encode() in opened.message
+
+
+def test_binary_attachment_survives_encryption_byte_for_byte(world) -> None:
+    import email
+    from email import policy
+
+    _, alice, bob, _ = world
+    blob = bytes(range(256)) * 4 + b"\n\nbare LF\r\n"
+    message = (
+        b"From: alice@example.test\nTo: bob@example.test\nSubject: blob\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\n\n--b1\nContent-Type: text/plain\n\nsee\n'
+        b"--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n"
+        + blob
+        + b"\n--b1--\n"
+    )
+    sealed = smime.encrypt_message(message, [bob.asn1], sender=alice.asn1)
+    opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)])
+    parts = list(email.message_from_bytes(opened.message, policy=policy.default).iter_parts())
+    assert parts[1].get_payload(decode=True) == blob
