@@ -262,6 +262,10 @@ def _name(recipient: Recipient) -> str:
     return str(recipient.rid) if recipient.rid else f"a {recipient.kind} recipient"
 
 
+# RFC 5652 section 6.1 and RFC 5083 section 2.1.
+_VERSIONS = {ENVELOPED: ("v0", "v2", "v3", "v4"), AUTH_ENVELOPED: ("v0",)}
+
+
 def _parse(der: bytes) -> _Envelope:
     """Every field decrypt needs, parsed now, so bad bytes fail as MalformedInput here."""
     if not isinstance(der, bytes | bytearray | memoryview):
@@ -272,6 +276,9 @@ def _parse(der: bytes) -> _Envelope:
         if content_type not in (ENVELOPED, AUTH_ENVELOPED):
             raise MalformedInput(f"Not an encrypted CMS message but {content_type}.")
         body = info["content"]
+        version = body["version"].native
+        if version not in _VERSIONS[content_type]:
+            raise MalformedInput(f"{content_type} version {version} is not one RFC 5652 defines.")
         if content_type == ENVELOPED:
             eci = body["encrypted_content_info"]
             mac, aad = None, b""
