@@ -8,16 +8,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared_pki.errors import KeyLoadError, PkiError
-from shared_pki.keys import (
-    Certificate,
-    Credential,
-    PrivateKey,
-    load_certificates,
-    load_pkcs12,
-    load_private_key,
-)
+
+if TYPE_CHECKING:  # the key modules pull in cryptography: only commands that need them pay
+    from shared_pki.keys import Certificate, Credential, PrivateKey
 
 PKCS12_SUFFIXES = (".p12", ".pfx")
 
@@ -56,6 +52,8 @@ def password_bytes(args: argparse.Namespace) -> bytes | None:
 
 
 def certificates(paths: list[str] | None) -> list[Certificate]:
+    from shared_pki.keys import load_certificates
+
     found: list[Certificate] = []
     for path in paths or []:
         found.extend(load_certificates(read_bytes(path)))
@@ -65,6 +63,8 @@ def certificates(paths: list[str] | None) -> list[Certificate]:
 def credential(key: str, cert: str | None, password: bytes | None) -> Credential:
     """A signing/decryption credential from a PKCS#12 file, or from a key file plus a cert file
     (the cert file may hold the chain after the end-entity certificate)."""
+    from shared_pki.keys import Credential, load_pkcs12, load_private_key
+
     data = read_bytes(key)
     if key.lower().endswith(PKCS12_SUFFIXES) or (cert is None and not data.startswith(b"-----")):
         return load_pkcs12(data, password)

@@ -1,0 +1,148 @@
+"""S/MIME figures next to `openssl cms` doing the same work in the same run (medians).
+
+sign+encrypt and decrypt+verify of a 100 KB and a 10 MB message, for 1 and for 10 recipients
+(RSA-2048, AES-256-CBC, SHA-256, signer RSA-2048). OpenSSL runs as whole processes (two per
+operation: cms -sign | cms -encrypt, cms -decrypt | cms -verify); ours runs in-process (the
+library, as the native host uses it) and as a whole process (`autosmime encrypt --sign`,
+`autosmime decrypt --ca`). Ratios are ours / OpenSSL: below 1 is faster.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import pki
+
+from shared_pki import smime
+from shared_pki.keys import Credential
+
+SIZES = {"100 KB": 100 * 1000, "10 MB": 10 * 1000 * 1000}
+RECIPIENTS = (1, 10)
+
+
+def message(size: int) -> bytes:
+    """A text message of about size bytes: realistic MIME, mixed line lengths."""
+    line = b"The quick brown fox jumps over the lazy dog, 0123456789 times.\r\n"
+    body = (line * (size // len(line) + 1))[:size]
+    return (
+        b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: bench\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + body
+    )
+
+
+def timed(action: Callable[[], object], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def shell(command: str) -> Callable[[], None]:
+    def action() -> None:
+        subprocess.run(["/bin/sh", "-c", command], check=True, stdout=subprocess.DEVNULL)
+
+    return action
+
+
+def run(repeat: int = 5) -> list[str]:
+    lines = [
+        "| operation | size | recipients | ours in-process | ours process | openssl cms "
+        "| ratio in-process | ratio process |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    root = pki.root("bench root", "rsa2048")
+    alice = root.smime("alice@example.test", "rsa2048")
+    recipients = [root.smime(f"user{n}@example.test", "rsa2048") for n in range(10)]
+    signer = Credential(alice.key, alice.asn1, tuple(alice.chain_asn1))
+    autosmime = f"{sys.executable} -m native_host.cli"
+    with tempfile.TemporaryDirectory(prefix="autosmime-bench-cms-") as scratch:
+        folder = Path(scratch)
+        files = alice.write(folder, "alice")
+        (folder / "root.pem").write_bytes(root.cert_pem())
+        bob = recipients[0].write(folder, "bob")
+        for n, party in enumerate(recipients):
+            party.write(folder, f"r{n}")
+        for size_name, size in SIZES.items():
+            plain = message(size)
+            (folder / "plain.eml").write_bytes(plain)
+            times = max(3, repeat if size < 1_000_000 else repeat // 2 + 1)
+            for count in RECIPIENTS:
+                certs = [p.asn1 for p in recipients[:count]]
+                to_args = " ".join(str(folder / f"r{n}.cert.pem") for n in range(count))
+                to_ours = " ".join(f"--to {folder / f'r{n}.cert.pem'}" for n in range(count))
+                sealed = smime.encrypt_message(
+                    smime.sign_message(plain, signer), certs, sender=alice.asn1,
+                    cipher="aes256_cbc",
+                )  # fmt: skip
+                (folder / "sealed.eml").write_bytes(sealed)
+                ours = timed(
+                    lambda c=certs, p=plain: smime.encrypt_message(
+                        smime.sign_message(p, signer), c, sender=alice.asn1,
+                        cipher="aes256_cbc",
+                    ),
+                    times,
+                )  # fmt: skip
+                ours_process = timed(
+                    shell(
+                        f"{autosmime} encrypt --sign --key {files['key']} --cert {files['cert']} "
+                        f"--cipher aes256-cbc {to_ours} {folder / 'plain.eml'} > /dev/null"
+                    ),
+                    times,
+                )
+                peer = timed(
+                    shell(
+                        f"openssl cms -sign -signer {files['cert']} -inkey {files['key']} "
+                        f"-in {folder / 'plain.eml'} | openssl cms -encrypt -aes256 "
+                        f"{files['cert']} {to_args} > /dev/null"
+                    ),
+                    times,
+                )
+                lines.append(_row("sign+encrypt", size_name, count, ours, ours_process, peer))
+                opened = timed(
+                    lambda s=sealed: smime.open_message(
+                        s, keys=[(recipients[0].asn1, recipients[0].key)],
+                        trust_anchors=[root.asn1],
+                    ),
+                    times,
+                )  # fmt: skip
+                opened_process = timed(
+                    shell(
+                        f"{autosmime} decrypt --key {bob['key']} --cert {bob['cert']} "
+                        f"--ca {folder / 'root.pem'} {folder / 'sealed.eml'} > /dev/null"
+                        " 2>/dev/null"
+                    ),
+                    times,
+                )
+                peer_open = timed(
+                    shell(
+                        f"openssl cms -decrypt -recip {bob['cert']} -inkey {bob['key']} "
+                        f"-in {folder / 'sealed.eml'} | openssl cms -verify "
+                        f"-CAfile {folder / 'root.pem'} > /dev/null 2>&1"
+                    ),
+                    times,
+                )
+                lines.append(
+                    _row("decrypt+verify", size_name, count, opened, opened_process, peer_open)
+                )
+    return lines
+
+
+def _row(op: str, size: str, count: int, ours: float, process: float, peer: float) -> str:
+    return (
+        f"| {op} | {size} | {count} | {ours:.1f} ms | {process:.1f} ms | {peer:.1f} ms "
+        f"| {ours / peer:.2f}x | {process / peer:.2f}x |"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    print("\n".join(run()))
