@@ -179,6 +179,9 @@ def _prepare(entity: bytes, depth: int) -> bytes:
     info = _content_info(fields)
     cte = _field_value(fields, "content-transfer-encoding").strip().lower()
 
+    if info.ctype == "multipart/signed":
+        # Already signed: any re-encoding inside would break that signature (RFC 1847).
+        return canonicalize(entity)
     if info.maintype == "multipart":
         boundary = info.require_boundary()
         mp = _split_multipart(body, boundary)
@@ -792,8 +795,10 @@ def _new_boundary(*content: bytes) -> bytes:
 
 
 def _b64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character lines, CRLF after each (RFC 2045 6.8)."""
-    return base64.encodebytes(data).replace(b"\n", CRLF)
+    """Base64 in 76-character lines, CRLF after each (RFC 2045 6.8). One b64encode and slices:
+    several times faster than base64.encodebytes on multi-megabyte attachments."""
+    encoded = base64.b64encode(data)
+    return b"".join([encoded[i : i + 76] + CRLF for i in range(0, len(encoded), 76)])
 
 
 def _decode_body(body: bytes, cte: str, what: str) -> bytes:

@@ -180,3 +180,22 @@ def test_binary_attachment_survives_encryption_byte_for_byte(world) -> None:
     opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)])
     parts = list(email.message_from_bytes(opened.message, policy=policy.default).iter_parts())
     assert parts[1].get_payload(decode=True) == blob
+
+
+def test_encrypting_a_signed_message_never_touches_the_signed_part(world) -> None:
+    """A part another client signed without protecting trailing spaces stays as it is."""
+    from shared_pki.cms import signed as cms_signed
+
+    root, alice, bob, _ = world
+    entity = (
+        b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        b"trailing spaces   \r\nFrom here on\r\n"
+    )
+    signature = cms_signed.sign(entity, credential(alice))
+    message = mime.with_outer_headers(
+        mime.wrap_multipart_signed(entity, signature, "sha-256"),
+        [("From", "alice@example.test"), ("To", "bob@example.test")],
+    )
+    sealed = smime.encrypt_message(message, [bob.asn1], sender=alice.asn1)
+    opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)], trust_anchors=[root.asn1])
+    assert opened.signed_and_valid, opened.signatures[0].summary
