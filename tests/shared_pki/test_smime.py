@@ -188,8 +188,7 @@ def test_encrypting_a_signed_message_never_touches_the_signed_part(world) -> Non
 
     root, alice, bob, _ = world
     entity = (
-        b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
-        b"trailing spaces   \r\nFrom here on\r\n"
+        b"Content-Type: text/plain; charset=us-ascii\r\n\r\ntrailing spaces   \r\nFrom here on\r\n"
     )
     signature = cms_signed.sign(entity, credential(alice))
     message = mime.with_outer_headers(
