@@ -24,14 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     def action() -> int:
         from native_host.commands.verify_cmd import report
-        from shared_pki.smime import open_message
 
-        opened = open_message(
-            pki_files.read_bytes(args.input),
-            keys=pki_files.decryption_keys(args.key, args.cert, pki_files.password_bytes(args)),
-            trust_anchors=pki_files.certificates(args.ca),
-            intermediates=pki_files.certificates(args.untrusted),
-        )
+        opened = pki_files.open_from_arguments(args)
         pki_files.write_bytes(args.output, opened.message)
         if not opened.encrypted:
             return report("decrypt", opened, "the message was not encrypted")

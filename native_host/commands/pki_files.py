@@ -14,6 +14,7 @@ from shared_pki.errors import KeyLoadError, PkiError
 
 if TYPE_CHECKING:  # the key modules pull in cryptography: only commands that need them pay
     from shared_pki.keys import Certificate, Credential, PrivateKey
+    from shared_pki.smime import OpenedMessage
 
 PKCS12_SUFFIXES = (".p12", ".pfx")
 
@@ -86,6 +87,18 @@ def decryption_keys(
     paired = [*certs, *[None] * (len(keys) - len(certs))]
     found = [credential(key, cert, password) for key, cert in zip(keys, paired, strict=True)]
     return [(c.certificate, c.key) for c in found]
+
+
+def open_from_arguments(args: argparse.Namespace) -> OpenedMessage:
+    """Open (decrypt and verify) the input message with --key/--cert, --ca and --untrusted."""
+    from shared_pki.smime import open_message
+
+    return open_message(
+        read_bytes(args.input),
+        keys=decryption_keys(args.key, args.cert, password_bytes(args)),
+        trust_anchors=certificates(args.ca),
+        intermediates=certificates(args.untrusted),
+    )
 
 
 def add_io_arguments(parser: argparse.ArgumentParser) -> None:

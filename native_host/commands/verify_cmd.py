@@ -36,14 +36,7 @@ def report(command: str, opened: object, failure: str | None, quiet: bool = Fals
 
 def run(args: argparse.Namespace) -> int:
     def action() -> int:
-        from shared_pki.smime import open_message
-
-        opened = open_message(
-            pki_files.read_bytes(args.input),
-            keys=pki_files.decryption_keys(args.key, args.cert, pki_files.password_bytes(args)),
-            trust_anchors=pki_files.certificates(args.ca),
-            intermediates=pki_files.certificates(args.untrusted),
-        )
+        opened = pki_files.open_from_arguments(args)
         if args.output:
             pki_files.write_bytes(args.output, opened.message)
         return report("verify", opened, None, args.quiet)
