@@ -458,8 +458,9 @@ class SM2PrivateKey:
 
     @classmethod
     def load(cls, data: bytes) -> SM2PrivateKey:
-        """PKCS#8 ("PRIVATE KEY") or SEC 1 ("EC PRIVATE KEY", as `openssl ecparam -genkey`
-        writes), PEM or DER. An embedded public key must match d."""
+        """PKCS#8 ("PRIVATE KEY", what OpenSSL 3 writes) or SEC 1 ("EC PRIVATE KEY", what
+        OpenSSL 1.1.1 `ecparam -genkey -name SM2` wrote), PEM or DER. An embedded public key
+        must match d."""
         der = _unarmor(data, ("PRIVATE KEY", "EC PRIVATE KEY"))
         try:
             try:
