@@ -1,7 +1,8 @@
 """Benchmark runner: `python -m bench [SECTION ...]` (or `python bench/run.py`).
 
-Each section prints one table whose figures stand next to a peer measured in the same run,
-with the ratio. Sections: native (extension <-> host), cms (S/MIME against `openssl cms`).
+Each section prints one table: every figure next to a peer measured in the same run, and the
+ratio. Sections: native (extension <-> host), cms (S/MIME against `openssl cms`), sm (SM2/SM3/SM4
+against OpenSSL and gmssl).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SECTIONS = ("native", "cms")
+SECTIONS = ("native", "cms", "sm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import native_port
 
             lines = native_port.run(args.calls, args.runs)
-        else:
+        elif section == "cms":
             from bench import cms
 
             lines = cms.run(args.repeat)
+        else:
+            from bench import sm
+
+            lines = sm.run(args.repeat)
         print(f"\n## {section}\n")
         print("\n".join(lines), flush=True)
     return 0
