@@ -43,6 +43,7 @@ __all__ = [
     "digest_for_micalg",
     "micalg_for",
     "prepare_for_signing",
+    "register_content_type_alias",
     "register_micalg",
     "split_headers",
     "unwrap",
@@ -54,7 +55,7 @@ __all__ = [
 CRLF = b"\r\n"
 
 # RFC 8551 section 3.5.3.1 micalg values, keyed by asn1crypto / hashlib digest names.
-# SM3 (its own issue) plugs in with register_micalg("sm3", "sm3").
+# SM3 plugs in from shared_pki.cms.sm with register_micalg("sm3", "sm3").
 MICALG_BY_DIGEST: dict[str, str] = {
     "md5": "md5",
     "sha1": "sha-1",
@@ -99,6 +100,20 @@ _BUILD_POLICY = email_policy.SMTP  # CRLF line ends, 78-column header folding, n
 def register_micalg(digest: str, micalg: str) -> None:
     """Teach the table a new digest (SM3 lives in its own module and calls this)."""
     MICALG_BY_DIGEST[digest.lower()] = micalg.lower()
+
+
+# CMS content types another convention (GM/T 0010) uses for SignedData/EnvelopedData, mapped to
+# the PKCS#7 ones; registered by shared_pki.cms.sm. The layer keeps the OID it found.
+_CONTENT_TYPE_ALIASES: dict[str, str] = {}
+
+
+def register_content_type_alias(alias_oid: str, standard_oid: str) -> None:
+    """Read alias_oid wherever the PKCS#7 content type standard_oid is expected."""
+    _CONTENT_TYPE_ALIASES[alias_oid] = standard_oid
+
+
+def _standard(oid: str) -> str:
+    return _CONTENT_TYPE_ALIASES.get(oid, oid)
 
 
 def micalg_for(digest: str) -> str:
@@ -396,7 +411,7 @@ def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
     except KeyError:
         raise UnsupportedAlgorithm(f"unknown smime-type {smime_type!r}") from None
     oid = _sniff_cms(der, "CMS content")
-    if oid != expected:
+    if _standard(oid) != expected:
         raise MalformedInput(f"smime-type {label} does not match the CMS content type {oid}")
     return (
         b"Content-Type: application/pkcs7-mime; smime-type="
@@ -525,10 +540,10 @@ def _unwrap(message: bytes) -> SmimeLayer:
         smime_type = info.param("smime-type")
         if oid == _OID_COMPRESSED_DATA:
             raise UnsupportedAlgorithm("compressed-data (RFC 3274) is not supported")
-        if oid not in _KIND_BY_OID:
+        if _standard(oid) not in _KIND_BY_OID:
             raise MalformedInput(f"{info.ctype} carries CMS {oid}, not an S/MIME content type")
         return SmimeLayer(
-            kind=_KIND_BY_OID[oid],
+            kind=_KIND_BY_OID[_standard(oid)],
             outer_headers=outer,
             entity=entity,
             content_type=info.ctype,
@@ -570,7 +585,7 @@ def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) ->
         raise MalformedInput(f"signature part is not base64 (transfer encoding {sig_cte!r})")
     signature = _decode_body(sig_body, "base64", what="signature part")
     oid = _sniff_cms(signature, "signature part")
-    if oid != _OID_SIGNED_DATA:
+    if _standard(oid) != _OID_SIGNED_DATA:
         raise MalformedInput(f"signature part carries CMS {oid}, not SignedData")
     micalg = info.param("micalg")
     return SmimeLayer(

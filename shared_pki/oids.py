@@ -7,6 +7,8 @@ SM2/SM3/SM4 and GM/T 0010 OIDs are registered by their own module in the same wa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from asn1crypto import algos, cms, core
 from asn1crypto import tsp as _tsp  # noqa: F401  registers signing_certificate_v2 and TSTInfo
 
@@ -53,3 +55,57 @@ def _register() -> None:
 
 
 _register()
+
+
+# ---- CMS content-type conventions ----------------------------------------------------------
+# PKCS#7/RFC 5652 content types are what every S/MIME client writes. Another convention (GM/T
+# 0010, which GmSSL uses with SM algorithms) names the same structures with its own OIDs; it
+# registers here, and readers map its OIDs back with `standard_content_type` so that CMS and MIME
+# code compares against one set of constants whatever the convention of the message.
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+
+
+@dataclass(frozen=True)
+class ContentTypes:
+    """The content-type OIDs one convention writes for data, SignedData and EnvelopedData."""
+
+    data: str
+    signed_data: str
+    enveloped_data: str
+
+
+PKCS7 = ContentTypes(OID_DATA, OID_SIGNED_DATA, OID_ENVELOPED_DATA)
+_CONVENTIONS: dict[str, ContentTypes] = {"pkcs7": PKCS7}
+_ALIASES: dict[str, str] = {}
+
+
+def register_convention(name: str, types: ContentTypes) -> None:
+    """Make a convention writable (by name) and its OIDs readable as aliases of PKCS#7's."""
+    _CONVENTIONS[name] = types
+    for field_name in ("data", "signed_data", "enveloped_data"):
+        alias, standard = getattr(types, field_name), getattr(PKCS7, field_name)
+        if alias == standard:
+            continue
+        _ALIASES[alias] = standard
+        asn1_name = f"{name}_{field_name}"
+        cms.ContentType._map[alias] = asn1_name
+        if cms.ContentType._reverse_map is not None:  # asn1crypto builds it once, lazily
+            cms.ContentType._reverse_map[asn1_name] = alias
+        cms.ContentInfo._oid_specs[asn1_name] = cms.ContentInfo._oid_specs[field_name]
+
+
+def content_types(convention: str) -> ContentTypes:
+    """The OIDs a convention writes ("pkcs7" by default everywhere)."""
+    try:
+        return _CONVENTIONS[convention]
+    except KeyError:
+        known = ", ".join(sorted(_CONVENTIONS))
+        raise ValueError(f"Unknown CMS convention {convention!r} (known: {known}).") from None
+
+
+def standard_content_type(oid: str) -> str:
+    """The PKCS#7 content type an OID stands for (itself unless a convention aliases it)."""
+    return _ALIASES.get(oid, oid)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core
 
-from shared_pki import oids as _oids  # noqa: F401  registrations asn1crypto lacks
+from shared_pki import oids as _oids  # registrations asn1crypto lacks, content-type conventions
 from shared_pki.cms import ciphers
 from shared_pki.cms import recipients as _recipients
 from shared_pki.cms.recipients import KeyTransport, RecipientId
@@ -88,8 +88,12 @@ def encrypt(
     cipher: str = "aes256_cbc",
     key_transport: str | Sequence[str | None] | None = None,
     use_ski: bool = False,
+    convention: str = "pkcs7",
 ) -> bytes:
     """DER ContentInfo: EnvelopedData, or AuthEnvelopedData when the cipher is AEAD (GCM).
+
+    convention "gmt" writes the GM/T 0010 content types (envelopedData and data) that GmSSL
+    reads, instead of PKCS#7's; AuthEnvelopedData has no such alias.
 
     key_transport: None gives each recipient the default for its key type (RSA PKCS#1 v1.5,
     ECDH stdDH-sha256kdf); a name applies to every recipient it fits (the others get their
@@ -99,6 +103,9 @@ def encrypt(
     if not recipients:
         raise EncryptionError("A message needs at least one recipient.")
     content_cipher = ciphers.by_name(cipher)
+    types = _oids.content_types(convention)
+    if content_cipher.aead and types != _oids.PKCS7:
+        raise EncryptionError(f"{cipher} (AuthEnvelopedData) exists only in the PKCS#7 convention.")
     transports = _transports(recipients, key_transport)
     cek = os.urandom(content_cipher.key_size)
     infos = [
@@ -108,7 +115,7 @@ def encrypt(
     sealed = content_cipher.seal(cek, content, b"")
     encrypted_content_info = cms.EncryptedContentInfo(
         {
-            "content_type": "data",
+            "content_type": types.data,
             "content_encryption_algorithm": sealed.algorithm,
             "encrypted_content": sealed.ciphertext,
         }
@@ -134,7 +141,7 @@ def encrypt(
                 "encrypted_content_info": encrypted_content_info,
             }
         )
-        content_type = ENVELOPED
+        content_type = types.enveloped_data
     return cms.ContentInfo({"content_type": content_type, "content": body}).dump()
 
 
@@ -273,6 +280,8 @@ def _parse(der: bytes) -> _Envelope:
     try:
         info = cms.ContentInfo.load(bytes(der), strict=True)
         content_type = info["content_type"].native
+        if _oids.standard_content_type(info["content_type"].dotted) == _oids.OID_ENVELOPED_DATA:
+            content_type = ENVELOPED  # whichever convention named it
         if content_type not in (ENVELOPED, AUTH_ENVELOPED):
             raise MalformedInput(f"Not an encrypted CMS message but {content_type}.")
         body = info["content"]

@@ -8,7 +8,7 @@ from its own module (`register_scheme`) and works in signing, verifying and path
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +34,11 @@ ECDSA_WITH = {"sha256": "1.2.840.10045.4.3.2", "sha384": "1.2.840.10045.4.3.3",
               "sha512": "1.2.840.10045.4.3.4"}  # fmt: skip
 ECDSA_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 
-Signer = Callable[[PrivateKey, bytes, DigestAlgorithm], bytes]
-# verify(public key info, signature, signed data, digest, AlgorithmIdentifier parameters) -> ok
-Verifier = Callable[[asn1_keys.PublicKeyInfo, bytes, bytes, DigestAlgorithm, Any], bool]
+# sign(private key, data, digest) -> signature; schemes with uses_sm2_id also take sm2_id=bytes
+Signer = Callable[..., bytes]
+# verify(public key info, signature, signed data, digest, AlgorithmIdentifier parameters) -> ok;
+# schemes with uses_sm2_id also take sm2_id=bytes
+Verifier = Callable[..., bool]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class SignatureScheme:
     verify: Verifier
     implied_digests: tuple[tuple[str, str], ...] = ()
     default_for_key: bool = True
+    uses_sm2_id: bool = False
+    default_sm2_id: bytes = b""
 
     def implied_digest(self, oid: str, parameters: Any) -> DigestAlgorithm | None:
         """The digest a certificate's signature algorithm fixes, if it fixes one."""
@@ -98,6 +102,20 @@ def for_signing(key: PrivateKey, scheme_name: str | None = None) -> SignatureSch
     raise SigningError(f"No signature {wanted}for a {type(key).__name__}.")
 
 
+def sign_with(
+    scheme: SignatureScheme,
+    key: PrivateKey,
+    data: bytes,
+    digest: DigestAlgorithm,
+    sm2_id: bytes | None = None,
+) -> bytes:
+    """Sign with a scheme; sm2_id (None: the scheme's default) reaches schemes that use one."""
+    if not scheme.uses_sm2_id:
+        return scheme.sign(key, data, digest)
+    chosen = scheme.default_sm2_id if sm2_id is None else sm2_id
+    return scheme.sign(key, data, digest, sm2_id=chosen)
+
+
 def verify_with(
     signature_oid: str,
     parameters: Any,
@@ -105,14 +123,22 @@ def verify_with(
     signature: bytes,
     data: bytes,
     digest: DigestAlgorithm | None,
+    sm2_ids: Sequence[bytes] | None = None,
 ) -> bool:
-    """Check one signature; `digest` None means "the one the OID implies" (certificates)."""
+    """Check one signature; `digest` None means "the one the OID implies" (certificates).
+    For schemes with a signer ID, true if it verifies under any of sm2_ids (None: the
+    scheme's default ID only)."""
     scheme = for_verification(signature_oid, public_key)
     if digest is None:
         digest = scheme.implied_digest(signature_oid, parameters)
         if digest is None:
             raise UnsupportedAlgorithm(f"Signature algorithm {signature_oid} names no digest.")
-    return scheme.verify(public_key, signature, data, digest, parameters)
+    if not scheme.uses_sm2_id:
+        return scheme.verify(public_key, signature, data, digest, parameters)
+    ids = (scheme.default_sm2_id,) if sm2_ids is None else tuple(sm2_ids)
+    return any(
+        scheme.verify(public_key, signature, data, digest, parameters, sm2_id=one) for one in ids
+    )
 
 
 # ---- helpers shared by the built-in schemes ---------------------------------------------

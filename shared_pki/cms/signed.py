@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 
-from shared_pki import oids as _oids  # noqa: F401  registrations asn1crypto lacks
+from shared_pki import oids as _oids  # registrations asn1crypto lacks, content-type conventions
 from shared_pki.cms import capabilities as caps
 from shared_pki.cms import digests, signatures
 from shared_pki.errors import MalformedInput, SigningError
@@ -35,20 +35,29 @@ def sign(
     extra_certs: Sequence[Certificate] = (),
     capabilities: tuple[caps.Capability, ...] | None = None,
     use_ski: bool = False,
-    content_type: str = OID_DATA,
+    content_type: str | None = None,
+    sm2_id: bytes | None = None,
+    convention: str = "pkcs7",
 ) -> bytes:
     """DER ContentInfo(SignedData) over content, by one signer or several (in the order given).
 
     pss selects RSASSA-PSS for RSA keys; use_ski identifies signers by subjectKeyIdentifier
     (SignerInfo v3) instead of issuer-and-serial. capabilities=() leaves SMIMECapabilities out.
+    sm2_id is the signer ID SM2 signers hash in (None: the standard 1234567812345678; b"" is
+    what OpenSSL 3 verifies). convention "gmt" writes the GM/T 0010 content types (GmSSL's)
+    instead of PKCS#7's; content_type None means the convention's data type.
     """
     signers = [signer] if isinstance(signer, Credential) else list(signer)
     if not signers:
         raise SigningError("No signer given.")
     algorithm = digests.by_name(digest)
+    types = _oids.content_types(convention)
+    content_type = content_type or types.data
     when = signing_time or datetime.datetime.now(datetime.UTC)
     infos = [
-        _signer_info(content, one, algorithm, pss, when, capabilities, use_ski, content_type)
+        _signer_info(
+            content, one, algorithm, pss, when, capabilities, use_ski, content_type, sm2_id
+        )
         for one in signers
     ]
     certificates = _unique(
@@ -57,7 +66,7 @@ def sign(
     encap: dict = {"content_type": content_type}
     if not detached:
         encap["content"] = content
-    v3 = use_ski or content_type != OID_DATA
+    v3 = use_ski or _oids.standard_content_type(content_type) != OID_DATA
     signed_data = cms.SignedData(
         {
             "version": "v3" if v3 else "v1",
@@ -67,7 +76,7 @@ def sign(
             "signer_infos": _set_in_order(cms.SignerInfos, infos),
         }
     )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return cms.ContentInfo({"content_type": types.signed_data, "content": signed_data}).dump()
 
 
 def _signer_info(
@@ -79,6 +88,7 @@ def _signer_info(
     capabilities: tuple[caps.Capability, ...] | None,
     use_ski: bool,
     content_type: str,
+    sm2_id: bytes | None,
 ) -> cms.SignerInfo:
     cert = credential.certificate
     scheme = signatures.for_signing(credential.key, "rsassa_pss" if pss else None)
@@ -95,7 +105,7 @@ def _signer_info(
     to_sign = signed_attrs.dump()  # a SET OF (0x31), sorted as DER requires
     identifier = scheme.algorithm_identifier(algorithm)
     try:
-        signature = scheme.sign(credential.key, to_sign, algorithm)
+        signature = signatures.sign_with(scheme, credential.key, to_sign, algorithm, sm2_id)
     except (ValueError, TypeError) as error:
         raise SigningError(f"The key cannot make this signature: {error}") from None
     # A key that does not belong to the certificate would make a signature nobody can verify.
@@ -106,6 +116,7 @@ def _signer_info(
         signature,
         to_sign,
         algorithm,
+        None if sm2_id is None else (sm2_id,),
     ):
         raise SigningError("The private key does not match the signer's certificate.")
     return cms.SignerInfo(
@@ -199,7 +210,7 @@ def load_signed_data(der: bytes) -> cms.SignedData:
         raise MalformedInput("SignedData must be bytes.")
     try:
         info = cms.ContentInfo.load(bytes(der), strict=True)
-        if info["content_type"].dotted != OID_SIGNED_DATA:
+        if _oids.standard_content_type(info["content_type"].dotted) != OID_SIGNED_DATA:
             raise MalformedInput(f"Not CMS SignedData but {info['content_type'].dotted}.")
         signed_data = info["content"]
         _touch(signed_data)
@@ -294,4 +305,5 @@ def add_unsigned_attribute(
     info["unsigned_attrs"] = cms.CMSAttributes(attributes)
     infos[signer_index] = info
     signed_data["signer_infos"] = _set_in_order(cms.SignerInfos, infos)
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    outer_type = cms.ContentInfo.load(bytes(signed_data_der))["content_type"].dotted  # kept
+    return cms.ContentInfo({"content_type": outer_type, "content": signed_data}).dump()

@@ -29,6 +29,7 @@ from shared_pki.cms import digests, signatures
 from shared_pki.cms.signed import _PARSE_ERRORS, OID_DATA, _der_length, load_signed_data
 from shared_pki.errors import MalformedInput, PkiError, UnsupportedAlgorithm
 from shared_pki.keys import Certificate
+from shared_pki.oids import standard_content_type
 from shared_pki.x509 import validate as path_validation
 from shared_pki.x509.validate import TIME_CODES, PathResult, Problem
 
@@ -128,12 +129,14 @@ def verify(
     from_address: str | None = None,
     at: datetime.datetime | None = None,
     trusted_time: datetime.datetime | Mapping[int, datetime.datetime] | None = None,
+    sm2_ids: Sequence[bytes] | None = None,
 ) -> VerificationResult:
     """Verify every signer of a DER ContentInfo(SignedData).
 
     content: the canonical content of a detached signature (ignored if equal to the embedded
     one). trusted_time: a time vouched for by a verified timestamp, for all signers or per
-    signer index.
+    signer index. sm2_ids: the SM2 signer IDs to try, for the SignerInfos and for every SM2
+    certificate link of the chains (None: the standard 1234567812345678 only).
     """
     signed_data = load_signed_data(signed_der)
     encap = signed_data["encap_content_info"]
@@ -147,6 +150,7 @@ def verify(
     pool = [*message_certs, *intermediates]
     when = at or datetime.datetime.now(datetime.UTC)
     context = _Context(data, content_type, pool, list(trust_anchors), from_address, when)
+    context.sm2_ids = None if sm2_ids is None else tuple(sm2_ids)
     results = []
     for index, info in enumerate(signed_data["signer_infos"]):
         trusted = trusted_time.get(index) if isinstance(trusted_time, Mapping) else trusted_time
@@ -168,6 +172,7 @@ class _Context:
 
     def __post_init__(self) -> None:
         self.digest_cache: dict[str, bytes] = {}
+        self.sm2_ids: tuple[bytes, ...] | None = None
 
     def digest(self, algorithm: digests.DigestAlgorithm) -> bytes:
         if algorithm.oid not in self.digest_cache:
@@ -215,7 +220,7 @@ def _verify_signer(
         to_verify = b"\x31" + _der_length(len(signed_attrs.contents)) + signed_attrs.contents
     else:
         to_verify = ctx.content
-        if ctx.content_type != OID_DATA:
+        if standard_content_type(ctx.content_type) != OID_DATA:
             problems.append(
                 Problem("missing_attribute", "Signed attributes are missing for non-data content.")
             )
@@ -234,6 +239,7 @@ def _verify_signer(
                 info["signature"].native,
                 to_verify,
                 algorithm,
+                ctx.sm2_ids,
             )
             if not signature_ok:
                 problems.append(Problem("bad_signature", "The signature does not verify."))
@@ -254,11 +260,16 @@ def _verify_signer(
             intermediates=ctx.pool,
             at=ctx.at,
             address=ctx.address,
+            sm2_ids=ctx.sm2_ids,
         )
         then = trusted or signing_time
         if then is not None:
             chain_then = path_validation.validate(
-                cert, trust_anchors=ctx.anchors, intermediates=ctx.pool, at=then
+                cert,
+                trust_anchors=ctx.anchors,
+                intermediates=ctx.pool,
+                at=then,
+                sm2_ids=ctx.sm2_ids,
             )
         chain_problems = list(chain.problems)
         if trusted is not None and chain_then is not None and chain_then.valid:

@@ -105,14 +105,19 @@ def validate(
     at: datetime.datetime | None = None,
     address: str | None = None,
     usage: str = "sign",
+    sm2_ids: Sequence[bytes] | None = None,
 ) -> PathResult:
     """Validate a signer's certificate (usage 'sign') or a recipient's ('encrypt') at `at`
-    (default now), optionally against the address of the mail (From)."""
+    (default now), optionally against the address of the mail (From). sm2_ids: the signer IDs
+    tried on every SM2-signed link (None: the standard one only). OpenSSL 3 signs with the
+    empty ID by default and checks intermediates with it whatever it is told, so a chain made
+    by OpenSSL may need both."""
     when = at or datetime.datetime.now(datetime.UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)  # naive times are taken as UTC
     problems: list[Problem] = []
-    paths, failure = _paths(certificate, list(trust_anchors), list(intermediates))
+    ids = None if sm2_ids is None else tuple(sm2_ids)
+    paths, failure = _paths(certificate, list(trust_anchors), list(intermediates), ids)
     path: tuple[Certificate, ...] = ()
     if not paths:
         problems.append(Problem("untrusted", failure))
@@ -132,7 +137,10 @@ def validate(
 
 
 def _paths(
-    cert: Certificate, anchors: list[Certificate], pool: list[Certificate]
+    cert: Certificate,
+    anchors: list[Certificate],
+    pool: list[Certificate],
+    sm2_ids: tuple[bytes, ...] | None = None,
 ) -> tuple[list[tuple[Certificate, ...]], str]:
     """Every path from cert to an anchor (signatures and CA constraints checked), or why none."""
     anchor_ders = {anchor.dump() for anchor in anchors}
@@ -151,7 +159,7 @@ def _paths(
                 f"no issuer found for {_describe(child)}, issued by '{_issuer_name(child)}'"
             )
         for issuer in issuers:
-            link = _link_problem(issuer, child, len(path) - 1)
+            link = _link_problem(issuer, child, len(path) - 1, sm2_ids)
             if link:
                 failures.append(link)
                 continue
@@ -175,7 +183,9 @@ def _may_issue(issuer: Certificate, child: Certificate) -> bool:
     return aki is None or ski is None or aki == ski
 
 
-def _link_problem(issuer: Certificate, child: Certificate, below: int) -> str | None:
+def _link_problem(
+    issuer: Certificate, child: Certificate, below: int, sm2_ids: tuple[bytes, ...] | None = None
+) -> str | None:
     """Why issuer cannot have issued child, or None. `below` counts the CAs under issuer."""
     name = _describe(issuer)
     constraints = issuer.basic_constraints_value
@@ -193,12 +203,14 @@ def _link_problem(issuer: Certificate, child: Certificate, below: int) -> str | 
     ekus = issuer.extended_key_usage_value
     if ekus is not None and not EMAIL_EKUS & set(ekus.native):
         return f"{name} is restricted to other purposes than email (extendedKeyUsage)"
-    if not _signature_ok(issuer, child):
+    if not _signature_ok(issuer, child, sm2_ids):
         return f"the signature of {_describe(child)} by {name} does not verify"
     return None
 
 
-def _signature_ok(issuer: Certificate, child: Certificate) -> bool:
+def _signature_ok(
+    issuer: Certificate, child: Certificate, sm2_ids: tuple[bytes, ...] | None = None
+) -> bool:
     algorithm = child["signature_algorithm"]
     try:
         return signatures.verify_with(
@@ -208,6 +220,7 @@ def _signature_ok(issuer: Certificate, child: Certificate) -> bool:
             child["signature_value"].native,
             child["tbs_certificate"].dump(),
             None,
+            sm2_ids,
         )
     except PkiError:
         return False  # an algorithm we do not know cannot make a link trusted
