@@ -7,6 +7,9 @@ Capabilities come from the caller (the SMIMECapabilities of the correspondent's 
 message: the freshest and most precise) or else from the smimeCapabilities extension of the
 certificate. The sender is always a recipient, or they cannot read their own sent mail:
 `encrypt_for` adds them.
+
+Only algorithms of one suite (suite.py: "intl" by default, or "sm") are considered, so a
+correspondent advertising SM4 never gets it in an international message, nor AES in an SM one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from shared_pki.cms import capabilities, ciphers, enveloped
 from shared_pki.cms import recipients as _recipients
+from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
 from shared_pki.errors import EncryptionError, MalformedInput
 from shared_pki.keys import Certificate
@@ -47,44 +51,51 @@ def certificate_capabilities(certificate: Certificate) -> tuple[Capability, ...]
     return None
 
 
-def choose(recipients: Sequence[RecipientWithCaps]) -> Choice:
-    """The algorithms for one message to these recipients (certificate, advertised or None)."""
+def choose(
+    recipients: Sequence[RecipientWithCaps], *, suite: str | _suite.Suite = _suite.INTL
+) -> Choice:
+    """The algorithms of `suite` for one message to these recipients (certificate,
+    advertised or None)."""
     if not recipients:
         raise EncryptionError("A message needs at least one recipient.")
+    chosen = _suite.by_name(suite)
     advertised = [
         caps if caps is not None else certificate_capabilities(certificate)
         for certificate, caps in recipients
     ]
     return Choice(
-        _cipher(advertised),
+        _cipher(advertised, chosen),
         tuple(
-            _transport(certificate, caps).name
+            _transport(certificate, caps, chosen).name
             for (certificate, _), caps in zip(recipients, advertised, strict=True)
         ),
     )
 
 
-def _cipher(advertised: list[tuple[Capability, ...] | None]) -> str:
-    """Strongest registered cipher in everyone's list; the fallback if anyone lists none."""
+def _cipher(advertised: list[tuple[Capability, ...] | None], suite: _suite.Suite) -> str:
+    """Strongest cipher of the suite in everyone's list; the fallback if anyone lists none."""
     for cipher in ciphers.registered():
+        if cipher.suite != suite.name:
+            continue
         if all(caps and any(c.oid == cipher.oid for c in caps) for caps in advertised):
             return cipher.name
-    return FALLBACK_CIPHER
+    return suite.fallback_cipher
 
 
 def _transport(
-    certificate: Certificate, caps: tuple[Capability, ...] | None
+    certificate: Certificate, caps: tuple[Capability, ...] | None, suite: _suite.Suite
 ) -> _recipients.KeyTransport:
-    """Strongest transport this recipient advertises for its key; else the default."""
+    """Strongest transport of the suite this recipient advertises for its key; else the
+    suite's default for the key."""
     for transport in _recipients.registered():
-        if not transport.fits_certificate(certificate):
+        if transport.suite != suite.name or not transport.fits_certificate(certificate):
             continue
         for capability in caps or ():
             if capability.oid == transport.oid and transport.accepts_capability(
                 capability.parameters
             ):
                 return transport
-    return _recipients.default_for(certificate)
+    return _recipients.default_for(certificate, suite.name)
 
 
 def encrypt_for(
@@ -92,11 +103,17 @@ def encrypt_for(
     sender: Certificate,
     recipients: Sequence[RecipientWithCaps],
     *,
-    sender_capabilities: tuple[Capability, ...] = capabilities.ADVERTISED,
+    sender_capabilities: tuple[Capability, ...] | None = None,
     use_ski: bool = False,
+    suite: str | _suite.Suite = _suite.INTL,
+    convention: str = "pkcs7",
 ) -> bytes:
     """Encrypt content to the recipients and to the sender (who reads everything we
-    advertise), with the choice above; a certificate listed twice gets one RecipientInfo."""
+    advertise in the suite), with the choice above; a certificate listed twice gets one
+    RecipientInfo. convention "gmt" writes GM/T 0010 content types (see enveloped.encrypt)."""
+    chosen = _suite.by_name(suite)
+    if sender_capabilities is None:
+        sender_capabilities = chosen.advertised
     everyone: list[RecipientWithCaps] = []
     seen: set[tuple[bytes, int]] = set()
     for certificate, caps in [(sender, sender_capabilities), *recipients]:
@@ -104,11 +121,12 @@ def encrypt_for(
         if identity not in seen:
             seen.add(identity)
             everyone.append((certificate, caps))
-    choice = choose(everyone)
+    choice = choose(everyone, suite=chosen)
     return enveloped.encrypt(
         content,
         [certificate for certificate, _ in everyone],
         cipher=choice.cipher,
         key_transport=choice.key_transports,
         use_ski=use_ski,
+        convention=convention,
     )

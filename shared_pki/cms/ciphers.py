@@ -39,7 +39,8 @@ class Sealed:
 @dataclass(frozen=True)
 class ContentCipher:
     """One content-encryption algorithm. `aead` ciphers go in AuthEnvelopedData, the others in
-    EnvelopedData. `preference` orders the choice: higher is stronger (choice.py)."""
+    EnvelopedData. `preference` orders the choice: higher is stronger (choice.py). `suite`
+    ("intl" or "sm", see suite.py) keeps a message within one family of algorithms."""
 
     name: str
     oid: str
@@ -49,6 +50,7 @@ class ContentCipher:
     seal: Callable[[bytes, bytes, bytes], Sealed]  # (key, plaintext, aad) -> Sealed
     # (key, AlgorithmIdentifier, ciphertext, mac, aad) -> plaintext
     open: Callable[[bytes, algos.EncryptionAlgorithm, bytes, bytes | None, bytes], bytes]
+    suite: str = "intl"
 
 
 _BY_NAME: dict[str, ContentCipher] = {}

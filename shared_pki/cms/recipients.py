@@ -107,7 +107,7 @@ class KeyTransport:
     `fits_key` say which public and private keys it works with; `default` marks the transport
     every client reads for the key types it fits; `preference` orders the choice (higher is
     stronger); `key_usage` is the keyUsage bit a recipient certificate must allow, if it has
-    the extension."""
+    the extension; `suite` ("intl" or "sm", see suite.py) is the family it belongs to."""
 
     name: str
     oid: str
@@ -120,6 +120,7 @@ class KeyTransport:
     preference: int = 0
     accepts_capability: Callable[[bytes | None], bool] = lambda _parameters: True
     key_usage: str = "key_encipherment"
+    suite: str = "intl"
 
 
 _BY_NAME: dict[str, KeyTransport] = {}
@@ -156,9 +157,12 @@ def for_decryption(oid: str, key: PrivateKey) -> KeyTransport:
     )
 
 
-def default_for(certificate: Certificate) -> KeyTransport:
-    """What every client reads for this certificate's key type (PKCS#1 v1.5 or ECDH)."""
+def default_for(certificate: Certificate, suite: str | None = None) -> KeyTransport:
+    """What every client reads for this certificate's key type (PKCS#1 v1.5, ECDH, SM2), of
+    the given suite if one is named."""
     for transport in registered()[::-1]:
+        if suite is not None and transport.suite != suite:
+            continue
         if transport.default and transport.fits_certificate(certificate):
             return transport
     raise EncryptionError(
