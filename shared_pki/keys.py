@@ -60,7 +60,32 @@ def load_certificates(data: bytes) -> list[Certificate]:
 
 
 def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
-    """A private key in PEM or DER (PKCS#8 or the traditional formats)."""
+    """A private key in PEM or DER (PKCS#8 or the traditional formats). SM2 keys, which
+    `cryptography` refuses (unsupported curve), load as shared_pki.sm2.SM2PrivateKey
+    (unencrypted only)."""
+    try:
+        return _load_crypto_private_key(data, password)
+    except KeyLoadError as refused:
+        sm2_key = _load_sm2_private_key(data, password)
+        if sm2_key is None:
+            raise refused from None
+        return sm2_key
+
+
+def _load_sm2_private_key(data: bytes, password: bytes | None) -> PrivateKey | None:
+    """The SM2 key in data, or None if data is not one."""
+    from shared_pki import sm2
+    from shared_pki.errors import PkiError
+
+    if password is not None or b"ENCRYPTED" in data[:64]:
+        return None
+    try:
+        return sm2.load_private_key(data)
+    except PkiError:
+        return None
+
+
+def _load_crypto_private_key(data: bytes, password: bytes | None) -> PrivateKey:
     loaders = (
         (serialization.load_pem_private_key, b"-----BEGIN" in data),
         (serialization.load_der_private_key, b"-----BEGIN" not in data),
