@@ -3,6 +3,12 @@
 The composition of the pure pieces: mime.py moves bytes between RFC 5322/MIME and CMS blobs,
 cms/ signs, verifies, encrypts and decrypts. The native host and the command line use these
 functions and nothing below them.
+
+Suites (cms/suite.py): a message is all-international or all-SM. sign_message and
+encrypt_message take `suite` ("intl", "sm", a Suite, or None to infer it from the keys and
+certificates, refusing a mixture); cms.suite.choose_suite decides which certificates to pass.
+open_message needs no suite: it dispatches on the algorithms in the message. SM2 signer IDs are
+explicit: `sm2_id` to sign (None: 1234567812345678; b"" for OpenSSL), `sm2_ids` to verify.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from email.utils import getaddresses
 
 from shared_pki import mime
 from shared_pki.cms import choice, digests, enveloped, signed
+from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
 from shared_pki.cms.verify import VerificationResult, verify
-from shared_pki.errors import MalformedInput
+from shared_pki.errors import EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
@@ -28,16 +35,36 @@ def sign_message(
     signer: Credential,
     *,
     detached: bool = True,
-    digest: str = "sha256",
+    digest: str | None = None,
     pss: bool = False,
     signing_time: datetime.datetime | None = None,
+    suite: str | _suite.Suite | None = None,
+    sm2_id: bytes | None = None,
+    convention: str = "pkcs7",
 ) -> bytes:
     """Sign a whole message: multipart/signed (detached, readable without S/MIME) by default,
-    or opaque application/pkcs7-mime signed-data. The outer headers stay as they were."""
+    or opaque application/pkcs7-mime signed-data. The outer headers stay as they were.
+
+    suite None means the signer key's suite; the digest defaults to the suite's (SHA-256 or
+    SM3) and the SMIMECapabilities advertised are the suite's. sm2_id and convention matter
+    for SM2 signers only (see cms.signed.sign)."""
+    own = _suite.suite_of_key(signer.key)
+    chosen = own if suite is None else _suite.by_name(suite)
+    if chosen != own:
+        raise SigningError(f"A {own} key cannot sign a {chosen} message.")
+    digest = digest or chosen.digest
     outer, entity = mime.split_headers(message)
     entity = mime.prepare_for_signing(entity)  # canonical CRLF, 7-bit safe
     der = signed.sign(
-        entity, signer, digest=digest, pss=pss, detached=detached, signing_time=signing_time
+        entity,
+        signer,
+        digest=digest,
+        pss=pss,
+        detached=detached,
+        signing_time=signing_time,
+        capabilities=chosen.advertised,
+        sm2_id=sm2_id,
+        convention=convention,
     )
     if detached:
         body = mime.wrap_multipart_signed(entity, der, digests.by_name(digest).micalg)
@@ -53,25 +80,52 @@ def encrypt_message(
     sender: Certificate | None,
     cipher: str | None = None,
     use_ski: bool = False,
+    suite: str | _suite.Suite | None = None,
+    convention: str = "pkcs7",
 ) -> bytes:
     """Encrypt a whole message to the recipients and the sender (so the Sent copy stays
-    readable). Without a cipher, the strongest that every recipient advertises is chosen, and
-    what every client reads when someone advertises nothing."""
+    readable). Without a cipher, the strongest of the suite that every recipient advertises is
+    chosen, and what every client reads when someone advertises nothing.
+
+    Every certificate must belong to the suite (EncryptionError otherwise); suite None infers
+    it from the certificates. convention "gmt" writes GM/T 0010 content types (GmSSL)."""
     outer, entity = mime.split_headers(message)
     # Transfer-encode 8-bit and binary parts first: canonicalizing raw binary would turn LF
     # into CRLF inside attachments.
     entity = mime.prepare_for_signing(entity)
     with_caps = [r if isinstance(r, tuple) else (r, None) for r in recipients]
+    everyone = [c for c, _ in with_caps] + ([sender] if sender is not None else [])
+    # None: the certificates' own suite (refusing a mixture); else every one must fit it.
+    checked = None if suite is None else _suite.check_certificates(suite, everyone)
+    chosen = checked or _suite.infer(everyone)
+    if cipher is not None and ciphers_suite(cipher) != chosen.name:
+        raise EncryptionError(f"{cipher} is not a cipher of the {chosen} suite.")
     if cipher is None and sender is not None:
-        der = choice.encrypt_for(entity, sender, with_caps, use_ski=use_ski)
+        der = choice.encrypt_for(
+            entity, sender, with_caps, use_ski=use_ski, suite=chosen, convention=convention
+        )
     else:
-        everyone = [c for c, _ in with_caps] + ([sender] if sender is not None else [])
         unique = list({(c.issuer.dump(), c.serial_number): c for c in everyone}.values())
-        picked = cipher or choice.choose([(c, None) for c in unique]).cipher
-        der = enveloped.encrypt(entity, unique, cipher=picked, use_ski=use_ski)
+        with_none = [(c, None) for c in unique]
+        choice_made = choice.choose(with_none, suite=chosen)
+        der = enveloped.encrypt(
+            entity,
+            unique,
+            cipher=cipher or choice_made.cipher,
+            key_transport=choice_made.key_transports,
+            use_ski=use_ski,
+            convention=convention,
+        )
     kind = enveloped.inspect(der)
     smime_type = "authEnveloped-data" if kind.cipher in GCM_CIPHERS else "enveloped-data"
     return mime.with_outer_headers(mime.wrap_pkcs7_mime(der, smime_type), outer)
+
+
+def ciphers_suite(cipher: str) -> str:
+    """The suite a content cipher belongs to ("intl" or "sm")."""
+    from shared_pki.cms import ciphers
+
+    return ciphers.by_name(cipher).suite
 
 
 @dataclass(frozen=True)
@@ -131,10 +185,13 @@ def open_message(
     trust_anchors: Sequence[Certificate] = (),
     intermediates: Sequence[Certificate] = (),
     at: datetime.datetime | None = None,
+    sm2_ids: Sequence[bytes] | None = None,
 ) -> OpenedMessage:
     """Decrypt and verify every S/MIME layer of a message, outermost first. A layer that cannot
     be opened raises its typed error (NoMatchingKey, DecryptionFailed, MalformedInput...);
-    signatures never raise for being invalid: their results say what holds."""
+    signatures never raise for being invalid: their results say what holds. International
+    and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
+    tried on SM2 signatures and certificate links (None: 1234567812345678 only)."""
     outer, _ = mime.split_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
@@ -156,6 +213,7 @@ def open_message(
                 intermediates=intermediates,
                 from_address=sender,
                 at=at,
+                sm2_ids=sm2_ids,
             )
             if result.content is None:
                 raise MalformedInput("An opaque signed message carries no content.")
@@ -170,6 +228,7 @@ def open_message(
                 intermediates=intermediates,
                 from_address=sender,
                 at=at,
+                sm2_ids=sm2_ids,
             )
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))
