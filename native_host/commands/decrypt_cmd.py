@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cert", action="append", default=[], help="certificate of the --key at the same place"
     )
     pki_files.add_password_argument(parser)
+    pki_files.add_sm2_id_argument(parser, verifying=True)
     parser.add_argument("--ca", action="append", help="trusted root(s) to verify signatures")
     parser.add_argument("--untrusted", action="append", help="extra intermediate certificates")
     pki_files.add_io_arguments(parser)

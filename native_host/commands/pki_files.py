@@ -77,16 +77,21 @@ def credential(key: str, cert: str | None, password: bytes | None) -> Credential
     return Credential(load_private_key(data, password), chain[0], tuple(chain[1:]))
 
 
+def credentials(keys: list[str], certs: list[str], password: bytes | None) -> list[Credential]:
+    """Credentials from --key files, each with the --cert at the same position (PKCS#12 keys
+    need none). RSA, EC and SM2 keys alike."""
+    if len(certs) > len(keys):
+        raise KeyLoadError("More --cert than --key options.")
+    paired = [*certs, *[None] * (len(keys) - len(certs))]
+    return [credential(key, cert, password) for key, cert in zip(keys, paired, strict=True)]
+
+
 def decryption_keys(
     keys: list[str], certs: list[str], password: bytes | None
 ) -> list[tuple[Certificate, PrivateKey]]:
     """(certificate, key) pairs from --key files, each with the --cert at the same position
     (PKCS#12 keys need none)."""
-    if len(certs) > len(keys):
-        raise KeyLoadError("More --cert than --key options.")
-    paired = [*certs, *[None] * (len(keys) - len(certs))]
-    found = [credential(key, cert, password) for key, cert in zip(keys, paired, strict=True)]
-    return [(c.certificate, c.key) for c in found]
+    return [(c.certificate, c.key) for c in credentials(keys, certs, password)]
 
 
 def open_from_arguments(args: argparse.Namespace) -> OpenedMessage:
@@ -98,6 +103,57 @@ def open_from_arguments(args: argparse.Namespace) -> OpenedMessage:
         keys=decryption_keys(args.key, args.cert, password_bytes(args)),
         trust_anchors=certificates(args.ca),
         intermediates=certificates(args.untrusted),
+        sm2_ids=getattr(args, "sm2_id", None),
+    )
+
+
+def _sm2_id(text: str) -> bytes:
+    from shared_pki.cms.sm import parse_sm2_id
+
+    try:
+        return parse_sm2_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _sm2_ids(text: str) -> tuple[bytes, ...]:
+    from shared_pki.cms.sm import parse_sm2_ids
+
+    try:
+        return parse_sm2_ids(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_sm2_id_argument(parser: argparse.ArgumentParser, *, verifying: bool) -> None:
+    """--sm2-id: the SM2 signer ID, "standard" (1234567812345678, the default), "empty" (what
+    OpenSSL 3 uses and verifies) or hex; when verifying also "both"."""
+    if verifying:
+        parser.add_argument(
+            "--sm2-id",
+            type=_sm2_ids,
+            default=None,
+            metavar="standard|empty|both|HEX",
+            help="SM2 signer ID(s) to accept on SM2 signatures and certificates "
+            "(default: standard)",
+        )
+    else:
+        parser.add_argument(
+            "--sm2-id",
+            type=_sm2_id,
+            default=None,
+            metavar="standard|empty|HEX",
+            help="SM2 signer ID to sign with (default: standard 1234567812345678; "
+            "empty for OpenSSL's openssl cms -verify)",
+        )
+
+
+def add_convention_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--convention",
+        choices=["pkcs7", "gmt"],
+        default="pkcs7",
+        help="CMS content types: pkcs7 (default; OpenSSL, Tongsuo) or gmt (GM/T 0010; GmSSL)",
     )
 
 

@@ -1,5 +1,6 @@
 """Sign a message (.eml) with S/MIME: multipart/signed by default (readable by everyone),
-opaque signed-data with --no-detached. The key comes from a PKCS#12 file or --key with --cert."""
+opaque signed-data with --no-detached. The key comes from a PKCS#12 file or --key with --cert.
+An SM2 key signs with SM2/SM3 (micalg "sm3"); --sm2-id empty makes `openssl cms -verify` agree."""
 
 from __future__ import annotations
 
@@ -19,9 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="multipart/signed (default) or, with --no-detached, opaque signed-data",
     )
     parser.add_argument(
-        "--digest", default="sha256", choices=["sha256", "sha384", "sha512"], help="hash"
+        "--digest",
+        choices=["sha256", "sha384", "sha512", "sm3"],
+        help="hash (default: sha256, or sm3 for an SM2 key)",
     )
     parser.add_argument("--pss", action="store_true", help="RSA-PSS instead of PKCS#1 v1.5")
+    parser.add_argument(
+        "--suite", choices=["intl", "sm"], help="algorithm suite (default: the key's)"
+    )
+    pki_files.add_sm2_id_argument(parser, verifying=False)
+    pki_files.add_convention_argument(parser)
     pki_files.add_io_arguments(parser)
 
 
@@ -32,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
         signer = pki_files.credential(args.key, args.cert, pki_files.password_bytes(args))
         message = pki_files.read_bytes(args.input)
         signed = sign_message(
-            message, signer, detached=args.detached, digest=args.digest, pss=args.pss
+            message,
+            signer,
+            detached=args.detached,
+            digest=args.digest,
+            pss=args.pss,
+            suite=args.suite,
+            sm2_id=args.sm2_id,
+            convention=args.convention,
         )
         pki_files.write_bytes(args.output, signed)
         return 0

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", action="append", default=[], help="key to decrypt an outer layer")
     parser.add_argument("--cert", action="append", default=[], help="certificate of each --key")
     pki_files.add_password_argument(parser)
+    pki_files.add_sm2_id_argument(parser, verifying=True)
     parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     pki_files.add_io_arguments(parser)
 
