@@ -371,7 +371,7 @@ def wrap_multipart_signed(entity: bytes, signature_der: bytes, micalg: str) -> b
     if canonicalize(entity) != entity:
         raise MalformedInput("entity is not canonical (bare LF); pass it through canonicalize()")
     oid = _sniff_cms(signature_der, "signature")
-    if oid != _OID_SIGNED_DATA:
+    if _standard(oid) != _OID_SIGNED_DATA:
         raise MalformedInput(f"signature is a CMS {oid}, not SignedData")
     boundary = _new_boundary(entity, signature_der)
     head = (

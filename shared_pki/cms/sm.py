@@ -175,6 +175,11 @@ SM2_KEY_TRANSPORT = recipients.KeyTransport(
 
 
 def _register() -> None:
+    # asn1crypto's name for the key-encryption OID, as it has for RSA (reported by inspect()).
+    key_encryption = cms.KeyEncryptionAlgorithmId
+    key_encryption._map[sm_oids.SM2_ENCRYPT] = "sm2_encrypt"
+    if key_encryption._reverse_map is not None:
+        key_encryption._reverse_map["sm2_encrypt"] = sm_oids.SM2_ENCRYPT
     digests.register_digest(SM3)
     mime.register_micalg("sm3", "sm3")
     signatures.register_scheme(SM2_SM3)
