@@ -1,0 +1,85 @@
+"""The shared PKI service: `autosmime pki serve` runs the ACME CA, the certificate directory,
+the time-stamp authority, CRLs and CA bundles as one ASGI application. First start creates the
+CA hierarchy in the data folder (keys sealed) and prints the root fingerprints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
+    serve = sub.add_parser("serve", help="run the service", description=__doc__)
+    serve.add_argument(
+        "--data", default="autosmime-pki", help="data folder (CA, configuration, SQLite database)"
+    )
+    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8555)")
+    serve.add_argument("--db", help="sqlite:///PATH (default in --data) or postgresql://...")
+    serve.add_argument("--workers", type=int, help="server processes (default 1)")
+    serve.add_argument("--public-url", help="URL clients use (default http://HOST:PORT)")
+    serve.add_argument("--mail-from", help="the CA's From address for RFC 8823 challenges")
+    serve.add_argument("--smtp", help="smtp[s]://USER:PASSWORD@HOST:PORT to send challenges")
+    serve.add_argument("--imap", help="imap[s]://USER:PASSWORD@HOST:PORT to read replies")
+    serve.add_argument("--mail-ca-file", help="CA file to trust the mail servers' TLS")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    values: dict[str, object] = {
+        "db_url": args.db,
+        "workers": args.workers,
+        "public_url": args.public_url,
+        "mail_from": args.mail_from,
+        "smtp_url": args.smtp,
+        "imap_url": args.imap,
+        "mail_ca_file": args.mail_ca_file,
+    }
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"autosmime pki serve: --listen wants HOST:PORT, not {args.listen!r}")
+        values["listen_host"], values["listen_port"] = host.strip("[]"), int(port)
+    return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shared_pki.errors import PkiError
+    from shared_pki.services import app, ca_state
+    from shared_pki.services import config as service_config
+
+    data = Path(args.data).resolve()
+    chosen = overrides(args)
+    try:
+        config = service_config.load(data, chosen)
+    except (ValueError, OSError) as error:
+        print(f"autosmime pki serve: {error}", file=sys.stderr)
+        return 2
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    written = service_config.write_default(config)
+    try:
+        hierarchy, created = ca_state.load_or_create(config)
+    except PkiError as error:
+        print(f"autosmime pki serve: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    print(f"{'Created' if created else 'Loaded'} the CA in {data / ca_state.CA_FOLDER}")
+    for family, fingerprint in hierarchy.root_fingerprints().items():
+        print(f"  {family} root SHA-256 {fingerprint}")
+    print(f"Configuration: {written}")
+    print(f"ACME directory: {config.public_url}/acme/directory", flush=True)
+    os.environ[app.DATA_ENV] = str(data)
+    os.environ[app.OVERRIDES_ENV] = json.dumps(chosen)
+    uvicorn.run(
+        "shared_pki.services.app:app_from_environment",
+        factory=True,
+        host=config.listen_host,
+        port=config.listen_port,
+        workers=config.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,83 @@
+"""The one ASGI application: every service's routes over one store and one CA.
+
+`create_app(config)` is what uvicorn serves (`autosmime pki serve`) and what tests drive with
+Starlette's TestClient. Each service module contributes `routes(state)`; state is built once
+per process at start-up (store connection, CA material loaded and unsealed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from shared_pki.services.config import ServiceConfig
+from shared_pki.services.store import Store
+
+
+@dataclass
+class ServiceState:
+    """What every request handler may use; built once per process."""
+
+    config: ServiceConfig
+    store: Store
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# Service modules, each with routes(state) -> list[Route].
+ROUTE_MODULES: tuple[str, ...] = (
+    "shared_pki.services.ca_files",
+    "shared_pki.services.directory",
+    "shared_pki.services.tsa",
+)
+
+
+def _health(_request: Any) -> Response:
+    return JSONResponse({"status": "ok", "pid": os.getpid()})
+
+
+def create_app(config: ServiceConfig, *, route_modules: tuple[str, ...] | None = None) -> Starlette:
+    """The application for config; route_modules defaults to every service."""
+    import importlib
+
+    from shared_pki.services import ca_state
+
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store(config.db_url)
+    state = ServiceState(config, store)
+    state.extras["hierarchy"], _created = ca_state.load_or_create(config)
+    routes: list[BaseRoute] = [Route("/health", _health)]
+    for name in route_modules if route_modules is not None else ROUTE_MODULES:
+        routes += importlib.import_module(name).routes(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = state
+    return app
+
+
+DATA_ENV = "AUTOSMIME_PKI_DATA"
+OVERRIDES_ENV = "AUTOSMIME_PKI_OVERRIDES"
+
+
+def app_from_environment() -> Starlette:
+    """The uvicorn factory for `autosmime pki serve`: each worker process builds its app from
+    the data folder and the command-line overrides the parent put in the environment."""
+    import json
+    from pathlib import Path
+
+    from shared_pki.services import config as service_config
+
+    overrides = json.loads(os.environ.get(OVERRIDES_ENV, "{}"))
+    return create_app(service_config.load(Path(os.environ[DATA_ENV]), overrides))

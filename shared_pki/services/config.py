@@ -1,0 +1,135 @@
+"""The service's configuration: one TOML file in the data folder, every knob documented here
+and in the file written on first start. Command-line options override the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "pki.toml"
+
+
+def _knob(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class ServiceConfig:
+    """Every knob of `autosmime pki serve`, with its default and what it does."""
+
+    data_dir: Path
+    listen_host: str = _knob("127.0.0.1", "Address to listen on; loopback by default.")
+    listen_port: int = _knob(8555, "TCP port to listen on.")
+    public_url: str = _knob(
+        "",
+        "URL clients reach the service at: the base of ACME URLs and of the CRL and AIA URLs "
+        "in issued certificates. Empty: http://LISTEN_HOST:LISTEN_PORT.",
+    )
+    db_url: str = _knob(
+        "",
+        "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB. Empty: pki.sqlite3 in the "
+        "data folder.",
+    )
+    workers: int = _knob(
+        1, "Server processes; nonces, orders and serials are shared through the database."
+    )
+    ca_name: str = _knob("autosmime CA", "Name in the subject of every CA certificate.")
+    intl_key_type: str = _knob(
+        "ecdsa-p256", "Key type of the international hierarchy: ecdsa-p256 or rsa-3072."
+    )
+    certificate_days: int = _knob(
+        365, "Validity of issued certificates in days (the S/MIME BR allow at most 825)."
+    )
+    mail_from: str = _knob("", "The CA's From address for RFC 8823 challenge mail.")
+    smtp_url: str = _knob(
+        "",
+        "smtp://USER:PASSWORD@HOST:PORT or smtps://... to send challenges (TLS required except "
+        "on loopback).",
+    )
+    imap_url: str = _knob(
+        "", "imap://USER:PASSWORD@HOST:PORT or imaps://... of the CA mailbox to read replies."
+    )
+    mail_ca_file: str = _knob("", "PEM file of CAs to trust for the mail servers' TLS.")
+    dkim_required: bool = _knob(False, "Accept challenge replies only with a valid DKIM signature.")
+    imap_poll_seconds: float = _knob(5.0, "Poll interval when the IMAP server has no IDLE.")
+    challenge_hours: float = _knob(
+        24.0, "Lifetime of a challenge in hours (RFC 8823 and the S/MIME BR: at most 24)."
+    )
+    directory_rate_per_minute: int = _knob(
+        600, "Certificate directory lookups allowed per client address per minute."
+    )
+    tsa_policy_oid: str = _knob("1.3.6.1.4.1.99999.3161.1", "Policy OID of time-stamp tokens.")
+    tsa_accuracy_ms: int = _knob(500, "Accuracy stated in time-stamp tokens, in milliseconds.")
+    crl_hours: float = _knob(24.0, "CRLs are reissued this often, and on every revocation.")
+    reject_nonce_share: float = _knob(
+        0.0, "Pebble-style check for client developers: reject this share of valid nonces."
+    )
+    validation_delay_seconds: float = _knob(
+        0.0, "Pebble-style check: wait this long before validating a challenge."
+    )
+    reuse_valid_authorizations: bool = _knob(
+        True, "Serve new orders from valid authorizations of the same account and address."
+    )
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.public_url:
+            self.public_url = f"http://{self.listen_host}:{self.listen_port}"
+        self.public_url = self.public_url.rstrip("/")
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.data_dir / 'pki.sqlite3'}"
+        if not 1 <= self.certificate_days <= 825:
+            raise ValueError("certificate_days must be between 1 and 825.")
+        if not 0 < self.challenge_hours <= 24:
+            raise ValueError("challenge_hours must be more than 0 and at most 24.")
+        if not 0 <= self.reject_nonce_share < 1:
+            raise ValueError("reject_nonce_share must be from 0 up to (not including) 1.")
+
+
+_KNOBS = {f.name: f for f in dataclasses.fields(ServiceConfig)}
+
+
+def load(data_dir: Path, overrides: dict[str, Any] | None = None) -> ServiceConfig:
+    """The configuration file of data_dir (if any), then non-empty overrides."""
+    values: dict[str, Any] = {}
+    path = Path(data_dir) / CONFIG_NAME
+    if path.exists():
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+        unknown = set(values) - set(_KNOBS)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {', '.join(sorted(unknown))}.")
+    for key, value in (overrides or {}).items():
+        if value not in (None, ""):
+            values[key] = value
+    values["data_dir"] = Path(data_dir)
+    return ServiceConfig(**values)
+
+
+def write_default(config: ServiceConfig) -> Path:
+    """Write the configuration file, every knob with its comment and default, unless one exists.
+    Knobs derived at start (public_url, db_url) stay empty so that they follow the others."""
+    path = config.data_dir / CONFIG_NAME
+    if path.exists():
+        return path
+    lines = ["# autosmime PKI service configuration: every setting, its meaning and default.", ""]
+    for name, knob in _KNOBS.items():
+        if name == "data_dir":
+            continue
+        lines += [f"# {line}" for line in textwrap.wrap(knob.metadata["doc"], 96)]
+        lines += [f"{name} = {_toml(knob.default)}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), "utf-8")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

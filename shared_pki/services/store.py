@@ -1,0 +1,115 @@
+"""The service's storage: one SQLAlchemy Core schema for SQLite (embedded default) and
+PostgreSQL (several processes or machines). Every table lives here, so the schema is read in
+one place; the modules that own a table's rows say so in its comment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+# ACME replay nonces (acme server): inserted when issued, deleted when used; a nonce that
+# deletes no row was never issued or was already used, whichever process issued it.
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("value", String(64), primary_key=True),
+    Column("created", Float, nullable=False),
+)
+
+# Every certificate the CA issued (issuance), read by the directory; revocation sets the
+# revoked columns and withdraws it from the directory at once.
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", String(64), primary_key=True),  # hex
+    Column("issuer", String(32), nullable=False),  # "intl" or "sm2"
+    Column("address", String(320), nullable=False),  # normalised
+    Column("algorithm", String(16), nullable=False),  # "rsa", "ecdsa", "sm2"
+    Column("not_before", Float, nullable=False),
+    Column("not_after", Float, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("account", String(64)),
+    Column("revoked", Float),
+    Column("reason", Integer),
+    Column("published", Boolean, nullable=False, default=True),
+)
+Index("certificates_by_address", certificates.c.address)
+
+# Small named values shared by all processes (CRL numbers, ...).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for sqlite:///... or postgresql://...; SQLite gets WAL and a busy timeout so
+    that several processes can share one file."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, _record) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Store:
+    """The engine plus the few operations shared by several services."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = engine_for(url)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def add_nonce(self, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(insert(nonces).values(value=value, created=time.time()))
+
+    def use_nonce(self, value: str, max_age: float = 3600) -> bool:
+        """True exactly once for a nonce issued less than max_age seconds ago."""
+        with self.transaction() as db:
+            used = db.execute(
+                delete(nonces).where(
+                    nonces.c.value == value, nonces.c.created > time.time() - max_age
+                )
+            ).rowcount
+        return used == 1
+
+    def close(self) -> None:
+        self.engine.dispose()
