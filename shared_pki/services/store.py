@@ -57,6 +57,72 @@ certificates = Table(
 )
 Index("certificates_by_address", certificates.c.address)
 
+# ACME (acme server): accounts by JWK thumbprint; orders; authorizations (shared by the orders
+# of one account for one address while valid); RFC 8823 challenges, whose token parts are
+# unique so that no token is ever reused. JSON columns hold the RFC 8555 objects' lists.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("thumbprint", String(64), nullable=False, unique=True),
+    Column("jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("contact", Text, nullable=False, default="[]"),
+    Column("created", Float, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("identifiers", Text, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("not_before", Float),
+    Column("not_after", Float),
+    Column("error", Text),
+    Column("certificate", String(64)),  # serial of the issued certificate
+    Column("created", Float, nullable=False),
+)
+
+authorizations = Table(
+    "authorizations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account", String(64), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("created", Float, nullable=False),
+)
+Index("authorizations_by_account_address", authorizations.c.account, authorizations.c.address)
+
+order_authorizations = Table(
+    "order_authorizations",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("authorization_id", String(64), primary_key=True),
+)
+
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("authorization", String(64), nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("token_part1", String(128), nullable=False, unique=True),
+    Column("token_part2", String(128), nullable=False, unique=True),
+    Column("from_address", String(320), nullable=False),
+    Column("message_id", String(256), unique=True),  # of the challenge mail, once sent
+    Column("sent", Float),
+    Column("validated", Float),
+    Column("expires", Float, nullable=False),
+    Column("error", Text),
+    Column("reply_id", String(256)),  # Message-ID of the accepted reply (accepted once)
+)
+
 # Small named values shared by all processes (CRL numbers, ...).
 settings = Table(
     "settings",
