@@ -2,7 +2,7 @@
 
 Each section prints one table: every figure next to a peer measured in the same run, and the
 ratio. Sections: native (extension <-> host), cms (S/MIME against `openssl cms`), sm (SM2/SM3/SM4
-against OpenSSL and gmssl).
+against OpenSSL and gmssl), pki (directory, TSA under load against the framework's floor).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SECTIONS = ("native", "cms", "sm")
+SECTIONS = ("native", "cms", "sm", "pki")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +36,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import cms
 
             lines = cms.run(args.repeat)
-        else:
+        elif section == "sm":
             from bench import sm
 
             lines = sm.run(args.repeat)
+        else:
+            from bench import pki
+
+            lines = pki.run()
         print(f"\n## {section}\n")
         print("\n".join(lines), flush=True)
     return 0

@@ -1,0 +1,153 @@
+"""PKI service figures under concurrent load from a second process on loopback (wrk, 64
+connections), next to the floor: the same server (Starlette + uvicorn, same workers) answering
+its static /health document.
+
+- directory lookups per second and p99 latency (GET /certs/{address}, a real published
+  certificate pair), SQLite with one and two workers;
+- TSA tokens per second (POST /tsa with a real SHA-256 query).
+(ACME orders per second are added with the ACME server.)
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DURATION = "5s"
+CONNECTIONS = 64
+ADDRESS = "bench@example.test"
+TSA_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/timestamp-query"
+local f = io.open("{query}", "rb")
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def publish(data: Path) -> None:
+    """Issue and record a certificate pair for ADDRESS with the service's own CA, as ACME
+    finalize does (run before the server starts, in this process)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import insert
+
+    from shared_pki.ca import profile
+    from shared_pki.services import ca_state
+    from shared_pki.services import config as service_config
+    from shared_pki.services.store import Store, certificates
+
+    data.mkdir(parents=True, exist_ok=True)
+    # One load generator is one client: lift the per-client limit for the measurement.
+    (data / service_config.CONFIG_NAME).write_text("directory_rate_per_minute = 1000000000\n")
+    config = service_config.load(data)
+    hierarchy, _ = ca_state.load_or_create(config)
+    store = Store(config.db_url)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(ADDRESS)]), False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    serial = profile.random_serial()
+    der = profile.issue(
+        profile.check_csr(csr, ADDRESS), hierarchy.issuing("intl"), serial=serial,
+        not_before=now, days=30, crl_url=hierarchy.crl_url("intl-issuing"),
+        aia_url=hierarchy.aia_url("intl-issuing"),
+    )  # fmt: skip
+    with store.transaction() as db:
+        db.execute(
+            insert(certificates).values(
+                serial=f"{serial:x}", issuer="intl", address=ADDRESS, algorithm="ecdsa",
+                not_before=now.timestamp() - 60, not_after=now.timestamp() + 86400 * 30,
+                der=der, published=True,
+            )
+        )  # fmt: skip
+    store.close()
+
+
+def start(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(data),
+         "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.1)  # still starting
+    process.kill()
+    raise RuntimeError("the PKI service did not come up")
+
+
+def wrk(url: str, script: Path | None = None) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) from wrk --latency."""
+    argv = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency"]
+    if script:
+        argv += ["-s", str(script)]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    match = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert match, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} failed responses from {url}")
+    return rate, float(match.group(1)) * scale
+
+
+def run(repeat: int = 1) -> list[str]:
+    lines = [
+        "| figure | workers | ours (req/s) | ours p99 | floor /health (req/s) | floor p99 "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="autosmime-bench-pki-") as scratch:
+        data = Path(scratch) / "pki"
+        publish(data)
+        query = Path(scratch) / "q.tsq"
+        (Path(scratch) / "data").write_bytes(b"bench")
+        subprocess.run(["openssl", "ts", "-query", "-data", str(Path(scratch) / "data"),
+                        "-sha256", "-cert", "-out", str(query)], check=True)  # fmt: skip
+        script = Path(scratch) / "tsa.lua"
+        script.write_text(TSA_SCRIPT.format(query=query))
+        for workers in (1, 2):
+            port = free_port()
+            server = start(data, port, workers)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                floor = wrk(f"{base}/health")
+                lookup = wrk(f"{base}/certs/{ADDRESS}")
+                tokens = wrk(f"{base}/tsa", script)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
+            for name, (rate, p99) in (("directory lookup", lookup), ("TSA token", tokens)):
+                lines.append(
+                    f"| {name} | {workers} | {rate:.0f} | {p99:.1f} ms | {floor[0]:.0f} "
+                    f"| {floor[1]:.1f} ms | {rate / floor[0]:.2f}x |"
+                )
+    return lines
