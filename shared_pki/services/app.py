@@ -34,6 +34,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "shared_pki.services.ca_files",
     "shared_pki.services.directory",
     "shared_pki.services.tsa",
+    "shared_pki.services.acme_server",
 )
 
 
@@ -41,15 +42,21 @@ def _health(_request: Any) -> Response:
     return JSONResponse({"status": "ok", "pid": os.getpid()})
 
 
-def create_app(config: ServiceConfig, *, route_modules: tuple[str, ...] | None = None) -> Starlette:
-    """The application for config; route_modules defaults to every service."""
+def create_app(
+    config: ServiceConfig,
+    *,
+    route_modules: tuple[str, ...] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> Starlette:
+    """The application for config; route_modules defaults to every service. extras go into
+    state.extras before the routes are built (tests inject an ACME validator this way)."""
     import importlib
 
     from shared_pki.services import ca_state
 
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(config.db_url)
-    state = ServiceState(config, store)
+    state = ServiceState(config, store, dict(extras or {}))
     state.extras["hierarchy"], _created = ca_state.load_or_create(config)
     routes: list[BaseRoute] = [Route("/health", _health)]
     for name in route_modules if route_modules is not None else ROUTE_MODULES:
