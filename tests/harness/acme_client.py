@@ -129,7 +129,7 @@ class AcmeClient:
         return response
 
     def post(self, url: str, payload: dict[str, Any] | None, **sign: Any) -> httpx.Response:
-        for _attempt in range(5):
+        for _attempt in range(40 if self.retry_bad_nonce else 1):
             response = self.send(url, self.sign(url, payload, **sign))
             if not (self.retry_bad_nonce and problem_type(response) == "badNonce"):
                 break
