@@ -492,7 +492,19 @@ def resolve(
     imap = parse_server_url(imap_url, protocol="imap", address=address) if imap_url else None
     smtp = parse_server_url(smtp_url, protocol="smtp", address=address) if smtp_url else None
     if imap is not None and smtp is not None:
-        return MailSettings(address=address, imap=imap, smtp=smtp, source="explicit")
+        explicit = MailSettings(address=address, imap=imap, smtp=smtp, source="explicit")
+        known = lookup_provider(address)
+        if known is not None and known.smtp.host == smtp.host:
+            # The provider's own servers given by hand: what it does with Sent still holds.
+            return replace(
+                explicit,
+                provider=known.provider,
+                auth=known.auth,
+                sent_by_server=known.sent_by_server,
+                imap_id=known.imap_id,
+                notes=known.notes,
+            )
+        return explicit
     found = lookup_provider(address) or autoconfig(
         address, urls=autoconfig_urls, fetch=fetch, timeout=timeout
     )

@@ -3,6 +3,7 @@ the mail stack, settings in a 0600 file, secrets only in a keyring confined to t
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import ssl
@@ -38,7 +39,7 @@ from native_host.mail_settings import (
     provider_for_mx,
     resolve,
 )
-from native_host.mailbox import MailError, MailErrorCode
+from native_host.mailbox import Credentials, MailError, MailErrorCode
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 SERVICE = "autosmime-test"
@@ -161,6 +162,21 @@ def test_several_accounts_and_remove(mail_stack: MailStack, accounts: Accounts) 
         accounts.get(ALICE)
     # Reconfiguring without a password uses the one in the keyring.
     accounts.configure(BOB, ca_file=mail_stack.ca_cert_path, **urls(mail_stack, BOB))
+
+
+@pytest.mark.mail
+def test_unreachable_smtp_port_falls_back_to_the_providers_other_port(
+    mail_stack: MailStack, accounts: Accounts
+) -> None:
+    closed = Server("smtp", "127.0.0.1", free_port(), Security.SSL, ALICE)
+    working = Server("smtp", "127.0.0.1", mail_stack.smtp_port, Security.STARTTLS, ALICE)
+    settings = dataclasses.replace(
+        resolve(ALICE, **urls(mail_stack, ALICE)), smtp=closed, smtp_alternatives=(working,)
+    )
+    proven = accounts._prove(
+        settings, Credentials(password=mail_stack.users[ALICE]), str(mail_stack.ca_cert_path)
+    )
+    assert proven.smtp == working
 
 
 def assert_nothing_stored(accounts: Accounts, ring: FolderKeyring) -> None:
@@ -313,6 +329,15 @@ def test_explicit_urls_override_the_table_per_server() -> None:
     assert settings.smtp.host == "smtp.gmail.com"
     assert settings.sent_by_server
     assert settings.source == "imap:explicit,smtp:provider:gmail"
+    by_hand = resolve(
+        "someone@gmail.com",
+        imap_url="imaps://imap.gmail.com",
+        smtp_url="smtp://smtp.gmail.com",
+        fetch=no_autoconfig,
+    )
+    assert by_hand.source == "explicit" and by_hand.smtp.port == 587
+    assert by_hand.sent_by_server  # still Gmail's servers: no second Sent copy
+    assert not resolve(ALICE, imap_url="imaps://h", smtp_url="smtp://h").sent_by_server
     with pytest.raises(SettingsError, match="must start with smtp://"):
         resolve("someone@gmail.com", smtp_url="imaps://x@host")
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import socket
 import ssl
+import stat
 import threading
 import time
 import uuid
@@ -404,7 +405,10 @@ def test_outbox_keeps_a_message_until_the_server_took_it_and_sends_it_once(
     with pytest.raises(MailError) as failure:
         broken.submit(msg.as_bytes(), ALICE, [BOB])
     assert failure.value.code is MailErrorCode.CONNECT
-    assert [e.message_id for e in Outbox(outbox_dir).entries()] == [msg["Message-ID"]]
+    [entry] = Outbox(outbox_dir).entries()
+    assert entry.message_id == msg["Message-ID"]
+    assert stat.S_IMODE(entry.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(outbox_dir.stat().st_mode) == 0o700
     assert broken.flush_outbox()[0].status == "failed"  # still down: still kept
     assert len(Outbox(outbox_dir).entries()) == 1
     assert count_in(mail_stack, BOB, msg["Message-ID"]) == 0
