@@ -183,10 +183,14 @@ def problem_reply(problem: AcmeProblem) -> Reply:
 Handler = Callable[[Acme, Request, bytes], Reply]
 
 
-def endpoint(acme: Acme, handler: Handler) -> Callable[[Request], Any]:
-    """An ASGI endpoint around a synchronous handler: body size check, problems, nonce, links."""
+def endpoint(acme: Acme, handler: Handler, *, post_only: bool = False) -> Callable[[Request], Any]:
+    """An ASGI endpoint around a synchronous handler: body size check, problems, nonce, links.
+    A post_only endpoint answers GET with a 405 problem (Allow: POST)."""
 
     def run(request: Request, body: bytes) -> Response:
+        return run_with(handler, request, body)
+
+    def run_with(handler: Handler, request: Request, body: bytes) -> Response:
         try:
             reply = handler(acme, request, body)
         except AcmeProblem as problem:
@@ -204,6 +208,8 @@ def endpoint(acme: Acme, handler: Handler) -> Callable[[Request], Any]:
         links = [f'<{acme.url("directory")}>;rel="index"', *reply.links]
         headers["Link"] = ", ".join(links)
         headers.setdefault("Cache-Control", "no-store")
+        if reply.status == 405:
+            headers["Allow"] = "POST"
         if reply.body is None:
             content = b""
         elif isinstance(reply.body, bytes):
@@ -215,8 +221,15 @@ def endpoint(acme: Acme, handler: Handler) -> Callable[[Request], Any]:
         return Response(content, status_code=reply.status, headers=headers,
                         media_type=reply.media_type if content else None)  # fmt: skip
 
+    def refuse_get(acme: Acme, _request: Request, _body: bytes) -> Reply:
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "use POST (POST-as-GET to read: RFC 8555 6.3)", status=405
+        )
+
     async def asgi(request: Request) -> Response:
         body = b""
+        if request.method in ("GET", "HEAD") and post_only:
+            return await run_in_threadpool(run_with, refuse_get, request, body)
         if request.method == "POST":
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > jws.MAX_BODY_BYTES:
@@ -416,7 +429,9 @@ def routes(state: ServiceState) -> list[Route]:
     state.extras["acme"] = acme
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(f"/acme/{path}", endpoint(acme, handler), methods=methods)
+        post_only = methods == ["POST"]
+        methods = ["GET", "POST"] if post_only else methods
+        return Route(f"/acme/{path}", endpoint(acme, handler, post_only=post_only), methods=methods)
 
     return [
         route("directory", directory, ["GET"]),
