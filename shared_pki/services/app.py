@@ -7,6 +7,7 @@ per process at start-up (store connection, CA material loaded and unsealed)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -58,15 +59,33 @@ def create_app(
     store = Store(config.db_url)
     state = ServiceState(config, store, dict(extras or {}))
     state.extras["hierarchy"], _created = ca_state.load_or_create(config)
+
+    # --- RFC 8823 mail validation (challenge_mail.install) -----------------------------------
+    # With the CA mailbox configured and no validator injected: state.extras["validator"], and
+    # the reply watcher's start/stop in state.extras["on_startup"] / ["on_shutdown"].
+    from shared_pki.services import challenge_mail
+
+    challenge_mail.install(state)
+    # --- end of RFC 8823 mail validation -----------------------------------------------------
+
     routes: list[BaseRoute] = [Route("/health", _health)]
     for name in route_modules if route_modules is not None else ROUTE_MODULES:
         routes += importlib.import_module(name).routes(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Background work of the services (the mail reply watcher): callables without
+        # arguments, run once per process at start and at shutdown.
+        for hook in state.extras.get("on_startup", ()):
+            hook()
         try:
             yield
         finally:
+            for hook in state.extras.get("on_shutdown", ()):
+                try:
+                    hook()
+                except Exception:
+                    logging.getLogger(__name__).exception("shutdown hook %r failed", hook)
             store.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)

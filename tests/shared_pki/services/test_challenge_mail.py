@@ -698,3 +698,26 @@ def test_install_registers_validator_and_watcher_hooks(rig_factory: Callable[...
     marker = object()
     other = ServiceState(rig.state.config, rig.state.store, {"validator": marker})
     assert install(other) is None and other.extras["validator"] is marker
+
+
+def test_the_app_runs_the_watcher_for_its_lifespan(tmp_path: Path, mail_stack: MailStack) -> None:
+    from starlette.testclient import TestClient
+
+    from shared_pki.services import config as service_config
+    from shared_pki.services.app import create_app
+    from shared_pki.services.validation import ShortCircuitValidator, Validator
+
+    config = service_config.load(tmp_path / "pki", mail_urls(mail_stack))
+    app = create_app(config)
+    state = app.state.service
+    validator, watcher = state.extras["validator"], state.extras["reply_watcher"]
+    assert isinstance(validator, MailValidator) and isinstance(validator, Validator)
+    assert not watcher.alive
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        wait_for(watcher.connected.is_set, "the app's watcher", lambda: watcher.last_error)
+    assert not watcher.alive
+    # A validator given by the caller wins; no watcher then.
+    injected = create_app(config, extras={"validator": ShortCircuitValidator()})
+    assert "reply_watcher" not in injected.state.service.extras
+    injected.state.service.store.close()
