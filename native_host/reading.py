@@ -305,11 +305,15 @@ def _text_of(part: EmailMessage) -> str:
     try:
         content = part.get_content()
         if isinstance(content, str):
-            return content
+            return content.replace("\r\n", "\n")
     except (LookupError, ValueError, AssertionError, AttributeError, KeyError):
         pass
     payload = part.get_payload(decode=True) or b""
-    return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    try:
+        text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        text = payload.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
 
 
 def _content(message: EmailMessage) -> tuple[str | None, str | None, list[AttachmentView]]:
