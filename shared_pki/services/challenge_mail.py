@@ -310,9 +310,15 @@ class MailValidator:
                 info.from_address,
                 hierarchy.mail_address,
             )
-        challenge = info.email_challenge(state.config.challenge_hours)
-        unsigned = build_challenge_message(challenge, date=_utc(now))
-        signed = sign_challenge_message(unsigned, hierarchy)
+        try:
+            challenge = info.email_challenge(state.config.challenge_hours)
+            unsigned = build_challenge_message(challenge, date=_utc(now))
+            signed = sign_challenge_message(unsigned, hierarchy)
+        except Exception:
+            # Claimed but unsendable: fail it now rather than leave it open until it expires.
+            log.exception("challenge %s: building the challenge mail failed", info.id)
+            self._fail(state, info, ProblemType.SERVER_INTERNAL, "the challenge mail failed")
+            return False
         error = self._submit(settings, info, signed)
         if error is not None:
             self._fail(state, info, ProblemType.CONNECTION, error)

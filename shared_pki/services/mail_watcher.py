@@ -1,8 +1,10 @@
 """The CA mailbox watcher: RFC 8823 replies in, challenge results out.
 
 `ReplyWatcher` runs one background thread per service process. It logs into config.imap_url,
-waits for new mail with IMAP IDLE when the server has it (else polls every imap_poll_seconds),
-and judges every message it has not judged before (`judge_reply`):
+waits for new mail with IMAP IDLE when the server has it and looks again every
+imap_poll_seconds anyway (the only way without IDLE; with IDLE, a safety net for deliveries
+that race with the start of IDLE), and judges every message it has not judged before
+(`judge_reply`):
 
 - not an ACME reply (no `ACME: <token>` Subject, an automatic reply, too large), or no open
   challenge with that token-part1 (unknown, already decided, mail never sent): left in the
@@ -341,10 +343,10 @@ class ReplyWatcher:
         """Until new mail (IDLE) or the poll interval, a wake(), a due recheck, the sweep or
         stop(), whichever comes first."""
         now = time.monotonic()
-        limits = [
-            self._next_sweep,
-            now + (IDLE_RENEW_SECONDS if idle else self.settings.poll_seconds),
-        ]
+        # Even in IDLE, look again every poll interval: a delivery that races with the start
+        # of IDLE can go unannounced (Dovecot then tells only after mailbox_idle_check_interval,
+        # 30 s by default).
+        limits = [self._next_sweep, now + min(self.settings.poll_seconds, IDLE_RENEW_SECONDS)]
         if self._waiting:
             limits.append(min(self._waiting.values()))
         deadline = max(min(limits), now)
