@@ -15,34 +15,12 @@ from pathlib import Path
 import httpx
 import josepy as jose
 import pytest
-from acme import challenges, client, errors, messages
+from acme import client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from harness.acme_client import ServerProcess, csr_for, new_key
-
-IDENTIFIER_EMAIL = messages.IdentifierType("email")
-
-
-@challenges.Challenge.register
-class EmailReply00(challenges.Challenge):
-    """RFC 8823 section 3: token (token-part2) and from (the CA's sender address)."""
-
-    typ = "email-reply-00"
-    token: str = jose.field("token")
-    sender: str = jose.field("from")
-
-
-@challenges.ChallengeResponse.register
-class EmailReply00Response(challenges.ChallengeResponse):
-    """The POST to the challenge URL after the reply mail went out: an empty object."""
-
-    typ = "email-reply-00"
-
-    def __bool__(self) -> bool:
-        # The package sends an empty payload (POST-as-GET) for a falsy object, and an object
-        # without fields is falsy: RFC 8555 7.5.1 wants the empty JSON object {} here.
-        return True
+from harness.certbot_email import IDENTIFIER_EMAIL, EmailReply00, EmailReply00Response
 
 
 @pytest.fixture(scope="module")
