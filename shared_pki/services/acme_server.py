@@ -259,6 +259,9 @@ def directory(acme: Acme, _request: Request, _body: bytes) -> Reply:
         key_change=acme.url("key-change"),
         meta=meta,
     ).to_json()
+    # An extension resource (clients ignore what they do not know): publish a certificate
+    # from another CA in the directory, proved by a valid authorization (acme_publish.py).
+    doc["publishCert"] = acme.url("publish-cert")
     return Reply(body=doc, headers={"Cache-Control": "public, max-age=0"})
 
 
@@ -423,7 +426,7 @@ def _key_in_use(acme: Acme, account_id: str) -> AcmeProblem:
 
 
 def routes(state: ServiceState) -> list[Route]:
-    from shared_pki.services import acme_orders
+    from shared_pki.services import acme_orders, acme_publish
 
     acme = Acme(state)
     state.extras["acme"] = acme
@@ -440,4 +443,5 @@ def routes(state: ServiceState) -> list[Route]:
         route("account/{account_id}", account_update, ["POST"]),
         route("key-change", key_change, ["POST"]),
         *(route(path, handler, ["POST"]) for path, handler in acme_orders.HANDLERS),
+        *(route(path, handler, ["POST"]) for path, handler in acme_publish.HANDLERS),
     ]
