@@ -28,6 +28,10 @@ from native_host.protocol import (
     split_into_frames,
 )
 
+#: Threads for ops marked long in native_host.ops (enroll, send, open...): they run beside the
+#: loop, which keeps answering hello, echo and the other short ops meanwhile.
+LONG_OP_WORKERS = 4
+
 
 class Caller:
     """Who started the host, as read from argv."""
@@ -126,6 +130,15 @@ class Host:
         self.log = log
         self._write_lock = threading.Lock()
         self._chunks = ChunkAssembler()
+        self._pool: Any = None  # a ThreadPoolExecutor, made on the first long op
+
+    def _submit(self, work: Any) -> None:
+        """Run work on the pool of long ops (made on first use: cold start stays fast)."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(LONG_OP_WORKERS, thread_name_prefix="op")
+        self._pool.submit(work)
 
     def send(self, message: dict[str, Any]) -> None:
         with self._write_lock:
@@ -159,6 +172,8 @@ class Host:
             if body is None:
                 break
             self.handle_frame(body, whole=False)
+        if self._pool is not None:  # long ops still running finish and answer first
+            self._pool.shutdown(wait=True)
         self.log.event("stop", pending_chunks=self._chunks.pending)
         return 0
 
@@ -179,22 +194,48 @@ class Host:
             handler = ops.resolve(op)
             if handler is None:
                 raise ProtocolError("unknown_op", f"There is no operation called {op!r}.", msg_id)
-            self.log.event("op", op=op, id=msg_id, bytes=len(body))
-            result = handler(params, OpContext(self, msg_id))
-            self.send(ok_reply(msg_id, result))
+            long = ops.is_long(op)
+            self.log.event("op", op=op, id=msg_id, bytes=len(body), long=long)
         except ProtocolError as error:
             if error.msg_id is None:
                 error.msg_id = msg_id
             self.fail(error)
-        except Exception as error:  # the host must survive any handler bug
-            frames = traceback.extract_tb(error.__traceback__)
-            where = [f"{f.filename}:{f.lineno}:{f.name}" for f in frames]
-            self.log.event("internal", id=msg_id, type=type(error).__name__, where=where)
-            self.send(
-                error_reply(
-                    msg_id, "internal", "The host failed unexpectedly; see the host log for where."
+            return
+        if long:
+            self._submit(lambda: self.run_op(op, handler, params, msg_id))
+        else:
+            self.run_op(op, handler, params, msg_id)
+
+    def run_op(self, op: str, handler: ops.Handler, params: dict[str, Any], msg_id: Any) -> None:
+        """Call the handler and answer; every failure becomes an error reply (logged without
+        payloads: op, id, sizes, codes and where a bug happened)."""
+        started = time.monotonic()
+        try:
+            try:
+                result = handler(params, OpContext(self, msg_id))
+                reply = ok_reply(msg_id, result)
+            except ProtocolError as error:
+                if error.msg_id is None:
+                    error.msg_id = msg_id
+                self.fail(error)
+                return
+            except Exception as error:  # the host must survive any handler bug
+                frames = traceback.extract_tb(error.__traceback__)
+                where = [f"{f.filename}:{f.lineno}:{f.name}" for f in frames]
+                self.log.event("internal", id=msg_id, type=type(error).__name__, where=where)
+                self.send(
+                    error_reply(
+                        msg_id,
+                        "internal",
+                        "The host failed unexpectedly; see the host log for where.",
+                    )
                 )
-            )
+                return
+            self.send(reply)
+            ms = round((time.monotonic() - started) * 1000, 1)
+            self.log.event("done", op=op, id=msg_id, ms=ms)
+        except (BrokenPipeError, OSError) as error:  # the browser went away mid-op
+            self.log.event("unanswered", op=op, id=msg_id, type=type(error).__name__)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,179 @@
+"""Operations on this profile's keys: keys.export (PKCS#12 for other mail programs), enroll
+(automatic enrollment, native_host.enrollment), backup.create and backup.restore (the backup
+in the person's own mailbox, native_host.backups).
+
+Secrets: the PKCS#12 password and recovery codes are taken and never logged; the PKCS#12 file
+is returned because the person asked for it, and a recovery code only when enrollment made a
+new one (shown once)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from typing import Any
+
+from native_host import state
+from native_host.state import HostError, bool_param, operation, progress_of, text_param
+
+FLAVOURS = {"modern": "modern", "legacy": "legacy", "p12": "modern", "p12-legacy": "legacy"}
+
+
+@operation
+def export(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A PKCS#12 (base64) of every key this profile holds, or of one address (params.address)
+    or of chosen keys (params.keyIds): flavour "modern" (AES) or "legacy" (3DES, RSA only, for
+    older clients and gpgsm), under params.password."""
+    flavour = FLAVOURS.get(str(params.get("flavour") or "modern"))
+    if flavour is None:
+        raise HostError("bad_params", "flavour must be modern or legacy.")
+    password = params.get("password")
+    if not isinstance(password, str) or not password:
+        raise HostError("bad_params", "A password for the PKCS#12 file is needed.")
+    progress = progress_of(ctx)
+    keystore = state.current().keystore
+    address = text_param(params, "address")
+    key_ids = params.get("keyIds")
+    if key_ids is not None:
+        if not isinstance(key_ids, list) or not all(isinstance(k, str) for k in key_ids):
+            raise HostError("bad_params", "keyIds must be a list of key ids.")
+        selection: Any = key_ids
+    elif address:
+        selection = address
+    else:
+        selection = [record.key_id for record in keystore.records()]
+    if not selection:
+        raise state.not_configured(
+            "This profile holds no keys yet: run `autosmime enroll` or start the setup in the "
+            "extension."
+        )
+    progress(0, 1, "Protecting the keys with your password")
+    exported = keystore.export_pkcs12(selection, password, flavour)  # type: ignore[arg-type]
+    progress(1, 1, "Done")
+    return {
+        "flavour": flavour,
+        "pkcs12": base64.b64encode(exported.data).decode("ascii"),
+        "keyIds": list(exported.key_ids),
+        "leftOut": dict(exported.left_out),
+    }
+
+
+@operation
+def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Enroll params.address (default: the only account) with its account's PKI service:
+    keys, RFC 8823 challenge by mail, certificates, backup; resumes an interrupted run."""
+    from native_host import enrollment
+
+    host = state.current()
+    address, pki = host.pki(text_param(params, "address"))
+    suites = params.get("suites") or list(enrollment.SUITES)
+    if not isinstance(suites, list) or not set(suites) <= set(enrollment.SUITES) or not suites:
+        raise HostError("bad_params", "suites must be a list of intl and/or sm.")
+    intl_key = text_param(params, "intlKey") or "ecdsa-p256"
+    if intl_key not in enrollment.INTL_KEYS:
+        raise HostError("bad_params", f"intlKey must be one of {', '.join(enrollment.INTL_KEYS)}.")
+    with contextlib.closing(host.mailbox(address)) as mailbox:
+        result = enrollment.enroll(
+            address,
+            profile=host.profile,
+            mailbox=mailbox,
+            pki=pki.settings(),
+            keystore=host.keystore,
+            suites=tuple(suites),
+            intl_key=intl_key,
+            progress=progress_of(ctx),
+            recovery_code=text_param(params, "recoveryCode"),
+            keep_recovery_code=bool_param(params, "keepRecoveryCode"),
+        )
+    host.record_backup(address, result.backup_message_id, list(result.key_ids.values()))
+    return {
+        "address": result.address,
+        "kind": result.kind,
+        "keyIds": result.key_ids,
+        "certificates": {
+            suite: base64.b64encode(der).decode("ascii")
+            for suite, der in result.certificates.items()
+        },
+        "backupMessageId": result.backup_message_id,
+        "recoveryCode": result.recovery_code,
+        "resumed": result.resumed,
+        "seconds": round(result.seconds, 3),
+        "superseded": list(result.superseded),
+    }
+
+
+def _code(host: state.HostState, address: str, params: dict[str, Any]) -> str:
+    from native_host import backups
+
+    given = text_param(params, "recoveryCode")
+    code = given or backups.stored_recovery_code(host.profile, address)
+    if not code:
+        raise HostError(
+            "recovery_code",
+            f"The recovery code of {address} is needed (it is not kept on this device).",
+        )
+    return code
+
+
+@operation
+def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Write a new backup of every key of params.address (default: the only account) to the
+    mailbox under the recovery code (params.recoveryCode, else the one kept in the keyring),
+    read it back and prove it. The code must open the newest existing backup, so one code
+    keeps every key; keys only older backups hold are carried over."""
+    from native_host import backups
+    from shared_pki import backup as backup_format
+
+    progress = progress_of(ctx)
+    host = state.current()
+    address = host.account(text_param(params, "address")).address
+    code = backup_format.parse_recovery_code(_code(host, address, params))
+    keystore = host.keystore
+    if not keystore.records(address):
+        raise state.not_configured(f"{address} has no keys to back up yet: run `autosmime enroll`.")
+    with contextlib.closing(host.mailbox(address)) as mailbox:
+        progress(0, 3, "Reading the backups in your mailbox")
+        existing = backups.list_backups(mailbox, address)
+        carried = backup_format.read_backup(existing[0].raw, code) if existing else []
+        keys = backups.projected_keys(keystore, address, carried=carried)
+        expected = {k.key_id: k.status for k in keys}
+        progress(1, 3, "Writing the backup")
+        stored = backups.write_backup(mailbox, address, keys, code)
+        progress(2, 3, "Reading the backup back")
+        backups.check_backup(mailbox, stored.message_id, code, expected)
+        with contextlib.suppress(Exception):  # flagging older ones is a courtesy; they stay
+            backups.flag_older(mailbox, existing)
+    host.record_backup(address, stored.message_id, list(expected))
+    progress(3, 3, "Done")
+    return {"address": address, "messageId": stored.message_id, "keyIds": list(expected)}
+
+
+@operation
+def restore(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Restore every key of the newest backup of params.address from the mailbox with
+    params.recoveryCode; a wrong code or a tampered backup changes nothing."""
+    from native_host import backups
+
+    progress = progress_of(ctx)
+    host = state.current()
+    address = host.account(text_param(params, "address")).address
+    code = _code(host, address, params)
+    progress(0, 1, "Restoring your keys from your mailbox")
+    with contextlib.closing(host.mailbox(address)) as mailbox:
+        result = backups.restore(
+            address,
+            code,
+            mailbox,
+            host.keystore,
+            profile=host.profile,
+            keep_code=bool_param(params, "keepRecoveryCode"),
+        )
+    held = [*result.restored, *result.already_held]  # the keys this backup holds
+    host.record_backup(address, result.backup.message_id, held)
+    progress(1, 1, "Done")
+    return {
+        "address": result.address,
+        "messageId": result.backup.message_id,
+        "restored": list(result.restored),
+        "alreadyHeld": list(result.already_held),
+        "statuses": result.statuses,
+    }
