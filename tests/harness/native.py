@@ -36,13 +36,16 @@ def write_host_config(folder: Path) -> tuple[Path, Path]:
 class HostProcess:
     """`python -m native_host` with the caller's origin in argv, exactly as a browser starts it."""
 
-    def __init__(self, config: Path, origin: str = ORIGIN) -> None:
+    def __init__(
+        self, config: Path, origin: str = ORIGIN, env: dict[str, str] | None = None
+    ) -> None:
+        """env: variables to set for the host on top of ours (AUTOSMIME_PROFILE, keyring...)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "native_host", "--config", str(config), origin],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._chunks = ChunkAssembler()
         self.frames_seen: list[int] = []
