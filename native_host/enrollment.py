@@ -113,6 +113,9 @@ TOTAL = len(STEPS)
 MAIL_TIMEOUT = 600.0
 VALIDATION_TIMEOUT = 300.0
 ORDER_TIMEOUT = 120.0
+#: The challenge mail is awaited in IDLE slices of this length, doubling up to the maximum.
+FIRST_IDLE_SLICE = 1.0
+MAX_IDLE_SLICE = 30.0
 
 Progress = Callable[[int, int, str], None]
 
@@ -655,13 +658,17 @@ class Enrollment:
                 return False
             return True
 
+        slice_seconds = FIRST_IDLE_SLICE
         while True:
             remaining = deadline - time.monotonic()
-            raw = (
-                self.mailbox.wait_for(wanted, max(remaining, 0.0), "INBOX")
-                if remaining > 0
-                else None
-            )
+            raw = None
+            while raw is None and remaining > 0:
+                # IDLE in growing slices, each starting with a SEARCH: Dovecot may not announce
+                # a delivery that races with the start of IDLE (seen: 30 s of silence), so no
+                # single IDLE is trusted for long while the mail is most likely to land.
+                raw = self.mailbox.wait_for(wanted, min(remaining, slice_seconds), "INBOX")
+                slice_seconds = min(slice_seconds * 2, MAX_IDLE_SLICE)
+                remaining = deadline - time.monotonic()
             if raw is None:
                 raise ChallengeMailMissing(
                     f"The confirmation email from {challenge['from']} did not arrive within "
