@@ -3,7 +3,7 @@ connections), next to the floor: the same server (Starlette + uvicorn, same work
 its static /health document.
 
 - directory lookups per second and p99 latency (GET /certs/{address}, a real published
-  certificate pair), SQLite with one and two workers;
+  certificate), SQLite and PostgreSQL, one and two workers;
 - TSA tokens per second (POST /tsa with a real SHA-256 query).
 - ACME orders completed per second (account, order, challenge, finalize, certificate
   download) with validation short-circuited, from 8 client processes, next to the same floor.
@@ -41,7 +41,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def publish(data: Path) -> None:
+def publish(data: Path, db_url: str | None = None) -> None:
     """Issue and record a certificate pair for ADDRESS with the service's own CA, as ACME
     finalize does (run before the server starts, in this process)."""
     from cryptography import x509
@@ -57,7 +57,7 @@ def publish(data: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     # One load generator is one client: lift the per-client limit for the measurement.
     (data / service_config.CONFIG_NAME).write_text("directory_rate_per_minute = 1000000000\n")
-    config = service_config.load(data)
+    config = service_config.load(data, {"db_url": db_url})
     hierarchy, _ = ca_state.load_or_create(config)
     store = Store(config.db_url)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -86,22 +86,23 @@ def publish(data: Path) -> None:
     store.close()
 
 
-def start(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start(data: Path, port: int, workers: int, db_url: str | None) -> subprocess.Popen[bytes]:
     env = {**os.environ}
+    database = ["--db", db_url] if db_url else []
     process = subprocess.Popen(
         [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(data),
-         "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+         "--listen", f"127.0.0.1:{port}", "--workers", str(workers), *database],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                 return process
         except OSError:
             time.sleep(0.1)  # still starting
     process.kill()
-    raise RuntimeError("the PKI service did not come up")
+    raise RuntimeError(f"the PKI service did not come up: {process.communicate()[1][-2000:]!r}")
 
 
 def wrk(url: str, script: Path | None = None) -> tuple[float, float]:
@@ -151,40 +152,55 @@ def acme_orders(data: Path) -> float:
         return done / (time.perf_counter() - start)
 
 
+def measure(data: Path, script: Path, workers: int, db_url: str | None) -> list[tuple]:
+    """(name, rate, p99, floor rate, floor p99) for the directory and the TSA."""
+    port = free_port()
+    server = start(data, port, workers, db_url)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        floor = wrk(f"{base}/health")
+        lookup = wrk(f"{base}/certs/{ADDRESS}")
+        tokens = wrk(f"{base}/tsa", script)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return [("directory lookup", *lookup, *floor), ("TSA token", *tokens, *floor)]
+
+
 def run(repeat: int = 1) -> list[str]:
+    from harness.postgres import PostgresServer
+
     lines = [
-        "| figure | workers | ours (req/s) | ours p99 | floor /health (req/s) | floor p99 "
-        "| ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| figure | database | workers | ours (req/s) | ours p99 | floor /health (req/s) "
+        "| floor p99 | ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    with tempfile.TemporaryDirectory(prefix="autosmime-bench-pki-") as scratch:
-        data = Path(scratch) / "pki"
-        publish(data)
+    with (
+        tempfile.TemporaryDirectory(prefix="autosmime-bench-pki-") as scratch,
+        PostgresServer() as postgres,
+    ):
         query = Path(scratch) / "q.tsq"
         (Path(scratch) / "data").write_bytes(b"bench")
         subprocess.run(["openssl", "ts", "-query", "-data", str(Path(scratch) / "data"),
                         "-sha256", "-cert", "-out", str(query)], check=True)  # fmt: skip
         script = Path(scratch) / "tsa.lua"
         script.write_text(TSA_SCRIPT.format(query=query))
-        for workers in (1, 2):
-            port = free_port()
-            server = start(data, port, workers)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                floor = wrk(f"{base}/health")
-                lookup = wrk(f"{base}/certs/{ADDRESS}")
-                tokens = wrk(f"{base}/tsa", script)
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
-            for name, (rate, p99) in (("directory lookup", lookup), ("TSA token", tokens)):
-                lines.append(
-                    f"| {name} | {workers} | {rate:.0f} | {p99:.1f} ms | {floor[0]:.0f} "
-                    f"| {floor[1]:.1f} ms | {rate / floor[0]:.2f}x |"
-                )
+        floor: tuple = ()
+        for database, db_url in (("SQLite", None), ("PostgreSQL", postgres.url)):
+            data = Path(scratch) / f"pki-{database}"
+            publish(data, db_url)
+            for workers in (1, 2):
+                for name, rate, p99, floor_rate, floor_p99 in measure(
+                    data, script, workers, db_url
+                ):
+                    floor = (floor_rate, floor_p99)
+                    lines.append(
+                        f"| {name} | {database} | {workers} | {rate:.0f} | {p99:.1f} ms "
+                        f"| {floor_rate:.0f} | {floor_p99:.1f} ms | {rate / floor_rate:.2f}x |"
+                    )
         orders = acme_orders(Path(scratch) / "acme")
         lines.append(
-            f"| ACME orders completed (short-circuit validation, {CLIENTS} clients) | 1 "
+            f"| ACME orders completed (short-circuit validation, {CLIENTS} clients) | SQLite | 1 "
             f"| {orders:.1f} | - | {floor[0]:.0f} | {floor[1]:.1f} ms | {orders / floor[0]:.4f}x |"
         )
     return lines
