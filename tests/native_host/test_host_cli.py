@@ -1,0 +1,234 @@
+"""The same story as test_ops.py, for people and scripts: `autosmime --profile A ...` and
+`--profile B ...` subprocesses (alice's and bob's devices, each with a keyring confined to the
+test folder) against the real mail stack and the real PKI service. --json output parses;
+failures exit non-zero with one line on stderr."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asn1crypto import pem as asn1_pem
+from cryptography.hazmat.primitives.serialization import pkcs12
+from harness.mail import MailStack
+
+from native_host.keystore import Keystore
+from native_host.profile import open_profile
+
+_spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
+assert _spec is not None and _spec.loader is not None
+_world = sys.modules.setdefault("_world", importlib.util.module_from_spec(_spec))
+if not hasattr(_world, "PkiWorld"):
+    _spec.loader.exec_module(_world)
+PkiWorld, Person = _world.PkiWorld, _world.Person
+world = _world.world  # the module-scoped fixture
+
+pytestmark = pytest.mark.mail
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+KEYRING = "keyrings.alt.file.PlaintextKeyring"
+ROOT = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Device:
+    address: str
+    folder: Path
+
+    @property
+    def profile(self) -> Path:
+        return self.folder / "profile"
+
+    @property
+    def xdg(self) -> Path:
+        return self.folder / "xdg-data"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "AUTOSMIME_PROFILE"}
+        env.update(PYTHON_KEYRING_BACKEND=KEYRING, XDG_DATA_HOME=str(self.xdg), **extra)
+        return env
+
+    def run(self, *args: str, stdin: str = "", **extra: str) -> Result:
+        """`autosmime --profile DIR ARGS...` as a person or a script runs it."""
+        done = subprocess.run(
+            [sys.executable, "-m", "native_host.cli", "--profile", str(self.profile), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env=self.env(**extra),
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def keystore(self) -> Keystore:
+        from keyrings.alt.file import PlaintextKeyring
+
+        backend = PlaintextKeyring()
+        backend.file_path = str(self.xdg / "python_keyring" / "keyring_pass.cfg")
+        return Keystore.for_profile(open_profile(self.profile), backend=backend)
+
+
+def one_line_failure(result: Result, command: str, code: str) -> str:
+    assert result.code != 0, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"autosmime {command}: {code}: "), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def devices(
+    world: PkiWorld, mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Device]:
+    tmp = tmp_path_factory.mktemp("cli")
+    roots = tmp / "roots.pem"
+    roots.write_bytes(b"".join(asn1_pem.armor("CERTIFICATE", c.dump()) for c in world.roots))
+    found = {}
+    for address in (ALICE, BOB):
+        device = Device(address, tmp / address.split("@")[0])
+        world.add(device.keystore(), world.issue(address))
+        user = address.replace("@", "%40")
+        added = device.run(
+            "--json", "account", "add", address,
+            "--imap", f"imaps://{user}@127.0.0.1:{mail_stack.imaps_port}",
+            "--smtp", f"smtp://{user}@127.0.0.1:{mail_stack.smtp_port}",
+            "--ca-file", str(mail_stack.ca_cert_path),
+            "--pki", world.url, "--pki-roots", str(roots),
+            "--password-stdin",
+            stdin=mail_stack.users[address] + "\n",
+        )  # fmt: skip
+        assert added.code == 0, added.stderr
+        assert added.json()["address"] == address and added.json()["pki"]["url"] == world.url
+        assert mail_stack.users[address] not in added.stdout + added.stderr
+        found[address] = device
+    return found
+
+
+def test_account_list_and_certs_list(devices: dict[str, Device]) -> None:
+    alice = devices[ALICE]
+    listed = alice.run("--json", "account", "list")
+    assert listed.code == 0 and [a["address"] for a in listed.json()["accounts"]] == [ALICE]
+    human = alice.run("account", "list")
+    assert human.code == 0 and ALICE in human.stdout and "imaps://" in human.stdout
+    keys = alice.run("certs", "list", "--json")  # --json after the subcommand works too
+    [key] = keys.json()["keys"]
+    assert key["status"] == "current" and key["suite"] == "intl" and key["notAfter"]
+
+
+def test_certs_lookup(devices: dict[str, Device]) -> None:
+    found = devices[ALICE].run("--json", "certs", "lookup", BOB)
+    assert found.code == 0, found.stderr
+    [result] = found.json()["results"]
+    assert result["certificates"] and result["certificates"][0]["origin"] == "directory"
+    missing = devices[ALICE].run("certs", "lookup", "nobody@example.test")
+    line = one_line_failure(missing, "certs lookup", "not_found")
+    assert "nobody@example.test" in line
+
+
+def test_alice_sends_bob_opens_with_everything_verified(
+    devices: dict[str, Device], tmp_path: Path
+) -> None:
+    alice, bob = devices[ALICE], devices[BOB]
+    body, html = tmp_path / "body.txt", tmp_path / "body.html"
+    body.write_text("Hello Bob,\nthe figures.\n", encoding="utf-8")
+    html.write_text("<p>Hello <b>Bob</b><script>x()</script></p>", encoding="utf-8")
+    csv, png = tmp_path / "figures.csv", tmp_path / "logo.png"
+    csv.write_bytes(b"q,value\r\n1,10\r\n")
+    png.write_bytes(PNG)
+    sent = alice.run(
+        "--json", "--progress", "send", "--from", ALICE, "--to", BOB,
+        "--subject", "Figures from the command line", "--body-file", str(body),
+        "--html-file", str(html), "--attach", str(csv), "--attach", str(png),
+    )  # fmt: skip
+    assert sent.code == 0, sent.stderr
+    outcome = sent.json()
+    assert outcome["status"] == "sent" and outcome["signed"] and outcome["encrypted"]
+    assert outcome["timestamped"]
+    assert "Signing and encrypting" in sent.stderr and "Done" in sent.stderr  # for people
+
+    opened = bob.run("--json", "open", "--message-id", outcome["messageId"], "--folder", "INBOX")
+    assert opened.code == 0, opened.stderr
+    view = opened.json()
+    assert view["security"]["verified"] and view["security"]["decrypted"]
+    [signature] = view["security"]["signatures"]
+    assert signature["signer"] == ALICE and signature["timestamp"]["trustedTime"]
+    assert "the figures." in view["text"] and "<script" not in view["html"]
+    names = {a["name"]: base64.b64decode(a["data"]) for a in view["attachments"]}
+    assert names == {"figures.csv": csv.read_bytes(), "logo.png": PNG}
+
+    # for people: the content and the security summary; AUTOSMIME_PROFILE selects the profile
+    human = subprocess.run(
+        [sys.executable, "-m", "native_host.cli", "open", "--message-id", outcome["messageId"]],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env=bob.env(AUTOSMIME_PROFILE=str(bob.profile)),
+    )  # fmt: skip
+    assert human.returncode == 0, human.stderr
+    assert "Subject: Figures from the command line" in human.stdout
+    assert "the figures." in human.stdout and "[attachment] logo.png image/png" in human.stdout
+    assert "Security: Encrypted (" in human.stdout
+
+
+def test_export_writes_a_private_pkcs12(devices: dict[str, Device], tmp_path: Path) -> None:
+    target = tmp_path / "alice.p12"
+    done = devices[ALICE].run(
+        "--json", "export", "--format", "p12", "--out", str(target),
+        "--password-env", "P12_PASSWORD", P12_PASSWORD="s3cret-export",
+    )  # fmt: skip
+    assert done.code == 0, done.stderr
+    assert "pkcs12" not in done.json() and done.json()["file"] == str(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    key, cert, _ = pkcs12.load_key_and_certificates(target.read_bytes(), b"s3cret-export")
+    assert key is not None and cert is not None
+    from_stdin = devices[ALICE].run(
+        "export", "--out", str(tmp_path / "b.p12"), stdin="other-password\n"
+    )
+    assert from_stdin.code == 0 and "Wrote 1 key(s)" in from_stdin.stdout
+    legacy = devices[ALICE].run(
+        "export", "--format", "p12-legacy", "--out", str(tmp_path / "c.p12"), stdin="pw\n"
+    )
+    one_line_failure(legacy, "export", "op_failed")  # an EC key has no legacy form
+    assert not (tmp_path / "c.p12").exists()
+
+
+def test_failures_exit_non_zero_with_one_line(devices: dict[str, Device], tmp_path: Path) -> None:
+    alice = devices[ALICE]
+    refused = alice.run("send", "--from", ALICE, "--to", "nobody@example.test", "--subject", "x")
+    line = one_line_failure(refused, "send", "missing_certificates")
+    assert "nobody@example.test" in line
+    unreadable = alice.run("open", "--file", str(tmp_path / "missing.eml"))
+    assert unreadable.code == 2
+    one_line_failure(unreadable, "open", "bad_params")
+    fresh = Device("carol@example.test", tmp_path / "fresh")
+    nothing = fresh.run("certs", "lookup", BOB)
+    line = one_line_failure(nothing, "certs lookup", "not_configured")
+    assert "autosmime account add" in line
+    tampered = tmp_path / "tampered.eml"
+    tampered.write_bytes(b"From: a@example.test\r\nSubject: x\r\n\r\nplain\r\n")
+    plain = alice.run("open", "--file", str(tampered))
+    assert plain.code == 0 and "Security: Not encrypted. Not signed." in plain.stdout
+    no_password = fresh.run(
+        "account", "add", "carol@example.test", "--imap", "imaps://x@127.0.0.1:1"
+    )
+    assert no_password.code == 2
+    assert no_password.stderr.count("\n") == 1 and "--password-stdin" in no_password.stderr
