@@ -12,6 +12,8 @@ import os
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,114 @@ def test_failures_exit_non_zero_with_one_line(devices: dict[str, Device], tmp_pa
     )
     assert no_password.code == 2
     assert no_password.stderr.count("\n") == 1 and "--password-stdin" in no_password.stderr
+
+
+# ---- enroll, backup, restore against `autosmime pki serve` with RFC 8823 mail -------------------
+
+CA = "carol@example.test"  # the CA's mailbox on the stack
+
+
+def _login(user: str, password: str) -> str:
+    quoted = [
+        t.replace("%", "%25").replace("@", "%40").replace(":", "%3A") for t in (user, password)
+    ]
+    return f"{quoted[0]}:{quoted[1]}"
+
+
+@pytest.fixture(scope="module")
+def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The PKI service as an operator runs it, validating addresses by mail through carol."""
+    from harness.mail import free_port
+
+    data = tmp_path_factory.mktemp("pki-serve")
+    port = free_port()
+    login = f"{_login(CA, mail_stack.users[CA])}@{mail_stack.host}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(data),
+         "--listen", f"127.0.0.1:{port}", "--mail-from", CA,
+         "--smtp", f"smtp://{login}:{mail_stack.smtp_port}",
+         "--imap", f"imaps://{login}:{mail_stack.imaps_port}",
+         "--mail-ca-file", str(mail_stack.ca_cert_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    roots = b""
+    while not roots:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "pki serve did not answer"
+        try:
+            with urllib.request.urlopen(f"{url}/ca/roots.pem", timeout=5) as answer:
+                roots = answer.read()
+        except OSError:
+            time.sleep(0.05)  # waiting for start-up, bounded by the deadline
+    roots_file = data / "configured-roots.pem"
+    roots_file.write_bytes(roots)
+    try:
+        yield url, roots_file
+    finally:
+        process.terminate()
+        try:
+            _out, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, err = process.communicate()
+        assert "Traceback" not in err, err
+
+
+def add_alice(device: Device, stack: MailStack, *pki: str) -> None:
+    user = ALICE.replace("@", "%40")
+    added = device.run(
+        "account", "add", ALICE,
+        "--imap", f"imaps://{user}@127.0.0.1:{stack.imaps_port}",
+        "--smtp", f"smtp://{user}@127.0.0.1:{stack.smtp_port}",
+        "--ca-file", str(stack.ca_cert_path), *pki, "--password-stdin",
+        stdin=stack.users[ALICE] + "\n",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+
+
+def test_enroll_backup_and_restore_on_a_new_device(
+    pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
+) -> None:
+    from native_host.backups import FOLDER
+
+    client = mail_stack.imap_client(ALICE)  # alice's first enrollment: no backups yet
+    try:
+        if client.folder_exists(FOLDER):
+            client.delete_folder(FOLDER)
+    finally:
+        client.logout()
+    url, roots = pki_serve
+    first = Device(ALICE, tmp_path / "first")
+    add_alice(first, mail_stack, "--pki", url, "--pki-roots", str(roots))
+
+    enrolled = first.run("--json", "--progress", "enroll")
+    assert enrolled.code == 0, enrolled.stderr
+    result = enrolled.json()
+    assert set(result["keyIds"]) == {"intl", "sm"} and result["recoveryCode"]
+    assert "Waiting for the confirmation email" in enrolled.stderr
+    keys = first.run("--json", "certs", "list").json()["keys"]
+    assert {k["status"] for k in keys} == {"current"}
+    assert {k["backup"]["state"] for k in keys} == {"proven"}
+
+    code = result["recoveryCode"]
+    no_code = first.run("backup")  # the code was not kept on this device
+    one_line_failure(no_code, "backup", "recovery_code")
+    backed = first.run("--json", "backup", "--recovery-code-stdin", stdin=code + "\n")
+    assert backed.code == 0, backed.stderr
+    assert sorted(backed.json()["keyIds"]) == sorted(result["keyIds"].values())
+
+    second = Device(ALICE, tmp_path / "second")  # a fresh device: mailbox login + code
+    add_alice(second, mail_stack)
+    wrong = second.run("restore", ALICE, stdin="1111-2222-3333-4444-5555-6666-7777-8888-9999\n")
+    one_line_failure(wrong, "restore", "recovery_code")
+    assert second.run("--json", "certs", "list").json()["keys"] == []
+    restored = second.run("--json", "restore", ALICE, stdin=code + "\n")
+    assert restored.code == 0, restored.stderr
+    assert sorted(restored.json()["restored"]) == sorted(result["keyIds"].values())
+    keys = second.run("--json", "certs", "list").json()["keys"]
+    assert {k["keyId"]: k["status"] for k in keys} == {
+        key_id: "current" for key_id in result["keyIds"].values()
+    }
