@@ -438,6 +438,12 @@ class Enrollment:
             journal = Journal.load(path)
             resumed = journal is not None
             if journal is None:
+                # The code first: refusing it (needed, wrong) must leave nothing behind.
+                source, code = self._choose_code(address, recovery_code)
+                kept_before = (
+                    backups.stored_recovery_code(self.profile, address, backend=self.keyring)
+                    is not None
+                )
                 journal = Journal(
                     path,
                     {
@@ -451,12 +457,16 @@ class Enrollment:
                         "started": _now_iso(),
                         "step": "keys",
                         "keep_code": keep,
+                        "code_source": source,
+                        "code_kept_before": kept_before,
                         "keys": {},
                         "orders": {},
                         "certificates": {},
                     },
                 )
                 journal.save()
+                if source != "keyring":  # held in the keyring for the run (see _ensure_code)
+                    backups.store_recovery_code(self.profile, address, code, backend=self.keyring)
             elif journal["step"] == "keys" and not journal["keys"]:
                 # An earlier call stopped before making anything: this call's choices count.
                 journal.set(kind=kind, suites=list(suites), intl_key=intl_key, keep_code=keep)
@@ -479,15 +489,7 @@ class Enrollment:
 
     def _step_keys(self, journal: Journal, recovery_code: str | None) -> None:
         address = journal["address"]
-        if journal.get("code_source") is None:
-            source, code = self._choose_code(address, recovery_code)
-            kept_before = (
-                backups.stored_recovery_code(self.profile, address, backend=self.keyring)
-                is not None
-            )
-            if source != "keyring":
-                backups.store_recovery_code(self.profile, address, code, backend=self.keyring)
-            journal.set(code_source=source, code_kept_before=kept_before)
+        self._ensure_code(journal, recovery_code)
         keys = dict(journal["keys"])
         for suite in journal["suites"]:
             key_id = keys.get(suite)
@@ -536,6 +538,24 @@ class Enrollment:
                 transient=False,
             )
         return "generated", backup.new_recovery_code()
+
+    def _ensure_code(self, journal: Journal, given: str | None) -> None:
+        """The run's code is in the keyring (a crash between the journal's first write and
+        the keyring's may have lost it: a generated code that no backup used yet is made
+        again; a given one must be given again)."""
+        address = journal["address"]
+        if backups.stored_recovery_code(self.profile, address, backend=self.keyring):
+            return
+        if journal["code_source"] == "generated" and not journal.get("backup"):
+            code = backup.new_recovery_code()
+        elif given is not None:
+            code = backup.parse_recovery_code(given)
+        else:
+            raise RecoveryCodeNeeded(
+                "The recovery code for this enrollment is not in the keyring; give it again.",
+                transient=False,
+            )
+        backups.store_recovery_code(self.profile, address, code, backend=self.keyring)
 
     def _code(self, journal: Journal) -> str:
         code = backups.stored_recovery_code(self.profile, journal["address"], backend=self.keyring)

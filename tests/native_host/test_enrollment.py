@@ -730,6 +730,7 @@ def test_renewal_without_the_code_asks_for_it_before_making_keys(
     with pytest.raises(enr.RecoveryCodeNeeded):
         host.enrollment().renew_if_due(ALICE, window_days=400)
     assert len(host.keystore.records(ALICE)) == 2
+    assert enr.unfinished(host.profile, ALICE) is None  # refused before anything was begun
     renewed = host.enrollment().renew_if_due(
         ALICE, window_days=400, recovery_code=first.recovery_code
     )
@@ -748,6 +749,7 @@ def test_an_existing_backup_needs_its_code_and_the_new_backup_carries_its_keys(
     with pytest.raises(backup.WrongRecoveryCode):
         other.enrollment().enroll(ALICE, recovery_code=backup.new_recovery_code())
     assert other.keystore.records() == []
+    assert enr.unfinished(other.profile, ALICE) is None
     second = other.enrollment().enroll(
         ALICE, recovery_code=first.recovery_code, intl_key="rsa-3072"
     )
