@@ -148,7 +148,8 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it costs a round trip per request; recycle connections instead.
+    return create_engine(url, pool_recycle=1800, pool_size=10, max_overflow=20)
 
 
 class Store:
