@@ -821,7 +821,9 @@ class Mailbox:
                     on_waiting(mode)
                 announced = True
                 try:
-                    client.idle_check(timeout=min(remaining, IDLE_RENEW))
+                    # Bounded by poll_interval too: Dovecot can miss announcing a message that
+                    # lands just as IDLE starts, and each slice ends with a fresh search.
+                    client.idle_check(timeout=min(remaining, IDLE_RENEW, poll_interval))
                 finally:
                     client.idle_done()
             else:
