@@ -14,16 +14,33 @@ export function validateRequest(message) {
   return null;
 }
 
+// Our pages that open in a tab of their own and may ask for any op. None of them is web
+// accessible, so no web page can frame or open them.
+export const TAB_PAGES = ['ui/onboarding.html', 'ui/options.html', 'ui/popup.html'];
+
+/**
+ * Whether sender is an extension page the webmail cannot reach: a page with no tab (the
+ * popup), or one of TAB_PAGES as the top frame of its tab. Our pages framed inside a webmail
+ * tab are not trusted with every op.
+ */
+export function isTrustedExtensionPage(sender, extensionId, extensionBaseUrl) {
+  if (sender.id !== extensionId || typeof sender.url !== 'string') return false;
+  if (!sender.url.startsWith(extensionBaseUrl)) return false;
+  if (!sender.tab) return true;
+  const path = sender.url.slice(extensionBaseUrl.length).split(/[?#]/)[0];
+  return sender.frameId === 0 && TAB_PAGES.includes(path);
+}
+
 /** Whether sender may ask for op: extension pages may ask for anything, content scripts for a few. */
 export function senderMayAsk(sender, op, extensionId, extensionBaseUrl) {
   if (sender.id !== extensionId) return false;
-  const fromExtensionPage = typeof sender.url === 'string' && sender.url.startsWith(extensionBaseUrl);
-  if (fromExtensionPage && !sender.tab) return true;
+  if (isTrustedExtensionPage(sender, extensionId, extensionBaseUrl)) return true;
   return CONTENT_SCRIPT_OPS.has(op);
 }
 
 export function installRouter(runtime, nativePort) {
   runtime.onMessage.addListener((message, sender, sendResponse) => {
+    if (message?.type === 'autosmime.accountHint') return false; // account_hint.js answers it
     const problem = validateRequest(message);
     if (problem) {
       sendResponse({ ok: false, error: { code: 'bad_request', message: problem } });
@@ -38,5 +55,42 @@ export function installRouter(runtime, nativePort) {
       (error) => sendResponse({ ok: false, error: { code: error.code ?? 'internal', message: error.message } }),
     );
     return true;
+  });
+}
+
+export const LONG_REQUEST_PORT = 'autosmime.long-request';
+
+/**
+ * Long requests from extension pages: the page opens a runtime Port named LONG_REQUEST_PORT,
+ * posts one {type:'autosmime.request', op, params}, and receives {event:'progress', done,
+ * total, stage} messages followed by one final {ok, result} or {ok:false, error}; then the
+ * worker closes the port. Content scripts may not open such ports.
+ */
+export function installLongRequests(runtime, nativePort) {
+  runtime.onConnect.addListener((port) => {
+    if (port.name !== LONG_REQUEST_PORT) return;
+    const sender = port.sender ?? {};
+    let open = true;
+    port.onDisconnect.addListener(() => { open = false; });
+    const post = (message) => { if (open) port.postMessage(message); };
+    const finish = (message) => {
+      post(message);
+      if (open) port.disconnect();
+      open = false;
+    };
+    port.onMessage.addListener((message) => {
+      const problem = validateRequest(message);
+      if (problem) return finish({ ok: false, error: { code: 'bad_request', message: problem } });
+      if (!isTrustedExtensionPage(sender, runtime.id, runtime.getURL(''))) {
+        return finish({ ok: false, error: { code: 'forbidden_origin', message: `This page may not ask for ${message.op}.` } });
+      }
+      nativePort.request(message.op, message.params ?? {}, {
+        onProgress: (p) => post({ event: 'progress', done: p.done, total: p.total, stage: p.stage }),
+      }).then(
+        (result) => finish({ ok: true, result }),
+        (error) => finish({ ok: false, error: { code: error.code ?? 'internal', message: error.message } }),
+      );
+      return undefined;
+    });
   });
 }

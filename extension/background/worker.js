@@ -3,10 +3,20 @@
 
 import { NativePort } from './native_port.js';
 import { PROTOCOL, HOST_NAME } from './protocol.js';
-import { installRouter } from './router.js';
+import { installLongRequests, installRouter } from './router.js';
+import { installAccountHints } from './account_hint.js';
 
 const api = globalThis.browser?.runtime ?? chrome.runtime;
 const nativePort = new NativePort(HOST_NAME, PROTOCOL, (name) => api.connectNative(name));
 installRouter(api, nativePort);
+installLongRequests(api, nativePort);
+installAccountHints(api, (globalThis.browser ?? globalThis.chrome)?.storage?.session);
+
+// First run: open the setup page once, when the extension is installed.
+api.onInstalled?.addListener((details) => {
+  if (details.reason === 'install') {
+    (globalThis.browser ?? chrome).tabs.create({ url: api.getURL('ui/onboarding.html') });
+  }
+});
 
 globalThis.autosmime = { nativePort, request: (op, params, options) => nativePort.request(op, params, options) };

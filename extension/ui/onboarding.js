@@ -1,0 +1,175 @@
+// First run: address (detected when possible), password, then account.configure and enroll
+// (or backup.restore on a new device) with the host's own stage names; the recovery code is
+// shown once and confirmed.
+
+import {
+  $, clearError, detectedAddress, el, loadConfig, longRequest, openOptions, request, showError,
+  showProgress,
+} from './common.js';
+import { lastGroupMatches, normalizeRecoveryCode } from './messages.js';
+
+const form = $('#account-form');
+const errorBox = $('#error');
+let recoveryCode = null;
+
+function show(step) {
+  for (const section of document.querySelectorAll('main > section')) section.hidden = section.id !== step;
+}
+
+function mode() {
+  return form.elements.mode.value;
+}
+
+async function prefill() {
+  const config = await loadConfig();
+  const fields = { imapUrl: '#imap-url', smtpUrl: '#smtp-url', caFile: '#ca-file', pkiUrl: '#pki-url', pkiRoots: '#pki-roots' };
+  for (const [key, selector] of Object.entries(fields)) {
+    if (typeof config[key] === 'string') $(selector).value = config[key];
+  }
+  let address = null;
+  let source = null;
+  try {
+    const { accounts } = await request('account.list');
+    if (accounts?.length) {
+      address = accounts[0].address;
+      source = 'This address is already set up on this computer.';
+    }
+  } catch { /* no host yet: the error shows when the person starts */ }
+  if (!address) {
+    address = await detectedAddress();
+    if (address) source = 'Found in your webmail. Change it if it is not the address you want.';
+  }
+  if (address) {
+    $('#address').value = address;
+    $('#address-hint').textContent = source;
+    $('#address-hint').hidden = false;
+    $('#password').focus();
+  } else {
+    $('#address').focus();
+  }
+  if (new URLSearchParams(location.search).get('mode') === 'restore') {
+    form.elements.mode.value = 'restore';
+    updateMode();
+  }
+}
+
+function updateMode() {
+  const restoring = mode() === 'restore';
+  $('#restore-fields').hidden = !restoring;
+  $('#start').textContent = restoring ? 'Restore from my mailbox' : 'Set up secure mail';
+}
+
+function stageListener() {
+  const bar = $('#progress');
+  const label = $('#stage');
+  const done = $('#stages-done');
+  let last = null;
+  return (event) => {
+    if (last && last !== event.stage && last !== 'Done') done.append(el('li', { text: last }));
+    last = event.stage;
+    showProgress(bar, label, event);
+  };
+}
+
+function accountParams() {
+  const value = (name) => form.elements[name].value.trim();
+  const params = { address: value('address'), password: form.elements.password.value };
+  for (const name of ['imapUrl', 'smtpUrl', 'caFile', 'pkiUrl', 'pkiRoots']) {
+    if (value(name)) params[name] = value(name);
+  }
+  return params;
+}
+
+function problemWithForm() {
+  if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(form.elements.address.value.trim())) {
+    return { field: '#address', message: 'Type your full email address, like name@example.com.' };
+  }
+  if (!form.elements.password.value) {
+    return { field: '#password', message: 'Type the password (or app password) of your mailbox.' };
+  }
+  if (mode() === 'restore' && !form.elements.recoveryCode.value.trim()) {
+    return { field: '#recovery-code', message: 'Type the recovery code you wrote down.' };
+  }
+  return null;
+}
+
+async function start(event) {
+  event.preventDefault();
+  clearError(errorBox);
+  const problem = problemWithForm();
+  if (problem) {
+    showError(errorBox, { code: 'bad_params', message: problem.message });
+    $(problem.field).focus();
+    return;
+  }
+  const params = accountParams();
+  const restoring = mode() === 'restore';
+  const onProgress = stageListener();
+  $('#stages-done').replaceChildren();
+  $('#progress-heading').textContent = restoring ? 'Restoring your keys' : 'Setting up';
+  show('step-progress');
+  try {
+    await longRequest('account.configure', params, { onProgress });
+    form.elements.password.value = '';
+    if (restoring) {
+      const code = normalizeRecoveryCode(form.elements.recoveryCode.value);
+      const result = await longRequest('backup.restore', { address: params.address, recoveryCode: code }, { onProgress });
+      form.elements.recoveryCode.value = '';
+      const count = result.restored.length + result.alreadyHeld.length;
+      finish(`Your ${count} key${count === 1 ? ' is' : 's are'} back on this computer. Your encrypted mail opens here again.`);
+      return;
+    }
+    const result = await longRequest('enroll', { address: params.address }, { onProgress });
+    if (result.recoveryCode) {
+      showCode(result.recoveryCode);
+    } else {
+      finish('Your certificates are ready. Your earlier recovery code still protects your backup.');
+    }
+  } catch (error) {
+    show('step-account');
+    showError(errorBox, error);
+    if (error.code === 'recovery_code' && !restoring) {
+      form.elements.mode.value = 'restore';
+      updateMode();
+    }
+  }
+}
+
+function showCode(code) {
+  recoveryCode = code;
+  $('#recovery-code-shown').textContent = code;
+  show('step-code');
+  $('#code-heading').setAttribute('tabindex', '-1');
+  $('#code-heading').focus();
+}
+
+function confirmCode(event) {
+  event.preventDefault();
+  const typed = $('#last-group').value;
+  const ticked = $('#written-down').checked;
+  const problem = $('#code-problem');
+  if (typed.trim() ? !lastGroupMatches(recoveryCode, typed) : !ticked) {
+    problem.textContent = typed.trim()
+      ? 'That is not the last group of the code. Look at the code again and type its last four digits.'
+      : 'Type the last group of the code, or tick “I have written it down”.';
+    problem.hidden = false;
+    $('#last-group').focus();
+    return;
+  }
+  // Shown once: forget it here.
+  recoveryCode = null;
+  $('#recovery-code-shown').textContent = '';
+  finish('Your certificates are ready and your keys are backed up in your mailbox. Mail you send can now be signed and encrypted.');
+}
+
+function finish(text) {
+  $('#done-text').textContent = text;
+  show('step-done');
+  $('#done-heading').focus();
+}
+
+form.addEventListener('submit', start);
+form.addEventListener('change', (event) => { if (event.target.name === 'mode') updateMode(); });
+$('#code-form').addEventListener('submit', confirmCode);
+$('#open-options').addEventListener('click', () => openOptions());
+prefill();

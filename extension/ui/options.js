@@ -1,0 +1,125 @@
+// The status page: certificates from certs.list, renew (enroll again), preferred suite (kept in
+// chrome.storage.local for compose), and PKCS#12 export downloaded as a file.
+
+import {
+  $, clearError, el, getPreference, longRequest, request, setPreference, showError, showProgress,
+} from './common.js';
+import {
+  backupText, exportFileName, formatDate, keyStatusText, suiteName,
+} from './messages.js';
+
+const errorBox = $('#error');
+const notice = $('#notice');
+let address = null;
+
+function say(text) {
+  notice.textContent = text;
+  notice.hidden = false;
+}
+
+function keyType(key) {
+  const type = String(key.keyType ?? '');
+  return type ? ` (${type.toUpperCase()})` : '';
+}
+
+async function loadCertificates() {
+  const { accounts } = await request('account.list');
+  address = accounts?.[0]?.address ?? null;
+  $('#account-line').textContent = address ? `Account: ${address}` : 'No mail account is set up yet.';
+  const { keys } = await request('certs.list', address ? { address } : {});
+  const body = $('#certs tbody');
+  body.replaceChildren(
+    ...keys.map((key) => el(
+      'tr',
+      { 'data-key-id': key.keyId, 'data-suite': key.suite, 'data-status': key.status },
+      el('td', { text: `${suiteName(key.suite)}${keyType(key)}` }),
+      el('td', { text: keyStatusText(key.status) }),
+      el('td', { text: formatDate(key.notAfter) || '—' }),
+      el('td', { text: backupText(key.backup?.state) }),
+    )),
+  );
+  $('#certs').hidden = keys.length === 0;
+  $('#no-certs').hidden = keys.length > 0;
+  $('#renew').disabled = !address;
+  return keys;
+}
+
+async function renew() {
+  clearError(errorBox);
+  notice.hidden = true;
+  const button = $('#renew');
+  button.disabled = true;
+  $('#renew-progress').hidden = false;
+  try {
+    const result = await longRequest('enroll', { address }, {
+      onProgress: (event) => showProgress($('#renew-bar'), $('#renew-stage'), event),
+    });
+    say(result.recoveryCode
+      ? `New certificates are ready. Your new recovery code is ${result.recoveryCode} — write it down now; it is shown only once.`
+      : 'New certificates are ready. Your old keys stay, so older mail still opens.');
+    await loadCertificates();
+  } catch (error) {
+    showError(errorBox, error);
+  } finally {
+    button.disabled = false;
+    $('#renew-progress').hidden = true;
+  }
+}
+
+function download(base64, name) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/x-pkcs12' }));
+  const link = el('a', { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+async function exportKeys(event) {
+  event.preventDefault();
+  clearError(errorBox);
+  notice.hidden = true;
+  const form = event.target;
+  const password = $('#export-password').value;
+  if (!password) {
+    showError(errorBox, { code: 'bad_params', message: 'Choose a password for the file.' });
+    $('#export-password').focus();
+    return;
+  }
+  if (password !== $('#export-password2').value) {
+    showError(errorBox, { code: 'bad_params', message: 'The two passwords are not the same.' });
+    $('#export-password2').focus();
+    return;
+  }
+  const flavour = form.elements.flavour.value;
+  $('#export').disabled = true;
+  try {
+    const result = await longRequest('keys.export', { flavour, password, ...(address ? { address } : {}) });
+    download(result.pkcs12, exportFileName(address, flavour));
+    const left = Object.keys(result.leftOut ?? {}).length;
+    say(`The file is downloaded with ${result.keyIds.length} key${result.keyIds.length === 1 ? '' : 's'}${left ? ` (${left} left out: this format cannot hold them)` : ''}.`);
+    $('#export-password').value = '';
+    $('#export-password2').value = '';
+  } catch (error) {
+    showError(errorBox, error);
+  } finally {
+    $('#export').disabled = false;
+  }
+}
+
+async function setupSuite() {
+  const form = $('#suite-form');
+  form.elements.suite.value = await getPreference('suite', 'intl');
+  form.addEventListener('change', async () => {
+    await setPreference('suite', form.elements.suite.value);
+    say(`New messages will use ${suiteName(form.elements.suite.value)} encryption when possible.`);
+  });
+}
+
+$('#renew').addEventListener('click', renew);
+$('#export-form').addEventListener('submit', exportKeys);
+setupSuite();
+loadCertificates().catch((error) => showError(errorBox, error)).finally(() => {
+  document.body.dataset.loaded = 'true';
+});
