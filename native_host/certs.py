@@ -41,6 +41,7 @@ from asn1crypto import pem as asn1_pem
 
 from native_host.profile import file_lock, private_folder, write_private
 from shared_pki.cms import suite as _suite
+from shared_pki.cms.sm import BOTH_IDS
 from shared_pki.cms.verify import VerificationResult
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate, load_certificates, parse_certificate
@@ -406,6 +407,7 @@ class CertificateBook:
             intermediates=[*intermediates, *self.configured_intermediates],
             address=address,
             usage="encrypt",
+            sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
         )
         if not result.valid:
             reasons = "; ".join(p.message.rstrip(".") for p in result.problems)

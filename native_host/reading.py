@@ -30,6 +30,7 @@ from native_host.sanitize import sanitize_html
 from shared_pki import mime, smime, tsp
 from shared_pki.cms import ciphers, enveloped
 from shared_pki.cms import suite as _suite
+from shared_pki.cms.sm import BOTH_IDS
 from shared_pki.cms.verify import SignerResult, VerificationResult, verify
 from shared_pki.errors import MalformedInput, PkiError
 from shared_pki.keys import Certificate, PrivateKey
@@ -196,6 +197,9 @@ def _peel(
                 from_address=sender,
                 at=at,
                 trusted_time=tsp.trusted_times(stamps) or None,
+                # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks
+                # them) and end entities with the standard one; senders may use either.
+                sm2_ids=BOTH_IDS,
             )
             peeled.signatures.append((result, stamps))
             if layer.kind == "signed_opaque":

@@ -30,13 +30,14 @@ from native_host import certs as certs_module
 from native_host.certs import CertificateBook, HttpResponse, http_fetch
 from native_host.keystore import Keystore
 from native_host.timestamping import timestamp_signature
-from shared_pki import mime, smime, tsp
+from shared_pki import mime, sm2, smime, tsp
 from shared_pki.ca import profile
 from shared_pki.cms import signed
 from shared_pki.keys import Certificate, Credential, parse_certificate
 from shared_pki.services import config as service_config
 from shared_pki.services.app import create_app
 from shared_pki.services.store import certificates as certificates_table
+from shared_pki.x509 import sm2_certs
 
 # ---- the world -------------------------------------------------------------------------------
 
@@ -126,34 +127,39 @@ class PkiWorld:
     def issue(
         self, address: str, key_type: str = "p256", *, publish: bool = True, days: int = 30
     ) -> Person:
-        key = (
-            rsa.generate_private_key(65537, 2048)
-            if key_type == "rsa"
-            else ec.generate_private_key(ec.SECP256R1())
-        )
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), False)
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.DER)
-        )
+        family = "sm2" if key_type == "sm2" else "intl"
+        if key_type == "sm2":
+            key = sm2.generate_private_key()
+            csr = sm2_certs.build_csr(key, emails=(address,))
+        else:
+            key = (
+                rsa.generate_private_key(65537, 2048)
+                if key_type == "rsa"
+                else ec.generate_private_key(ec.SECP256R1())
+            )
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([]))
+                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), False)
+                .sign(key, hashes.SHA256())
+                .public_bytes(serialization.Encoding.DER)
+            )
         info = profile.check_csr(csr, address)
         serial = profile.random_serial()
         now = datetime.datetime.now(datetime.UTC)
-        issuing = self.hierarchy.issuing("intl")
+        issuing = self.hierarchy.issuing(family)
         der = profile.issue(
             info, issuing, serial=serial, not_before=now - datetime.timedelta(minutes=5),
-            days=days, crl_url=self.hierarchy.crl_url("intl-issuing"),
-            aia_url=self.hierarchy.aia_url("intl-issuing"),
+            days=days, crl_url=self.hierarchy.crl_url(f"{family}-issuing"),
+            aia_url=self.hierarchy.aia_url(f"{family}-issuing"),
         )  # fmt: skip
         cert = parse_certificate(der)
         if publish:
             with self.state.store.transaction() as db:
                 db.execute(
                     insert(certificates_table).values(
-                        serial=f"{serial:x}", issuer="intl", address=address,
-                        algorithm="rsa" if key_type == "rsa" else "ecdsa",
+                        serial=f"{serial:x}", issuer=family, address=address,
+                        algorithm={"rsa": "rsa", "sm2": "sm2"}.get(key_type, "ecdsa"),
                         not_before=cert.not_valid_before.timestamp(),
                         not_after=cert.not_valid_after.timestamp(), der=der, published=True,
                     )
@@ -168,7 +174,8 @@ class PkiWorld:
 
     @staticmethod
     def add(store: Keystore, person: Person, status: str = "current") -> str:
-        key_id = store.add_key(person.address, "intl", person.key)
+        suite = "sm" if isinstance(person.key, sm2.SM2PrivateKey) else "intl"
+        key_id = store.add_key(person.address, suite, person.key)
         store.attach_certificate(key_id, person.certificate.dump(), person.chain)
         store.mark(key_id, "current")
         if status != "current":

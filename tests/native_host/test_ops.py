@@ -137,12 +137,13 @@ def account_params(stack: MailStack, world: PkiWorld, address: str) -> dict[str,
 
 
 def make_device(
-    tmp: Path, name: str, address: str, world: PkiWorld, person: Person | None
+    tmp: Path, name: str, address: str, world: PkiWorld, *people: Person | None
 ) -> Device:
     device = Device(name, address, tmp / name)
     device.folder.mkdir(parents=True)
-    if person is not None:  # keys as enrollment leaves them: current, with the CA's certificate
-        world.add(device.keystore(), person)
+    for person in people:  # keys as enrollment leaves them: current, with the CA's certificate
+        if person is not None:
+            world.add(device.keystore(), person)
     return device
 
 
@@ -154,7 +155,12 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def people(world: PkiWorld) -> dict[str, Person]:
-    return {ALICE: world.issue(ALICE), BOB: world.issue(BOB)}
+    return {
+        ALICE: world.issue(ALICE),
+        BOB: world.issue(BOB),
+        f"sm:{ALICE}": world.issue(ALICE, "sm2"),
+        f"sm:{BOB}": world.issue(BOB, "sm2"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +172,8 @@ def pair(
 ) -> Iterator[Pair]:
     """alice and bob, each with keys and a configured account, hosts running."""
     tmp = tmp_path_factory.mktemp("devices")
-    alice = make_device(tmp, "alice", ALICE, world, people[ALICE])
-    bob = make_device(tmp, "bob", BOB, world, people[BOB])
+    alice = make_device(tmp, "alice", ALICE, world, people[ALICE], people[f"sm:{ALICE}"])
+    bob = make_device(tmp, "bob", BOB, world, people[BOB], people[f"sm:{BOB}"])
     for device in (alice, bob):
         device.start()
         result = device.ok("account.configure", account_params(mail_stack, world, device.address))
@@ -214,23 +220,26 @@ def test_account_configure_proves_the_login_and_returns_no_secret(
 
 
 def test_certs_list_shows_own_keys_with_status_suite_and_expiry(pair: Pair) -> None:
-    [key] = pair.alice.ok("certs.list", {})["keys"]
-    assert key["address"] == ALICE and key["suite"] == "intl" and key["status"] == "current"
-    assert key["keyType"] == "ec-secp256r1"
-    assert key["notAfter"] and key["certificate"]["expired"] is False
-    assert key["backup"]["state"] in ("unknown", "proven")
+    keys = {key["suite"]: key for key in pair.alice.ok("certs.list", {})["keys"]}
+    assert set(keys) == {"intl", "sm"}
+    for key in keys.values():
+        assert key["address"] == ALICE and key["status"] == "current"
+        assert key["notAfter"] and key["certificate"]["expired"] is False
+        assert key["backup"]["state"] in ("unknown", "proven")
+    assert keys["intl"]["keyType"] == "ec-secp256r1"
+    assert keys["sm"]["keyType"].startswith("sm2")
 
 
 def test_certs_lookup_finds_bob_in_the_directory(pair: Pair, people: dict[str, Person]) -> None:
     results = pair.alice.ok("certs.lookup", {"addresses": [BOB, "nobody@example.test"]})
     found, missing = results["results"]
     assert found["address"] == BOB and found["source"] in ("directory", "cache")
-    [cert] = found["certificates"]
-    assert cert["suite"] == "intl" and cert["origin"] == "directory"
-    assert (
-        cert["pem"].strip()
-        == asn1_pem.armor("CERTIFICATE", people[BOB].certificate.dump()).decode("ascii").strip()
-    )
+    certs = {cert["suite"]: cert for cert in found["certificates"]}
+    assert set(certs) == {"intl", "sm"}  # both algorithms, both from the directory
+    for suite, person in (("intl", people[BOB]), ("sm", people[f"sm:{BOB}"])):
+        assert certs[suite]["origin"] == "directory"
+        expected = asn1_pem.armor("CERTIFICATE", person.certificate.dump()).decode("ascii")
+        assert certs[suite]["pem"].strip() == expected.strip()
     assert missing["certificates"] == [] and missing["problems"]
 
 
@@ -277,6 +286,35 @@ def test_alice_sends_bob_and_bobs_host_opens_it_verified(pair: Pair, mail_stack:
     assert again["security"]["verified"] and again["text"] == view["text"]
     harvested = pair.bob.ok("certs.lookup", {"addresses": [ALICE]})["results"][0]
     assert {c["origin"] for c in harvested["certificates"]} >= {"directory"}
+
+
+def test_the_same_story_with_the_sm_suite(pair: Pair) -> None:
+    """SM2 signature and key transport, SM4-CBC, SM3: chosen on request, opened without being
+    told, verified with the SM2 chain and the timestamp."""
+    outcome = pair.alice.ok(
+        "compose.send",
+        {
+            "from": ALICE,
+            "to": [BOB],
+            "subject": "SM suite",
+            "text": f"SM2/SM3/SM4 {BODY_MARKER}\n",
+            "attachments": [{"name": "data.csv", "contentType": "text/csv", "data": b64(CSV)}],
+            "suite": "sm",
+        },
+        msg_id="send-sm",
+    )
+    assert outcome["status"] == "sent", outcome["problem"]
+    assert outcome["suite"] == "sm" and outcome["cipher"] == "sm4_cbc"
+    view = pair.bob.ok("message.open", {"messageId": outcome["messageId"], "folder": "INBOX"})
+    security = view["security"]
+    assert security["suite"] == "sm" and security["decrypted"] and security["verified"]
+    [signature] = security["signatures"]
+    assert signature["signer"] == ALICE and signature["chainValid"]
+    assert signature["timestamp"]["valid"]
+    assert BODY_MARKER in view["text"]
+    assert {a["name"]: base64.b64decode(a["data"]) for a in view["attachments"]} == {
+        "data.csv": CSV
+    }
 
 
 def test_a_long_op_does_not_block_echo(pair: Pair) -> None:
