@@ -1,8 +1,9 @@
 """Benchmark runner: `python -m bench [SECTION ...]` (or `python bench/run.py`).
 
 Each section prints one table: every figure next to a peer measured in the same run, and the
-ratio. Sections: native (extension <-> host), cms (S/MIME against `openssl cms`), sm (SM2/SM3/SM4
-against OpenSSL and gmssl), pki (directory, TSA under load against the framework's floor).
+ratio. Sections: native (extension <-> host), cms (S/MIME against `openssl cms`), sm
+(SM2/SM3/SM4 against OpenSSL and gmssl), pki (directory, TSA and ACME under load against the
+framework's floor), host (message.open and compose.send against `openssl cms`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SECTIONS = ("native", "cms", "sm", "pki")
+SECTIONS = ("native", "cms", "sm", "pki", "host")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import sm
 
             lines = sm.run(args.repeat)
-        else:
+        elif section == "pki":
             from bench import pki
 
             lines = pki.run()
+        else:
+            from bench import host
+
+            lines = host.run(args.repeat)
         print(f"\n## {section}\n")
         print("\n".join(lines), flush=True)
     return 0
