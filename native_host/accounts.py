@@ -30,6 +30,7 @@ from native_host.mailbox import (
     MailError,
     MailErrorCode,
 )
+from native_host.profile import file_lock, write_private
 
 ACCOUNTS_VERSION = 1
 #: Kinds of secret kept per address.
@@ -155,6 +156,10 @@ class Accounts:
         accounts = (Account.from_json(a) for a in data.get("accounts", []))
         return {a.address: a for a in accounts}
 
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
     def _save(self, accounts: dict[str, Account]) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         body = json.dumps(
@@ -165,15 +170,7 @@ class Accounts:
             indent=2,
             ensure_ascii=False,
         )
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, (body + "\n").encode("utf-8"))
 
     # ---- operations -----------------------------------------------------------------------
 
@@ -214,18 +211,19 @@ class Accounts:
         ca = str(Path(ca_file).resolve()) if ca_file else None
         settings = self._prove(settings, credentials, ca)
 
-        accounts = self._load()
-        previous = self.credentials.get(address, kind)
-        self.credentials.set(address, kind, secret)
-        account = Account(settings=settings, credential=kind, ca_file=ca)
-        try:
-            self._save({**accounts, address: account})
-        except BaseException:
-            if previous is None:
-                self.credentials.delete(address, kind)
-            else:
-                self.credentials.set(address, kind, previous)
-            raise
+        with file_lock(self._lock_path):  # ops run in parallel: one read-modify-write at a time
+            accounts = self._load()
+            previous = self.credentials.get(address, kind)
+            self.credentials.set(address, kind, secret)
+            account = Account(settings=settings, credential=kind, ca_file=ca)
+            try:
+                self._save({**accounts, address: account})
+            except BaseException:
+                if previous is None:
+                    self.credentials.delete(address, kind)
+                else:
+                    self.credentials.set(address, kind, previous)
+                raise
         for other in KINDS:
             if other != kind:
                 self.credentials.delete(address, other)
@@ -268,10 +266,11 @@ class Accounts:
     def remove(self, address: str) -> bool:
         """Forget the account and its secrets; False if there was none."""
         address = normalize_address(address)
-        accounts = self._load()
-        found = accounts.pop(address, None)
-        if found is not None:
-            self._save(accounts)
+        with file_lock(self._lock_path):
+            accounts = self._load()
+            found = accounts.pop(address, None)
+            if found is not None:
+                self._save(accounts)
         for kind in KINDS:
             self.credentials.delete(address, kind)
         return found is not None
