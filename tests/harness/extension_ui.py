@@ -1,0 +1,47 @@
+"""A browser profile for the extension's own pages (popup, onboarding, options): Chromium with
+the built extension and the real host installed, the host's keyring confined to the profile's
+folder, and helpers to open extension pages and configure the extension."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness.browser import ExtensionProfile, launch_options, service_worker
+from harness.pki_service import KEYRING
+from native_host import browser_ids
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "e2e" / "artifacts"
+
+
+def page_url(path: str) -> str:
+    return f"chrome-extension://{browser_ids.chromium_id()}/{path}"
+
+
+@contextmanager
+def extension_browser(playwright: Any, root: Path, extension_dir: Path) -> Iterator[Any]:
+    """A fresh profile (new device): its own home, keyring file and host registration."""
+    profile = ExtensionProfile(root, extension_dir)
+    profile.env["PYTHON_KEYRING_BACKEND"] = KEYRING  # a file below the profile's XDG_DATA_HOME
+    profile.env.pop("AUTOSMIME_PROFILE", None)
+    profile.install_host()
+    context = playwright.chromium.launch_persistent_context(**launch_options(profile))
+    context.autosmime_profile = profile
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def configure_extension(context: Any, config: dict[str, Any]) -> None:
+    """What an administrator deploys: settings the setup page prefills."""
+    service_worker(context).evaluate("(config) => chrome.storage.local.set({ config })", config)
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

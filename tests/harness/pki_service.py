@@ -1,0 +1,129 @@
+"""The PKI service as an operator runs it (`autosmime pki serve`), validating addresses by real
+RFC 8823 mail through the CA's mailbox (carol) on the test mail stack; and the settings an
+extension or a host profile needs to use it (URL, configured roots, mail server URLs).
+
+    with PkiServe(mail_stack, tmp_path) as pki:
+        pki.url, pki.roots_pem, pki.roots_file
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from harness.mail import MailStack, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CA = "carol@example.test"  # the CA's mailbox on the stack
+START_DEADLINE = 30.0
+KEYRING = "keyrings.alt.file.PlaintextKeyring"
+
+
+def quoted(text: str) -> str:
+    """A user name or password as it goes into an imaps:// or smtp:// URL."""
+    return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
+
+
+def mail_urls(stack: MailStack, address: str) -> dict[str, str]:
+    """The IMAP and SMTP URLs of address's account on the test stack (no password in them)."""
+    user = quoted(address)
+    return {
+        "imapUrl": f"imaps://{user}@127.0.0.1:{stack.imaps_port}",
+        "smtpUrl": f"smtp://{user}@127.0.0.1:{stack.smtp_port}",
+        "caFile": str(stack.ca_cert_path),
+    }
+
+
+def forget_backups(stack: MailStack, address: str) -> None:
+    """Delete address's backup folder, so that its next enrollment is a first one."""
+    from native_host.backups import FOLDER
+
+    client = stack.imap_client(address)
+    try:
+        if client.folder_exists(FOLDER):
+            client.delete_folder(FOLDER)
+    finally:
+        client.logout()
+
+
+class PkiServe:
+    """`autosmime pki serve` in a subprocess on a free loopback port, stopped on exit."""
+
+    def __init__(self, stack: MailStack, data: Path) -> None:
+        self.stack = stack
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.roots_pem = b""
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def roots_file(self) -> Path:
+        return self.data / "configured-roots.pem"
+
+    def extension_config(self, address: str) -> dict[str, Any]:
+        """What an administrator would configure for the extension's setup page."""
+        return {
+            "pkiUrl": self.url,
+            "pkiRoots": self.roots_pem.decode("ascii"),
+            **mail_urls(self.stack, address),
+        }
+
+    def __enter__(self) -> PkiServe:
+        self.data.mkdir(parents=True, exist_ok=True)
+        login = f"{quoted(CA)}:{quoted(self.stack.users[CA])}@{self.stack.host}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(self.data),
+             "--listen", f"127.0.0.1:{self.port}", "--mail-from", CA,
+             "--smtp", f"smtp://{login}:{self.stack.smtp_port}",
+             "--imap", f"imaps://{login}:{self.stack.imaps_port}",
+             "--mail-ca-file", str(self.stack.ca_cert_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        deadline = time.monotonic() + START_DEADLINE
+        try:
+            while not self.roots_pem:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"pki serve exited: {self.process.communicate()[1]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pki serve did not answer")
+                try:
+                    with urllib.request.urlopen(f"{self.url}/ca/roots.pem", timeout=5) as answer:
+                        self.roots_pem = answer.read()
+                except OSError:
+                    time.sleep(0.05)  # waiting for start-up, bounded by the deadline
+        except BaseException:
+            self.stop()
+            raise
+        self.roots_file.write_bytes(self.roots_pem)
+        return self
+
+    def stop(self) -> str:
+        if self.process is None:
+            return ""
+        self.process.terminate()
+        try:
+            _out, err = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _out, err = self.process.communicate()
+        self.process = None
+        return err
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        err = self.stop()
+        if kind is None and "Traceback" in err:
+            raise AssertionError(f"pki serve failed:\n{err}")
