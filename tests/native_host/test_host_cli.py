@@ -345,3 +345,88 @@ def test_enroll_backup_and_restore_on_a_new_device(
     assert {k["keyId"]: k["status"] for k in keys} == {
         key_id: "current" for key_id in result["keyIds"].values()
     }
+
+
+def add_device(device: Device, stack: MailStack, *pki: str) -> None:
+    user = device.address.replace("@", "%40")
+    added = device.run(
+        "account", "add", device.address,
+        "--imap", f"imaps://{user}@127.0.0.1:{stack.imaps_port}",
+        "--smtp", f"smtp://{user}@127.0.0.1:{stack.smtp_port}",
+        "--ca-file", str(stack.ca_cert_path), *pki, "--password-stdin",
+        stdin=stack.users[device.address] + "\n",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+
+
+def test_the_whole_story_enroll_send_both_suites_renew_and_restore(
+    pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """Issue 6 point 8 in one go, with nothing prepared by hand: alice and bob enroll
+    automatically (real RFC 8823 mail), bob writes alice (HTML, two attachments), alice reads it
+    verified; alice writes bob in the SM suite; alice renews; a fresh device restores her keys
+    with the recovery code and still reads the mail sent to her previous key."""
+    from native_host.backups import FOLDER
+
+    for user in (ALICE, BOB):  # first enrollments: no earlier backups in the mailboxes
+        client = mail_stack.imap_client(user)
+        try:
+            if client.folder_exists(FOLDER):
+                client.delete_folder(FOLDER)
+        finally:
+            client.logout()
+    url, roots = pki_serve
+    pki = ("--pki", url, "--pki-roots", str(roots))
+    alice, bob = Device(ALICE, tmp_path / "alice"), Device(BOB, tmp_path / "bob")
+    codes = {}
+    for device in (alice, bob):
+        add_device(device, mail_stack, *pki)
+        enrolled = device.run("--json", "enroll")
+        assert enrolled.code == 0, enrolled.stderr
+        codes[device.address] = enrolled.json()["recoveryCode"]
+    first_keys = {k["keyId"] for k in alice.run("--json", "certs", "list").json()["keys"]}
+
+    body, html = tmp_path / "body.txt", tmp_path / "body.html"
+    body.write_text("Hello Alice,\nthe plan.\n", encoding="utf-8")
+    html.write_text('<p>Hello <b>Alice</b><img src="https://tracker.example/x.png"></p>')
+    notes, png = tmp_path / "notes.txt", tmp_path / "logo.png"
+    notes.write_text("Notes\n")
+    png.write_bytes(PNG)
+    sent = bob.run(
+        "--json", "send", "--from", BOB, "--to", ALICE, "--subject", "The plan",
+        "--body-file", str(body), "--html-file", str(html),
+        "--attach", str(notes), "--attach", str(png),
+    )  # fmt: skip
+    assert sent.code == 0, sent.stderr
+    message_id = sent.json()["messageId"]
+    assert sent.json()["timestamped"]
+    view = alice.run("--json", "open", "--message-id", message_id, "--folder", "INBOX").json()
+    assert view["security"]["verified"] and view["security"]["suite"] == "intl"
+    [signature] = view["security"]["signatures"]
+    assert signature["signer"] == BOB and signature["timestamp"]["trustedTime"]
+    assert "tracker.example" not in view["html"] and view["remoteImagesBlocked"]
+    assert {a["name"] for a in view["attachments"]} == {"notes.txt", "logo.png"}
+
+    sm = alice.run(
+        "--json", "send", "--from", ALICE, "--to", BOB, "--subject", "SM",
+        "--body-file", str(body), "--suite", "sm",
+    )  # fmt: skip
+    assert sm.code == 0, sm.stderr
+    assert sm.json()["suite"] == "sm"
+    sm_view = bob.run("--json", "open", "--message-id", sm.json()["messageId"]).json()
+    assert sm_view["security"]["suite"] == "sm" and sm_view["security"]["verified"]
+
+    renewed = alice.run("--json", "enroll", "--recovery-code-stdin", stdin=codes[ALICE] + "\n")
+    assert renewed.code == 0, renewed.stderr
+    keys = {k["keyId"]: k["status"] for k in alice.run("--json", "certs", "list").json()["keys"]}
+    assert first_keys < set(keys)  # nothing lost
+    assert {keys[k] for k in first_keys} == {"superseded"}
+
+    fresh = Device(ALICE, tmp_path / "fresh")
+    add_device(fresh, mail_stack, *pki)
+    restored = fresh.run("--json", "restore", ALICE, stdin=codes[ALICE] + "\n")
+    assert restored.code == 0, restored.stderr
+    assert set(restored.json()["restored"]) >= first_keys
+    old_mail = fresh.run("--json", "open", "--message-id", message_id, "--folder", "INBOX")
+    assert old_mail.code == 0, old_mail.stderr
+    assert old_mail.json()["security"]["decrypted"] and "the plan." in old_mail.json()["text"]
