@@ -6,6 +6,9 @@
   of the same size), next to `openssl cms -decrypt | openssl cms -verify`.
 - compose.send to 10 recipients, SMTP excluded: building the signed and encrypted copies
   (native_host.sending.build_messages, no TSA) next to `openssl cms -sign | -encrypt`.
+- enrollment wall time: `autosmime enroll` (both suites, real RFC 8823 mail through the local
+  Dovecot + SMTP stack, `autosmime pki serve`) from start to stored certificates and proven
+  backup, next to the floor of the same command failing fast (process start and imports).
 Keys: P-256 for everyone (what enrollment makes by default).
 """
 
@@ -51,6 +54,80 @@ def plain_message(size: int) -> bytes:
         b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
         + (line * (size // len(line) + 1))[:size]
     )
+
+
+def _quoted(text: str) -> str:
+    return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A")
+
+
+def enrollment_seconds(runs: int = 3) -> tuple[float, float]:
+    """(median enroll seconds, median seconds of `autosmime enroll` refusing at once)."""
+    import os
+    import signal
+    import sys
+    import urllib.request
+
+    from harness.acme_client import free_port
+    from harness.mail import MailStack
+
+    ca, user = "carol@example.test", "alice@example.test"
+    with MailStack() as stack, tempfile.TemporaryDirectory(prefix="autosmime-enroll-") as tmp:
+        folder = Path(tmp)
+        login = f"{_quoted(ca)}:{_quoted(stack.users[ca])}@{stack.host}"
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data",
+             str(folder / "pki"), "--listen", f"127.0.0.1:{port}", "--mail-from", ca,
+             "--smtp", f"smtp://{login}:{stack.smtp_port}",
+             "--imap", f"imaps://{login}:{stack.imaps_port}",
+             "--mail-ca-file", str(stack.ca_cert_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/ca/roots.pem", timeout=2) as answer:
+                        (folder / "roots.pem").write_bytes(answer.read())
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)  # still starting
+            samples, floors = [], []
+            for n in range(runs):
+                env = {
+                    **os.environ,
+                    "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+                    "XDG_DATA_HOME": str(folder / f"xdg{n}"),
+                }
+                cli = [sys.executable, "-m", "native_host.cli", "--profile",
+                       str(folder / f"profile{n}")]  # fmt: skip
+                quoted = _quoted(user)
+                subprocess.run(
+                    [*cli, "account", "add", user, "--imap",
+                     f"imaps://{quoted}@127.0.0.1:{stack.imaps_port}", "--smtp",
+                     f"smtp://{quoted}@127.0.0.1:{stack.smtp_port}", "--ca-file",
+                     str(stack.ca_cert_path), "--pki", url, "--pki-roots",
+                     str(folder / "roots.pem"), "--password-stdin"],
+                    input=stack.users[user] + "\n", text=True, check=True, env=env,
+                    capture_output=True,
+                )  # fmt: skip
+                with stack.imap_client(user) as imap:  # each run is a first enrollment
+                    if imap.folder_exists("autosmime-backup"):
+                        imap.delete_folder("autosmime-backup")
+                start = time.perf_counter()
+                subprocess.run([*cli, "enroll"], check=True, env=env, capture_output=True)
+                samples.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                subprocess.run([*cli, "enroll", "nobody@example.test"], env=env,
+                               capture_output=True)  # fmt: skip
+                floors.append(time.perf_counter() - start)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    return statistics.median(samples), statistics.median(floors)
 
 
 def run(repeat: int = 5) -> list[str]:
@@ -135,4 +212,9 @@ def run(repeat: int = 5) -> list[str]:
             f"| compose.send to 10 recipients, SMTP excluded (build + sign + encrypt) | ~72 KB "
             f"| {ours:.1f} ms | openssl cms -sign, -encrypt | {peer:.1f} ms | {ours / peer:.2f}x |"
         )
+    enroll, floor = enrollment_seconds()
+    lines.append(
+        f"| enrollment to stored certificates (both suites, real mail) | - | {enroll:.2f} s "
+        f"| autosmime enroll refusing at once | {floor:.2f} s | {enroll / floor:.1f}x |"
+    )
     return lines
