@@ -1,7 +1,21 @@
 // Requests from content scripts and extension pages, checked before anything reaches the host.
 // The webmail page is hostile: content scripts may ask only for the ops listed here.
 
-export const CONTENT_SCRIPT_OPS = new Set(['hello', 'echo']);
+// certs.lookup: addresses in, public certificates out; no secret, and shown as recipient badges.
+export const CONTENT_SCRIPT_OPS = new Set(['hello', 'echo', 'certs.lookup']);
+
+// The secure editor and viewer are our pages framed inside the webmail tab: they hold the
+// plaintext and ask the host themselves, for these ops only (the page can post to them).
+export const SECURE_FRAME_PAGES = ['ui/editor.html', 'ui/viewer.html'];
+export const SECURE_FRAME_OPS = new Set(['compose.send', 'message.open']);
+
+/** Whether sender is one of the secure frames (editor, viewer) of this extension. */
+export function isSecureFrame(sender, extensionId, extensionBaseUrl) {
+  if (sender.id !== extensionId || typeof sender.url !== 'string') return false;
+  if (!sender.url.startsWith(extensionBaseUrl)) return false;
+  const path = sender.url.slice(extensionBaseUrl.length).split(/[?#]/)[0];
+  return SECURE_FRAME_PAGES.includes(path);
+}
 
 export function validateRequest(message) {
   if (!message || typeof message !== 'object' || message.type !== 'autosmime.request') {
@@ -35,6 +49,7 @@ export function isTrustedExtensionPage(sender, extensionId, extensionBaseUrl) {
 export function senderMayAsk(sender, op, extensionId, extensionBaseUrl) {
   if (sender.id !== extensionId) return false;
   if (isTrustedExtensionPage(sender, extensionId, extensionBaseUrl)) return true;
+  if (isSecureFrame(sender, extensionId, extensionBaseUrl) && SECURE_FRAME_OPS.has(op)) return true;
   return CONTENT_SCRIPT_OPS.has(op);
 }
 

@@ -1,11 +1,15 @@
-// Content script for Gmail. For now it proves the whole path: it asks the service worker for
-// `hello`, the worker asks the native host, and the answer shows in a small badge on the page.
-// The badge lives in a shadow root so the page's styles and scripts leave it alone.
+// Content script for Gmail: a status badge, and the compose and read hooks driven by the site
+// adapter (content/adapters/gmail.js, loaded before this file). The page is hostile: this
+// script never holds plaintext. The body of an encrypted message lives in the secure editor and
+// the opened message in the secure viewer, both extension pages in iframes; this script only
+// moves envelopes (addresses, subject, flags) and ciphertext, and shows status.
 (() => {
   if (globalThis.__autosmimeContentLoaded) return;
   globalThis.__autosmimeContentLoaded = true;
 
   const runtime = globalThis.browser?.runtime ?? chrome.runtime;
+  const adapter = globalThis.autosmimeAdapters?.gmail;
+  const EXTENSION_ORIGIN = new URL(runtime.getURL('')).origin;
 
   function ask(op, params = {}) {
     return runtime.sendMessage({ type: 'autosmime.request', op, params }).then((reply) => {
@@ -44,4 +48,236 @@
       badge.textContent = `autosmime: the native host is not available (${error.code}). Run "autosmime doctor".`;
     },
   );
+  if (!adapter) return;
+
+  /** A line in the page-corner badge that outlives a discarded compose window. */
+  function notice(text, state) {
+    badge.setAttribute('data-state', 'ok');
+    badge.setAttribute('data-notice', state);
+    badge.textContent = `autosmime: ${text}`;
+  }
+
+  // ---- secure frames: an extension page in an iframe, spoken to on a per-frame channel ----------
+
+  function secureFrame(page, onEvent) {
+    const channel = crypto.randomUUID();
+    const iframe = document.createElement('iframe');
+    const params = new URLSearchParams({ channel, origin: location.origin });
+    iframe.src = `${runtime.getURL(page)}#${params}`;
+    iframe.setAttribute('allow', 'clipboard-write');
+    iframe.style.cssText = 'border:0;width:100%;display:block;min-height:120px;background:#fff';
+    window.addEventListener('message', (event) => {
+      if (event.source !== iframe.contentWindow || event.origin !== EXTENSION_ORIGIN) return;
+      const data = event.data;
+      if (!data || data.autosmime !== 'frame-event' || data.channel !== channel) return;
+      if (data.type === 'resize' && Number.isFinite(data.height)) {
+        iframe.style.height = `${Math.min(Math.max(data.height, 120), 4000)}px`;
+      }
+      onEvent(data);
+    });
+    const post = (type, payload = {}) => {
+      iframe.contentWindow?.postMessage({ autosmime: 'frame-command', channel, type, ...payload }, EXTENSION_ORIGIN);
+    };
+    return { iframe, post };
+  }
+
+  // ---- compose ---------------------------------------------------------------------------------
+
+  const CONTROLS_CSS = `
+    :host{display:block;font:13px/1.4 sans-serif;margin:4px 0}
+    .bar{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
+    button{font:inherit;border:1px solid #888;border-radius:12px;padding:2px 10px;background:#fff;cursor:pointer}
+    button[aria-pressed=true]{background:#1a73e8;color:#fff;border-color:#1a73e8}
+    .badge{border-radius:8px;padding:0 6px;font-size:12px;border:1px solid #999}
+    .badge[data-cert=found]{border-color:#2a7;color:#175}
+    .badge[data-cert=none]{border-color:#c33;color:#a11}
+    .status[data-state=error]{color:#a11}
+    .status[data-state=sent]{color:#175}`;
+
+  const composes = new WeakMap();
+
+  function setUpCompose(compose) {
+    const shadow = adapter.insertControls(compose);
+    shadow.innerHTML = `<style>${CONTROLS_CSS}</style>
+      <div class="bar">
+        <button type="button" data-toggle="encrypt" aria-pressed="false">🔒 Encrypt</button>
+        <button type="button" data-toggle="sign" aria-pressed="true">✍ Sign</button>
+        <span class="recipients" aria-live="polite"></span>
+        <span class="status" role="status" aria-live="polite"></span>
+      </div>`;
+    const state = { encrypt: false, sign: true, editor: null, sending: false, lookups: new Map(), shadow };
+    composes.set(compose, state);
+    const status = shadow.querySelector('.status');
+    const say = (text, kind = 'info') => {
+      status.textContent = text;
+      status.setAttribute('data-state', kind);
+    };
+    state.say = say;
+
+    shadow.querySelector('[data-toggle=sign]').addEventListener('click', (event) => {
+      state.sign = !state.sign;
+      event.currentTarget.setAttribute('aria-pressed', String(state.sign));
+    });
+    shadow.querySelector('[data-toggle=encrypt]').addEventListener('click', (event) => {
+      if (state.encrypt) return; // once the body is in the secure editor it stays there
+      state.encrypt = true;
+      event.currentTarget.setAttribute('aria-pressed', 'true');
+      event.currentTarget.textContent = '🔒 Encrypted';
+      openEditor(compose, state);
+      refreshRecipients(compose, state);
+    });
+    adapter.interceptSend(compose, () => state.encrypt, () => sendEncrypted(compose, state));
+  }
+
+  function openEditor(compose, state) {
+    const body = adapter.bodyOf(compose);
+    // What the page already had is moved (the page saw it already); from now on it gets nothing.
+    const carried = body?.innerText ?? '';
+    if (body) {
+      body.replaceChildren();
+      body.setAttribute('contenteditable', 'false');
+      body.style.display = 'none';
+    }
+    const frame = secureFrame('ui/editor.html', (event) => onEditorEvent(compose, state, event));
+    frame.iframe.title = 'autosmime secure editor';
+    frame.iframe.className = 'autosmime-editor';
+    frame.iframe.style.minHeight = '200px';
+    const holder = document.createElement('autosmime-secure-editor');
+    holder.attachShadow({ mode: 'open' }).append(frame.iframe);
+    if (body) body.after(holder);
+    else state.shadow.host.after(holder);
+    state.editor = { ...frame, carried, ready: false };
+    state.say('Encrypted: type your message in the secure editor.');
+  }
+
+  function onEditorEvent(compose, state, event) {
+    switch (event.type) {
+      case 'ready':
+        state.editor.ready = true;
+        if (state.editor.carried.trim()) state.editor.post('init', { text: state.editor.carried });
+        state.editor.carried = '';
+        state.editor.post('focus');
+        break;
+      case 'send-shortcut':
+        sendEncrypted(compose, state);
+        break;
+      case 'progress':
+        state.say(event.stage ? `Sending: ${event.stage}` : 'Sending…');
+        break;
+      case 'sent':
+        state.sending = false;
+        state.say('Sent, signed and encrypted.', 'sent');
+        notice('Message sent, signed and encrypted.', 'sent');
+        setTimeout(() => adapter.discardCompose(compose), 300);
+        break;
+      case 'error':
+        state.sending = false;
+        state.say(event.message ?? 'Not sent.', 'error');
+        break;
+      default:
+        break;
+    }
+  }
+
+  function sendEncrypted(compose, state) {
+    if (state.sending || !state.editor) return;
+    const recipients = adapter.readRecipients(compose);
+    if (recipients.to.length + recipients.cc.length + recipients.bcc.length === 0) {
+      state.say('Add at least one recipient.', 'error');
+      return;
+    }
+    const from = adapter.readFrom(compose);
+    if (!from) {
+      state.say('Could not tell which account this is sent from.', 'error');
+      return;
+    }
+    state.sending = true;
+    state.say('Sending encrypted…');
+    state.editor.post('send', {
+      envelope: { from, ...recipients, subject: adapter.readSubject(compose), sign: state.sign, encrypt: true },
+    });
+  }
+
+  async function refreshRecipients(compose, state) {
+    if (!state.encrypt) return;
+    const { to, cc, bcc } = adapter.readRecipients(compose);
+    const all = [...new Set([...to, ...cc, ...bcc])];
+    const key = all.join(',');
+    if (state.recipientKey === key) return;
+    state.recipientKey = key;
+    const holder = state.shadow.querySelector('.recipients');
+    const unknown = all.filter((a) => !state.lookups.has(a));
+    if (unknown.length) {
+      try {
+        const { results } = await ask('certs.lookup', { addresses: unknown });
+        for (const r of results) state.lookups.set(r.address.toLowerCase(), r.certificates.length > 0);
+      } catch {
+        /* shown as unknown; the send will say what is missing */
+      }
+    }
+    if (state.recipientKey !== key) return;
+    holder.replaceChildren(...all.map((address) => {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      const found = state.lookups.get(address);
+      badge.setAttribute('data-address', address);
+      badge.setAttribute('data-cert', found === undefined ? 'unknown' : found ? 'found' : 'none');
+      badge.textContent = `${address}: ${found === undefined ? '?' : found ? 'certificate found' : 'no certificate'}`;
+      return badge;
+    }));
+  }
+
+  // ---- read ------------------------------------------------------------------------------------
+
+  const opened = new WeakSet();
+
+  function setUpMessage(message) {
+    opened.add(message.element);
+    const frame = secureFrame('ui/viewer.html', async (event) => {
+      if (event.type !== 'ready') return;
+      try {
+        const raw = await adapter.fetchRaw(message);
+        frame.post('open', { raw: toBase64(raw), kind: message.smime });
+      } catch (error) {
+        frame.post('fail', { message: String(error.message ?? error) });
+      }
+    });
+    frame.iframe.title = 'autosmime secure viewer';
+    frame.iframe.className = 'autosmime-viewer';
+    const holder = document.createElement('autosmime-secure-viewer');
+    holder.attachShadow({ mode: 'open' }).append(frame.iframe);
+    adapter.placeViewer(message, holder);
+  }
+
+  function toBase64(bytes) {
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(binary);
+  }
+
+  // ---- the watcher -----------------------------------------------------------------------------
+
+  function scan() {
+    for (const compose of adapter.findComposeWindows()) {
+      const state = composes.get(compose);
+      if (!state) setUpCompose(compose);
+      else refreshRecipients(compose, state);
+    }
+    for (const message of adapter.findOpenedMessages()) {
+      if (message.smime && !opened.has(message.element)) setUpMessage(message);
+    }
+  }
+
+  let timer = null;
+  const observer = new MutationObserver(() => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      scan();
+    }, 100);
+  });
+  observer.observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-hovercard-id'] });
+  scan();
 })();

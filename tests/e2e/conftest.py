@@ -46,3 +46,47 @@ def context(playwright: Any, profile: ExtensionProfile, webmail: WebmailServer) 
 @pytest.fixture
 def worker(context: Any) -> Any:
     return service_worker(context)
+
+
+# ---- the Gmail story: two people, the real PKI service and mail stack, a Gmail-shaped origin ----
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def gmail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from harness.gmail_fixture import GmailServer
+
+    with GmailServer(tmp_path_factory.mktemp("gmail")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pki_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from harness.people import load_world_module
+
+    world = load_world_module().PkiWorld(tmp_path_factory.mktemp("world"))
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture(scope="session")
+def people(
+    tmp_path_factory: pytest.TempPathFactory, extension_dir: Path, pki_world: Any, mail_stack: Any
+) -> dict[str, Any]:
+    """alice and bob: keys current in the directory, accounts configured, hosts installed."""
+    from harness.people import make_person
+
+    root = tmp_path_factory.mktemp("people")
+    return {
+        name: make_person(root / name, extension_dir, f"{name}@example.test", pki_world, mail_stack)
+        for name in ("alice", "bob")
+    }
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

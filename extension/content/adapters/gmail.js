@@ -1,0 +1,233 @@
+// Gmail site adapter: every Gmail selector lives here (sources: /work/shared/GMAIL_DOM.md).
+// A classic content script (content scripts cannot be modules): it registers itself on
+// globalThis.autosmimeAdapters so content/gmail.js, and Node unit tests, can use it.
+// The interface is shared by every adapter; see README.md in this folder.
+(() => {
+  const SELECTORS = Object.freeze({
+    // Compose: pop-up dialogs and inline replies hold a div.M9 (GJ api.dom.compose; IS page-parser).
+    composeRoot: 'div.M9',
+    composeDialog: '[role=dialog]',
+    // PeopleKit chips: address in data-hovercard-id (IS get-recipients; GJ tr.bzf div[name] ...).
+    recipientField: (kind) => `.anm[name="${kind}"], div[name="${kind}"]`,
+    recipientChip: '[data-hovercard-id]',
+    subject: 'input[name=subjectbox]',
+    fromInput: 'input[name=from]',
+    body: 'div[contenteditable=true][role=textbox], div[aria-label="Message Body"][contenteditable=true]',
+    // Send: div.T-I.aoO[role=button] with data-tooltip "Send (Ctrl-Enter)" (SNAP; FC tests).
+    send: '.T-I.aoO[role=button], [role=button][data-tooltip^="Send"]',
+    bottomBar: 'td.gU.Up, .btC',
+    discard: '[aria-label^="Discard draft"], .gU .oh',
+    close: 'button.Ha, .Ha',
+    // Reading: div.adn.ads[data-message-id="#msg-f:<dec>"] (GJ api.dom.email; MV; FC).
+    message: '[data-message-id]',
+    messageBody: '.a3s.aiL, .a3s',
+    attachmentName: '.aV3',
+  });
+
+  const SMIME_ENCRYPTED = /(^|\.)p7m$/i; // smime.p7m: enveloped (or opaque-signed) data
+  const SMIME_SIGNATURE = /(^|\.)p7s$/i; // smime.p7s: multipart/signed, detached signature
+
+  const EMAIL = /^[^\s@<>]+@[^\s@<>]+$/;
+
+  /** Addresses from chip attribute values, lower-cased, deduplicated, order kept. */
+  function uniqueAddresses(values) {
+    const seen = new Set();
+    const out = [];
+    for (const raw of values) {
+      const value = String(raw ?? '').trim().toLowerCase();
+      if (EMAIL.test(value) && !seen.has(value)) {
+        seen.add(value);
+        out.push(value);
+      }
+    }
+    return out;
+  }
+
+  /** "#msg-f:1665118316230599953" -> "msg-f:1665118316230599953"; null when not that shape. */
+  function permMessageId(dataMessageId) {
+    const match = /^#?(msg-[af]:\d+)$/.exec(String(dataMessageId ?? '').trim());
+    return match ? match[1] : null;
+  }
+
+  /** The account path of a Gmail URL path ("/mail/u/0/"), default "/mail/u/0/". */
+  function accountPath(pathname) {
+    const match = /^\/mail\/u\/\d+\//.exec(pathname ?? '');
+    return match ? match[0] : '/mail/u/0/';
+  }
+
+  /** Show original for one message (IS getOriginalMessagePage): ?view=om&permmsgid=msg-f:<dec>. */
+  function rawMessageUrlFor(origin, pathname, dataMessageId, ik = null) {
+    const perm = permMessageId(dataMessageId);
+    if (!perm) return null;
+    const params = new URLSearchParams();
+    if (ik) params.set('ik', ik);
+    params.set('view', 'om');
+    params.set('permmsgid', perm);
+    return `${origin}${accountPath(pathname)}?${params}`;
+  }
+
+  /** Kinds of S/MIME part among attachment names: 'encrypted', 'signed' or null. */
+  function smimeKind(names) {
+    if (names.some((n) => SMIME_ENCRYPTED.test(n.trim()))) return 'encrypted';
+    if (names.some((n) => SMIME_SIGNATURE.test(n.trim()))) return 'signed';
+    return null;
+  }
+
+  /**
+   * Show original answers an HTML page with the message in <pre id="raw_message_text">; the
+   * exact-bytes download answers message/rfc822. Either way: the message's bytes.
+   */
+  function rawFromResponse(contentType, bytes, parseHtml) {
+    if (!/text\/html/i.test(contentType ?? '')) return bytes;
+    const text = new TextDecoder().decode(bytes);
+    const doc = parseHtml(text);
+    const pre = doc.querySelector('#raw_message_text') ?? doc.querySelector('pre');
+    const source = pre ? pre.textContent : doc.body?.textContent ?? '';
+    return new TextEncoder().encode(source.replace(/\r?\n/g, '\r\n'));
+  }
+
+  // ---- DOM side (needs a document) ----------------------------------------------------------
+
+  function findComposeWindows(root = document) {
+    return [...root.querySelectorAll(SELECTORS.composeRoot)].filter(
+      (el) => el.querySelector(SELECTORS.body) && el.querySelector(SELECTORS.send),
+    );
+  }
+
+  function readRecipients(compose) {
+    const read = (kind) => {
+      const values = [];
+      for (const field of compose.querySelectorAll(SELECTORS.recipientField(kind))) {
+        for (const chip of field.querySelectorAll(SELECTORS.recipientChip)) {
+          values.push(chip.getAttribute('data-hovercard-id'));
+        }
+      }
+      return uniqueAddresses(values);
+    };
+    return { to: read('to'), cc: read('cc'), bcc: read('bcc') };
+  }
+
+  function readSubject(compose) {
+    return compose.querySelector(SELECTORS.subject)?.value ?? '';
+  }
+
+  function readFrom(compose, doc = document) {
+    const value = compose.querySelector(SELECTORS.fromInput)?.value;
+    if (value && EMAIL.test(value.trim())) return value.trim().toLowerCase();
+    // The title reads "Inbox - alice@example.test - Gmail" (MV getUserInfo).
+    const match = /[^\s@<>]+@[^\s@<>]+/.exec(doc.title ?? '');
+    return match ? match[0].toLowerCase() : null;
+  }
+
+  function bodyOf(compose) {
+    return compose.querySelector(SELECTORS.body);
+  }
+
+  function sendButtonOf(compose) {
+    return compose.querySelector(SELECTORS.send);
+  }
+
+  /** A host element with an open shadow root, placed in the bottom bar (else above the body). */
+  function insertControls(compose) {
+    const host = document.createElement('autosmime-compose-controls');
+    const shadow = host.attachShadow({ mode: 'open' });
+    const bar = compose.querySelector(SELECTORS.bottomBar);
+    if (bar) bar.after(host);
+    else bodyOf(compose)?.before(host);
+    return shadow;
+  }
+
+  /** Intercepts Send clicks and Ctrl/Cmd-Enter in this compose window while shouldIntercept(). */
+  function interceptSend(compose, shouldIntercept, onSend) {
+    const isSend = (target) => target instanceof Element && target.closest(SELECTORS.send)
+      && compose.contains(target);
+    const onPointer = (event) => {
+      if (!shouldIntercept() || !isSend(event.target)) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      if (event.type === 'click') onSend('button');
+    };
+    const onKey = (event) => {
+      if (!shouldIntercept() || event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
+      if (!compose.contains(event.target)) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      onSend('keyboard');
+    };
+    const types = ['mousedown', 'mouseup', 'click', 'pointerdown', 'pointerup'];
+    for (const type of types) window.addEventListener(type, onPointer, true);
+    window.addEventListener('keydown', onKey, true);
+    return () => {
+      for (const type of types) window.removeEventListener(type, onPointer, true);
+      window.removeEventListener('keydown', onKey, true);
+    };
+  }
+
+  /** Gmail acts on mouseup/click (GJ, FC): Discard draft, else the title bar's close. */
+  function discardCompose(compose) {
+    const button = compose.querySelector(SELECTORS.discard)
+      ?? compose.closest(SELECTORS.composeDialog)?.querySelector(SELECTORS.close);
+    if (!button) return false;
+    for (const type of ['mousedown', 'mouseup', 'click']) {
+      button.dispatchEvent(new MouseEvent(type, { bubbles: true, cancelable: true, view: window }));
+    }
+    return true;
+  }
+
+  function findOpenedMessages(root = document) {
+    return [...root.querySelectorAll(SELECTORS.message)].map((element) => {
+      const names = [...element.querySelectorAll(SELECTORS.attachmentName)].map((n) => n.textContent ?? '');
+      return { element, id: element.getAttribute('data-message-id'), smime: smimeKind(names) };
+    });
+  }
+
+  function rawMessageUrl(message, loc = location) {
+    const ik = document.head?.getAttribute('data-inboxsdk-ik-value') ?? null;
+    return rawMessageUrlFor(loc.origin, loc.pathname, message.id, ik);
+  }
+
+  async function fetchRaw(message) {
+    const url = rawMessageUrl(message);
+    if (!url) throw new Error('This message has no id Gmail can give the original for.');
+    const response = await fetch(url, { credentials: 'include' });
+    if (!response.ok) throw new Error(`Gmail did not give the original message (${response.status}).`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return rawFromResponse(response.headers.get('content-type'), bytes,
+      (text) => new DOMParser().parseFromString(text, 'text/html'));
+  }
+
+  /** Puts the viewer holder above the message body (which Gmail leaves empty for a p7m). */
+  function placeViewer(message, holder) {
+    const body = message.element.querySelector(SELECTORS.messageBody);
+    if (body) body.before(holder);
+    else message.element.append(holder);
+  }
+
+  const adapter = {
+    name: 'gmail',
+    matches: (loc) => loc.hostname === 'mail.google.com',
+    SELECTORS,
+    findComposeWindows,
+    readRecipients,
+    readSubject,
+    readFrom,
+    bodyOf,
+    sendButtonOf,
+    insertControls,
+    interceptSend,
+    discardCompose,
+    findOpenedMessages,
+    rawMessageUrl,
+    fetchRaw,
+    placeViewer,
+    // pure helpers, exported for tests
+    uniqueAddresses,
+    permMessageId,
+    accountPath,
+    rawMessageUrlFor,
+    smimeKind,
+    rawFromResponse,
+  };
+  globalThis.autosmimeAdapters ??= {};
+  globalThis.autosmimeAdapters.gmail = adapter;
+})();

@@ -1,0 +1,53 @@
+// The channel between a secure frame (editor, viewer) and the content script that placed it.
+// The frame is an extension page inside the webmail's tab: commands arrive by postMessage from
+// the parent window. Everything the frame posts back is seen by the hostile page too, so it
+// posts only status, never plaintext.
+
+export const ALLOWED_PARENT_ORIGINS = ['https://mail.google.com'];
+
+/** channel and parent origin from the frame's URL fragment, or null when they are not valid. */
+export function parseFrameParams(hash, ancestorOrigin = null) {
+  const params = new URLSearchParams(String(hash ?? '').replace(/^#/, ''));
+  const channel = params.get('channel');
+  const origin = params.get('origin');
+  if (!channel || !/^[0-9a-f-]{36}$/i.test(channel)) return null;
+  if (!ALLOWED_PARENT_ORIGINS.includes(origin)) return null;
+  if (ancestorOrigin && ancestorOrigin !== origin) return null;
+  return { channel, origin };
+}
+
+/** Whether a message event is a command for this frame. */
+export function isCommand(event, parentWindow, params) {
+  return event.source === parentWindow
+    && event.origin === params.origin
+    && event.data?.autosmime === 'frame-command'
+    && event.data.channel === params.channel
+    && typeof event.data.type === 'string';
+}
+
+export function connectFrame(onCommand) {
+  const params = parseFrameParams(location.hash, location.ancestorOrigins?.[0] ?? null);
+  if (!params || window.parent === window) return null;
+  const post = (type, payload = {}) => {
+    window.parent.postMessage({ autosmime: 'frame-event', channel: params.channel, type, ...payload }, params.origin);
+  };
+  window.addEventListener('message', (event) => {
+    if (isCommand(event, window.parent, params)) onCommand(event.data, post);
+  });
+  new ResizeObserver(() => post('resize', { height: document.documentElement.scrollHeight }))
+    .observe(document.body);
+  return post;
+}
+
+const runtime = globalThis.browser?.runtime ?? globalThis.chrome?.runtime;
+
+/** One host operation through the service worker (extension pages may ask for any op). */
+export async function ask(op, params = {}) {
+  const reply = await runtime.sendMessage({ type: 'autosmime.request', op, params });
+  if (!reply || reply.ok !== true) {
+    const error = new Error(reply?.error?.message ?? 'No answer from the extension.');
+    error.code = reply?.error?.code ?? 'internal';
+    throw error;
+  }
+  return reply.result;
+}

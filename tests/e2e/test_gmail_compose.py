@@ -1,0 +1,103 @@
+"""The Gmail story with every part real: alice composes on the Gmail-shaped page, turns Encrypt
+on, types in the secure editor, attaches a file and presses Gmail's Send; her host signs,
+timestamps, encrypts and submits it through the real mail stack; bob's INBOX (IMAP) has it; bob's
+browser opens it on the Gmail-shaped page and the secure viewer shows the plaintext, the
+attachment, "signed by alice" and the trusted timestamp. Neither page, nor alice's draft
+autosave, nor any request either page made ever contained the plaintext."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from harness.gmail_story import (
+    THREAD_ID,
+    fixture_records,
+    open_browser,
+    open_in_viewer,
+    page_text_everywhere,
+    wait_for_inbox,
+)
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.mail]
+
+SECRET = "Plaintext-7f3a: the merger closes on Friday"
+SUBJECT = "Figures for Q3 (e2e)"
+ATTACHMENT = b"q,value\r\n1,10\r\n2,20\r\n"
+
+
+def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
+    playwright: Any,
+    people: dict[str, Any],
+    gmail: Any,
+    mail_stack: Any,
+    artifacts: Path,
+    tmp_path: Path,
+) -> None:
+    alice_browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = alice_browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        controls = page.locator("autosmime-compose-controls")
+        encrypt = controls.locator("button[data-toggle=encrypt]")
+        expect(encrypt).to_have_attribute("aria-pressed", "false")
+        page.fill("input[name=subjectbox]", SUBJECT)
+        encrypt.click()
+        expect(encrypt).to_have_attribute("aria-pressed", "true")
+        badge = controls.locator('.badge[data-address="bob@example.test"]')
+        expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
+
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(SECRET)
+        attachment = tmp_path / "figures.csv"
+        attachment.write_bytes(ATTACHMENT)
+        editor.locator("#files").set_input_files(str(attachment))
+        expect(editor.locator("#attachments li")).to_contain_text("figures.csv")
+        page.wait_for_timeout(700)  # the page's autosave runs every 300 ms
+        page.screenshot(path=str(artifacts / "gmail-compose.png"))
+
+        page.locator(".T-I.aoO[role=button]").click()
+        sent = page.locator("autosmime-status span[data-notice=sent]")
+        expect(sent).to_have_text("autosmime: Message sent, signed and encrypted.", timeout=60_000)
+        expect(page.locator(".AD")).to_have_count(0)  # the compose window was discarded
+        records = fixture_records(page)
+        assert "gmail-send" not in records["events"], "Gmail's own Send ran"
+        assert "discarded" in records["events"]
+        assert records["draftStore"], "the fixture's autosave never ran"
+        for seen in (
+            page_text_everywhere(page),
+            repr(records),
+            gmail.all_bytes().decode("utf-8", "replace"),
+        ):
+            assert SECRET not in seen
+    finally:
+        alice_browser.close()
+
+    raw = wait_for_inbox(mail_stack, "bob@example.test", SUBJECT)
+    assert SECRET.encode() not in raw and b"application/pkcs7-mime" in raw
+
+    bob_browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = bob_browser.new_page()
+        viewer = open_in_viewer(page, gmail, raw)
+        status = viewer.locator("#status")
+        expect(status).to_contain_text("Signed by alice@example.test: valid")
+        expect(status).to_contain_text(re.compile(r"Encrypted with \S+"))
+        expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}-\d\d-\d\d"))
+        expect(viewer.locator("#text")).to_contain_text(SECRET)
+        expect(viewer.locator("#attachments a")).to_contain_text("figures.csv")
+        page.screenshot(path=str(artifacts / "gmail-opened.png"))
+        assert SECRET not in page_text_everywhere(page)
+        network = repr(fixture_records(page)["networkLog"])
+        assert SECRET not in network
+        # the content script fetched the original (ciphertext) from Gmail's Show original URL
+        paths = [unquote(r.path) for r in gmail.requests]
+        assert f"/mail/u/0/?view=om&permmsgid={THREAD_ID}" in paths
+    finally:
+        bob_browser.close()
+    assert SECRET not in gmail.all_bytes().decode("utf-8", "replace")

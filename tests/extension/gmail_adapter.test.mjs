@@ -1,0 +1,113 @@
+// Unit tests of the Gmail adapter's pure pieces (the classic content script run in a vm context),
+// the router's op rules and the secure frames' channel and status logic.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import vm from 'node:vm';
+import { senderMayAsk, isSecureFrame, CONTENT_SCRIPT_OPS } from '../../extension/background/router.js';
+import { parseFrameParams, isCommand } from '../../extension/ui/frame_channel.js';
+import { describeSecurity, contentDocument } from '../../extension/ui/viewer_status.js';
+
+function loadAdapter() {
+  const context = vm.createContext({ TextDecoder, TextEncoder, URLSearchParams });
+  context.globalThis = context;
+  vm.runInContext(readFileSync(new URL('../../extension/content/adapters/gmail.js', import.meta.url), 'utf-8'), context);
+  return context.autosmimeAdapters.gmail;
+}
+
+const gmail = loadAdapter();
+
+test('addresses from chips are cleaned, lower-cased and deduplicated', () => {
+  assert.deepEqual(
+    [...gmail.uniqueAddresses(['Bob@Example.test', ' bob@example.test', 'not an address', null, 'carol@x.test'])],
+    ['bob@example.test', 'carol@x.test'],
+  );
+});
+
+test('the Show original URL is built from data-message-id under the account path', () => {
+  assert.equal(gmail.permMessageId('#msg-f:1665118316230599953'), 'msg-f:1665118316230599953');
+  assert.equal(gmail.permMessageId('#msg-a:r-123'), null);
+  assert.equal(gmail.accountPath('/mail/u/2/'), '/mail/u/2/');
+  assert.equal(gmail.accountPath('/somewhere'), '/mail/u/0/');
+  assert.equal(
+    gmail.rawMessageUrlFor('https://mail.google.com', '/mail/u/1/', '#msg-f:42', 'abc'),
+    'https://mail.google.com/mail/u/1/?ik=abc&view=om&permmsgid=msg-f%3A42',
+  );
+  assert.equal(gmail.rawMessageUrlFor('https://mail.google.com', '/mail/u/0/', 'junk'), null);
+});
+
+test('S/MIME parts are recognised by attachment name', () => {
+  assert.equal(gmail.smimeKind(['report.pdf', 'smime.p7m']), 'encrypted');
+  assert.equal(gmail.smimeKind(['smime.p7s']), 'signed');
+  assert.equal(gmail.smimeKind(['notes.txt']), null);
+});
+
+test('raw bytes pass through; a Show original HTML page gives its <pre> text', () => {
+  const bytes = new TextEncoder().encode('Subject: x\r\n\r\nbody');
+  assert.equal(gmail.rawFromResponse('message/rfc822', bytes, null), bytes);
+  const fakeDoc = { querySelector: (s) => (s === '#raw_message_text' ? { textContent: 'A: 1\nB: 2\n' } : null) };
+  const out = gmail.rawFromResponse('text/html; charset=utf-8', new TextEncoder().encode('<html>'), () => fakeDoc);
+  assert.equal(new TextDecoder().decode(out), 'A: 1\r\nB: 2\r\n');
+});
+
+const ID = 'abcdefghijklmnopabcdefghijklmnop';
+const BASE = `chrome-extension://${ID}/`;
+
+test('content scripts may look certificates up but never send or open', () => {
+  const content = { id: ID, url: 'https://mail.google.com/mail/u/0/', tab: { id: 3 }, frameId: 0 };
+  assert.ok(CONTENT_SCRIPT_OPS.has('certs.lookup'));
+  assert.equal(senderMayAsk(content, 'certs.lookup', ID, BASE), true);
+  for (const op of ['compose.send', 'message.open', 'keys.export', 'backup.restore']) {
+    assert.equal(senderMayAsk(content, op, ID, BASE), false, op);
+  }
+});
+
+test('the secure frames may send and open, and nothing more', () => {
+  const editor = { id: ID, url: `${BASE}ui/editor.html#channel=x`, tab: { id: 3 }, frameId: 7 };
+  const viewer = { id: ID, url: `${BASE}ui/viewer.html`, tab: { id: 3 }, frameId: 8 };
+  assert.ok(isSecureFrame(editor, ID, BASE) && isSecureFrame(viewer, ID, BASE));
+  assert.equal(senderMayAsk(editor, 'compose.send', ID, BASE), true);
+  assert.equal(senderMayAsk(viewer, 'message.open', ID, BASE), true);
+  assert.equal(senderMayAsk(editor, 'keys.export', ID, BASE), false);
+  const other = { id: 'someone-else', url: `${BASE}ui/editor.html`, tab: { id: 3 }, frameId: 7 };
+  assert.equal(senderMayAsk(other, 'compose.send', ID, BASE), false);
+  const spoof = { id: ID, url: `https://mail.google.com/${BASE}ui/editor.html`, tab: { id: 3 }, frameId: 0 };
+  assert.equal(isSecureFrame(spoof, ID, BASE), false);
+});
+
+test('frame parameters: a UUID channel and an allowed webmail origin only', () => {
+  const channel = '0f8fad5b-d9cb-469f-a165-70867728950e';
+  assert.deepEqual(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fmail.google.com`),
+    { channel, origin: 'https://mail.google.com' });
+  assert.equal(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fevil.test`), null);
+  assert.equal(parseFrameParams('#channel=short&origin=https%3A%2F%2Fmail.google.com'), null);
+  assert.equal(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fmail.google.com`, 'https://evil.test'), null);
+  const params = { channel, origin: 'https://mail.google.com' };
+  const parent = {};
+  const good = { source: parent, origin: params.origin, data: { autosmime: 'frame-command', channel, type: 'send' } };
+  assert.equal(isCommand(good, parent, params), true);
+  assert.equal(isCommand({ ...good, source: {} }, parent, params), false);
+  assert.equal(isCommand({ ...good, origin: 'https://evil.test' }, parent, params), false);
+  assert.equal(isCommand({ ...good, data: { ...good.data, channel: 'other' } }, parent, params), false);
+});
+
+test('the status line says encrypted with what, signed by whom, valid or why not, and when', () => {
+  const ok = describeSecurity({
+    encrypted: true, decrypted: true, cipher: 'aes256-gcm', suite: 'intl', signed: true,
+    signatures: [{ valid: true, signer: 'alice@example.test', chainValid: true, fromMatches: true,
+      timestamp: { valid: true, trustedTime: '2026-11-28T10:00:00Z', tsa: 'Test TSA' } }],
+  });
+  assert.equal(ok.state, 'valid');
+  assert.deepEqual(ok.parts, ['Encrypted with aes256-gcm (intl).', 'Signed by alice@example.test: valid.',
+    'Trusted timestamp: 2026-11-28 10:00:00 UTC by Test TSA.']);
+  const bad = describeSecurity({ encrypted: false, signatures: [{ valid: false, signer: 'mallory@x.test', reasons: ['content was altered'] }] });
+  assert.equal(bad.state, 'invalid');
+  assert.match(bad.parts.join(' '), /NOT valid \(content was altered\)/);
+  assert.equal(describeSecurity({ encrypted: true, decrypted: false, signatures: [], problem: 'No key fits.' }).state, 'invalid');
+});
+
+test('the content document carries its own strict CSP; remote images only when allowed', () => {
+  assert.match(contentDocument('<p>x</p>'), /img-src data:;/);
+  assert.match(contentDocument('<p>x</p>', true), /img-src data: https:;/);
+  assert.doesNotMatch(contentDocument('<p>x</p>'), /script-src/);
+});

@@ -1,0 +1,66 @@
+"""Steps shared by the Gmail browser tests (not a test module)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from playwright.sync_api import expect
+
+from harness.browser import launch_options
+
+THREAD_ID = "msg-f:1665118316230599953"
+
+
+def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> bytes:
+    """The raw bytes of the message with this subject once it is in user's INBOX (real IMAP)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = stack.imap_client(user)
+        try:
+            client.select_folder("INBOX", readonly=True)
+            uids = client.search(["SUBJECT", subject])
+            if uids:
+                data = client.fetch(uids[-1:], ["BODY.PEEK[]"])
+                return next(iter(data.values()))[b"BODY[]"]
+        finally:
+            client.logout()
+        assert time.monotonic() < deadline, f"{subject!r} never reached {user}'s INBOX"
+        time.sleep(0.3)
+
+
+def page_text_everywhere(page: Any) -> str:
+    """The page's DOM as the page's own scripts can see it, light DOM and open shadow roots."""
+    return page.evaluate(
+        """() => {
+            const parts = [document.documentElement.outerHTML, document.body.innerText];
+            const walk = (root) => {
+                for (const el of root.querySelectorAll('*')) {
+                    if (el.shadowRoot) { parts.push(el.shadowRoot.innerHTML); walk(el.shadowRoot); }
+                    if (el.value) parts.push(String(el.value));
+                }
+            };
+            walk(document);
+            try { parts.push(localStorage.getItem('draft') ?? ''); } catch (e) {}
+            return parts.join('\\n');
+        }"""
+    )
+
+
+def fixture_records(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => window.__fixture")
+
+
+def open_in_viewer(page: Any, gmail: Any, raw: bytes) -> Any:
+    """Serves raw as the message behind THREAD_ID, opens the thread, returns the viewer frame."""
+    gmail.put_raw(THREAD_ID, raw)
+    page.goto(gmail.url(f"/mail/u/0/#inbox/{THREAD_ID}"))
+    viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+    expect(viewer.locator("#status")).to_have_attribute("data-state", "valid", timeout=30_000)
+    return viewer
+
+
+def open_browser(playwright: Any, person: Any, gmail: Any) -> Any:
+    """A Chromium persistent context for one person, mail.google.com mapped to the fixture."""
+    args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]
+    return playwright.chromium.launch_persistent_context(**launch_options(person.browser, args))
