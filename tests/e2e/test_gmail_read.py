@@ -1,0 +1,92 @@
+"""Reading on the Gmail-shaped page with a message prepared by alice's real host (compose.send
+through the real PKI service and mail stack, not through a browser): bob's page shows an
+smime.p7m chip, the content script fetches Show original (ciphertext) and the secure viewer opens
+it: sanitized HTML in a sandboxed frame (no scripts), the attachment to download, the status line;
+a tampered message says why it is not valid; the page never holds the plaintext."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.gmail_story import open_browser, page_text_everywhere, wait_for_inbox
+from harness.people import b64
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.mail]
+
+SECRET = "Plaintext-c41d read side"
+HTML = f'<p>Hello <b>Bob</b>, {SECRET}</p><script>document.title="pwned"</script>'
+PDF = b"%PDF-1.4\n% test\n"
+
+
+@pytest.fixture(scope="module")
+def prepared(people: dict[str, Any], mail_stack: Any) -> bytes:
+    subject = "Prepared by alice's host (e2e read)"
+    result = people["alice"].call(
+        "compose.send",
+        {
+            "from": "alice@example.test",
+            "to": ["bob@example.test"],
+            "subject": subject,
+            "text": f"Hello Bob, {SECRET}\n",
+            "html": HTML,
+            "attachments": [
+                {"name": "terms.pdf", "contentType": "application/pdf", "data": b64(PDF)}
+            ],
+        },
+    )
+    assert result["status"] == "sent" and result["timestamped"], result
+    return wait_for_inbox(mail_stack, "bob@example.test", subject)
+
+
+def test_bob_opens_an_encrypted_html_message_with_an_attachment(
+    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes, artifacts: Path
+) -> None:
+    from harness.gmail_story import open_in_viewer
+
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        viewer = open_in_viewer(page, gmail, prepared)
+        expect(viewer.locator("#status")).to_contain_text("Signed by alice@example.test: valid")
+        expect(viewer.locator("#status")).to_contain_text(re.compile(r"Trusted timestamp: \d{4}"))
+        content = viewer.frame_locator("#content")
+        expect(content.locator("body")).to_contain_text(SECRET)
+        expect(content.locator("b")).to_have_text("Bob")
+        assert content.locator("script").count() == 0
+        frame = viewer.locator("#content")
+        assert frame.get_attribute("sandbox") == ""
+        link = viewer.locator("#attachments a")
+        expect(link).to_contain_text("terms.pdf")
+        with page.expect_download() as download_info:
+            link.click()
+        assert Path(download_info.value.path()).read_bytes() == PDF
+        page.screenshot(path=str(artifacts / "gmail-read-html.png"))
+        assert SECRET not in page_text_everywhere(page)
+        assert page.title() != "pwned"
+    finally:
+        browser.close()
+
+
+def test_a_tampered_message_says_it_is_not_valid(
+    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes
+) -> None:
+    head, _, body = prepared.partition(b"\r\n\r\n")
+    der = bytearray(base64.b64decode(b"".join(body.split())))
+    der[len(der) // 2] ^= 0x01
+    tampered = head + b"\r\n\r\n" + base64.encodebytes(bytes(der)).replace(b"\n", b"\r\n")
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        gmail.put_raw("msg-f:1665118316230599953", tampered)
+        page.goto(gmail.url("/mail/u/0/#inbox/msg-f:1665118316230599953"))
+        viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        status = viewer.locator("#status")
+        expect(status).to_have_attribute("data-state", re.compile("invalid|error"), timeout=30_000)
+        expect(status).not_to_contain_text("valid.")
+    finally:
+        browser.close()
