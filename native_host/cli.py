@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "native_host.commands.enroll_cmd",
         "get S/MIME certificates for an account automatically (resumes if interrupted)",
     ),
+    "renew": (
+        "native_host.commands.renew_cmd",
+        "renew keys whose certificates end soon (for cron; old keys are kept)",
+    ),
     "certs": (
         "native_host.commands.certs_cmd",
         "list your own keys and certificates, or look up correspondents' certificates",

@@ -26,6 +26,7 @@ OPS: dict[str, str] = {
     "message.open": "native_host.ops.read:open_message",
     "keys.export": "native_host.ops.keys:export",
     "enroll": "native_host.ops.keys:enroll",
+    "keys.renew": "native_host.ops.keys:renew",
     "backup.create": "native_host.ops.keys:backup",
     "backup.restore": "native_host.ops.keys:restore",
 }
@@ -38,6 +39,7 @@ LONG: frozenset[str] = frozenset(
         "message.open",  # IMAP fetches, big messages
         "keys.export",  # PKCS#12 key derivation
         "enroll",
+        "keys.renew",
         "backup.create",
         "backup.restore",
     }

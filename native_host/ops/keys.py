@@ -101,6 +101,43 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     }
 
 
+@operation
+def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Renew params.address's keys when a current certificate ends within params.windowDays
+    (default 30): new key pairs through the same automatic enrollment, old keys kept
+    (superseded, still decrypting). The extension calls it daily; `autosmime renew` is the
+    same for cron or a systemd timer."""
+    from native_host import enrollment
+
+    host = state.current()
+    address, pki = host.pki(text_param(params, "address"))
+    window = params.get("windowDays", 30)
+    if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 365:
+        raise HostError("bad_params", "windowDays must be a number of days from 1 to 365.")
+    with contextlib.closing(host.mailbox(address)) as mailbox:
+        result = enrollment.renew_if_due(
+            address,
+            profile=host.profile,
+            mailbox=mailbox,
+            pki=pki.settings(),
+            keystore=host.keystore,
+            window_days=float(window),
+            progress=progress_of(ctx),
+            recovery_code=text_param(params, "recoveryCode"),
+            keep_recovery_code=bool_param(params, "keepRecoveryCode"),
+        )
+    if result is None:
+        return {"address": address, "renewed": False}
+    host.record_backup(address, result.backup_message_id, list(result.key_ids.values()))
+    return {
+        "address": address,
+        "renewed": True,
+        "keyIds": result.key_ids,
+        "superseded": list(result.superseded),
+        "seconds": round(result.seconds, 3),
+    }
+
+
 def _code(host: state.HostState, address: str, params: dict[str, Any]) -> str:
     from native_host import backups
 

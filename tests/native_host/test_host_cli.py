@@ -430,3 +430,30 @@ def test_the_whole_story_enroll_send_both_suites_renew_and_restore(
     old_mail = fresh.run("--json", "open", "--message-id", message_id, "--folder", "INBOX")
     assert old_mail.code == 0, old_mail.stderr
     assert old_mail.json()["security"]["decrypted"] and "the plan." in old_mail.json()["text"]
+
+
+def test_renew_does_nothing_until_the_window_then_renews(
+    pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
+) -> None:
+    from native_host.backups import FOLDER
+
+    client = mail_stack.imap_client(ALICE)
+    try:
+        if client.folder_exists(FOLDER):
+            client.delete_folder(FOLDER)
+    finally:
+        client.logout()
+    url, roots = pki_serve
+    alice = Device(ALICE, tmp_path / "alice")
+    add_device(alice, mail_stack, "--pki", url, "--pki-roots", str(roots))
+    enrolled = alice.run("--json", "enroll", "--keep-recovery-code")
+    assert enrolled.code == 0, enrolled.stderr
+    quiet = alice.run("--json", "renew", "--window-days", "30")
+    assert quiet.code == 0 and quiet.json()["renewed"] is False, quiet.stderr
+    # The service issues for 365 days: a 400-day window makes them due now.
+    one_line_failure(alice.run("renew", "--window-days", "400"), "renew", "bad_params")
+    due = alice.run("--json", "renew", "--window-days", "365")
+    assert due.code == 0, due.stderr
+    assert due.json()["renewed"] is True
+    keys = alice.run("--json", "certs", "list").json()["keys"]
+    assert sorted(k["status"] for k in keys) == ["current", "current", "superseded", "superseded"]
