@@ -101,3 +101,42 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
     finally:
         bob_browser.close()
     assert SECRET not in gmail.all_bytes().decode("utf-8", "replace")
+
+
+def test_missing_certificate_stops_the_send_and_names_the_recipient(
+    playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
+) -> None:
+    """carol has no certificate: her badge says so, Ctrl-Enter (in the editor and in the page)
+    does not send, the error names her, and the compose window stays with Gmail's Send unused.
+    What was typed before Encrypt moved into the editor and left the page's body."""
+    browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=carol@example.test"))
+        body = page.locator("div.Am.Al[role=textbox]")
+        body.click()
+        body.press_sequentially("typed before Encrypt")
+        page.fill("input[name=subjectbox]", "For carol")
+        controls = page.locator("autosmime-compose-controls")
+        controls.locator("button[data-toggle=encrypt]").click()
+        expect(body).to_be_hidden()
+        assert page.evaluate("() => document.querySelector('div.Am.Al').innerHTML") == ""
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        expect(editor.locator("#body")).to_have_text("typed before Encrypt")
+        badge = controls.locator('.badge[data-address="carol@example.test"]')
+        expect(badge).to_have_attribute("data-cert", "none", timeout=20_000)
+
+        editor.locator("#body").press_sequentially(f" {SECRET}")
+        editor.locator("#body").press("Control+Enter")
+        status = controls.locator(".status")
+        expect(status).to_have_attribute("data-state", "error", timeout=30_000)
+        expect(status).to_contain_text("carol@example.test")
+        page.locator("input[name=subjectbox]").press("Control+Enter")
+        page.wait_for_timeout(500)
+        expect(page.locator(".AD")).to_have_count(1)
+        records = fixture_records(page)
+        assert "gmail-send" not in records["events"] and "discarded" not in records["events"]
+        assert SECRET not in page_text_everywhere(page) and SECRET not in repr(records)
+    finally:
+        browser.close()
+    assert SECRET not in gmail.all_bytes().decode("utf-8", "replace")

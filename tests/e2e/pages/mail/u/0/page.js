@@ -114,6 +114,12 @@
       document.querySelector('.AD')?.remove();
     }
   });
+  // Gmail's shortcut: Ctrl-Enter in a compose window sends it.
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey) && event.target.closest?.('.M9')) {
+      events.push('gmail-send');
+    }
+  });
   window.addEventListener('hashchange', render);
   render();
 })();
