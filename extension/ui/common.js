@@ -102,8 +102,8 @@ export function el(tag, attributes = {}, ...children) {
 }
 
 /** Show a host error in box (role=alert): what happened, the host's detail, what to do next. */
-export function showError(box, error) {
-  const { code, title, detail, next } = describeError(error);
+export function showError(box, error, context = {}) {
+  const { code, title, detail, next } = describeError(error, context);
   box.replaceChildren(
     el('p', { class: 'error-title', text: title }),
     ...(detail ? [el('p', { class: 'error-detail', text: detail })] : []),

@@ -36,12 +36,18 @@ const NEXT_STEPS = {
   },
   op_failed: {
     title: 'That could not be done.',
-    next: 'Read the details below; try again later if they do not say otherwise.',
+    next: 'Do what the details above suggest, then try again.',
   },
   internal: {
     title: 'Something went wrong inside autosmime.',
     next: 'Try again. If it happens again, run “autosmime doctor” and send its report to your support contact.',
   },
+};
+
+// recovery_code when no code was given: the host needs it (it is not kept on this device).
+const CODE_NEEDED = {
+  title: 'Your recovery code is needed for this.',
+  next: 'Type the recovery code you wrote down when you first set up autosmime; nothing was changed.',
 };
 
 const FALLBACK = {
@@ -54,17 +60,18 @@ const FALLBACK = {
  * person; detail is the host's own sentence (it names the part that failed), or '' if it adds
  * nothing.
  */
-export function describeError(error) {
+export function describeError(error, { codeGiven = true } = {}) {
   const code = typeof error?.code === 'string' ? error.code : 'internal';
-  const known = NEXT_STEPS[code] ?? FALLBACK;
+  let known = NEXT_STEPS[code] ?? FALLBACK;
+  if (code === 'recovery_code' && !codeGiven) known = CODE_NEEDED;
   let detail = typeof error?.message === 'string' ? error.message.trim() : '';
   if (detail.length > 500) detail = `${detail.slice(0, 497)}…`;
   return { code, title: known.title, detail, next: known.next };
 }
 
 /** describeError as one paragraph of text. */
-export function errorSentence(error) {
-  const { title, detail, next } = describeError(error);
+export function errorSentence(error, context = {}) {
+  const { title, detail, next } = describeError(error, context);
   return [title, detail, next].filter(Boolean).join(' ');
 }
 
@@ -77,9 +84,18 @@ export function progressPercent(progress) {
 }
 
 export const SUITE_NAMES = {
-  intl: 'International (ECDSA or RSA)',
+  intl: 'International',
   sm: 'Chinese national standard (SM2)',
 };
+
+const KEY_TYPES = { rsa3072: 'RSA 3072', 'rsa-3072': 'RSA 3072', 'ec-secp256r1': 'ECDSA P-256', 'ecdsa-p256': 'ECDSA P-256', sm2: 'SM2' };
+
+/** A key's kind and algorithm for people: "International (ECDSA P-256)", "… (SM2)". */
+export function keyKind(suite, keyType) {
+  const name = suiteName(suite);
+  const type = KEY_TYPES[String(keyType ?? '').toLowerCase()] ?? (keyType ? String(keyType).toUpperCase() : '');
+  return type && !name.includes(`(${type})`) ? `${name} (${type})` : name;
+}
 
 export function suiteName(suite) {
   return SUITE_NAMES[suite] ?? String(suite ?? 'Unknown');

@@ -127,7 +127,7 @@ async function start(event) {
     }
   } catch (error) {
     show('step-account');
-    showError(errorBox, error);
+    showError(errorBox, error, { codeGiven: restoring });
     if (error.code === 'recovery_code' && !restoring) {
       form.elements.mode.value = 'restore';
       updateMode();

@@ -5,7 +5,7 @@ import {
   $, clearError, el, getPreference, longRequest, request, setPreference, showError, showProgress,
 } from './common.js';
 import {
-  backupText, exportFileName, formatDate, keyStatusText, suiteName,
+  backupText, exportFileName, formatDate, keyKind, keyStatusText, suiteName,
 } from './messages.js';
 
 const errorBox = $('#error');
@@ -15,11 +15,6 @@ let address = null;
 function say(text) {
   notice.textContent = text;
   notice.hidden = false;
-}
-
-function keyType(key) {
-  const type = String(key.keyType ?? '');
-  return type ? ` (${type.toUpperCase()})` : '';
 }
 
 async function loadCertificates() {
@@ -32,7 +27,7 @@ async function loadCertificates() {
     ...keys.map((key) => el(
       'tr',
       { 'data-key-id': key.keyId, 'data-suite': key.suite, 'data-status': key.status },
-      el('td', { text: `${suiteName(key.suite)}${keyType(key)}` }),
+      el('td', { text: keyKind(key.suite, key.keyType) }),
       el('td', { text: keyStatusText(key.status) }),
       el('td', { text: formatDate(key.notAfter) || '—' }),
       el('td', { text: backupText(key.backup?.state) }),
@@ -50,36 +45,50 @@ async function renew() {
   const button = $('#renew');
   button.disabled = true;
   $('#renew-progress').hidden = false;
+  const codeField = $('#renew-recovery-code');
+  const recoveryCode = codeField.value.trim();
   try {
-    const result = await longRequest('enroll', { address }, {
+    const result = await longRequest('enroll', { address, ...(recoveryCode ? { recoveryCode } : {}) }, {
       onProgress: (event) => showProgress($('#renew-bar'), $('#renew-stage'), event),
     });
     say(result.recoveryCode
       ? `New certificates are ready. Your new recovery code is ${result.recoveryCode} — write it down now; it is shown only once.`
       : 'New certificates are ready. Your old keys stay, so older mail still opens.');
+    codeField.value = '';
+    $('#renew-code').hidden = true;
     await loadCertificates();
   } catch (error) {
-    showError(errorBox, error);
+    showError(errorBox, error, { codeGiven: Boolean(recoveryCode) });
+    if (error.code === 'recovery_code') {
+      $('#renew-code').hidden = false;
+      codeField.focus();
+    }
   } finally {
     button.disabled = false;
     $('#renew-progress').hidden = true;
   }
 }
 
+let lastFileUrl = null;
+
+/** Offer the file as a link (kept for a new click) and start its download at once. */
 function download(base64, name) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/x-pkcs12' }));
-  const link = el('a', { href: url, download: name });
-  document.body.append(link);
+  if (lastFileUrl) URL.revokeObjectURL(lastFileUrl);
+  lastFileUrl = URL.createObjectURL(new Blob([bytes], { type: 'application/x-pkcs12' }));
+  const link = $('#export-link');
+  link.href = lastFileUrl;
+  link.download = name;
+  link.textContent = `Save ${name} again`;
+  $('#export-saved').hidden = false;
   link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function exportKeys(event) {
   event.preventDefault();
   clearError(errorBox);
   notice.hidden = true;
+  $('#export-saved').hidden = true;
   const form = event.target;
   const password = $('#export-password').value;
   if (!password) {

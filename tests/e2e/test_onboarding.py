@@ -112,7 +112,8 @@ def test_onboard_confirm_code_then_restore_on_a_new_device(
         page = setup_page(context, pki)
         page.get_by_label("Mail password or app password").fill(mail_stack.users[ALICE])
         page.get_by_label("No, restore my keys from my mailbox").check()
-        page.get_by_role("textbox", name="Recovery code").fill("1111-2222-3333-4444-5555-6666-7777-8888-9999")
+        code_field = page.get_by_role("textbox", name="Recovery code")
+        code_field.fill("1111-2222-3333-4444-5555-6666-7777-8888-9999")
         page.get_by_role("button", name="Restore from my mailbox").click()
         error = page.get_by_role("alert").filter(has_text="recovery code")
         expect(error).to_contain_text(
@@ -123,7 +124,7 @@ def test_onboard_confirm_code_then_restore_on_a_new_device(
         assert listed_keys(context) == {}
 
         page.get_by_label("Mail password or app password").fill(mail_stack.users[ALICE])
-        page.get_by_role("textbox", name="Recovery code").fill(code)
+        code_field.fill(code)
         page.get_by_role("button", name="Restore from my mailbox").click()
         expect(page.get_by_role("heading", name="Secure mail is on")).to_be_visible(
             timeout=ENROLL_TIMEOUT_MS

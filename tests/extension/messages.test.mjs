@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   backupText, daysLeft, describeError, errorSentence, exportFileName, formatDate, keyStatusText,
-  lastGroup, lastGroupMatches, progressPercent, suiteName, summarize,
+  keyKind, lastGroup, lastGroupMatches, progressPercent, suiteName, summarize,
 } from '../../extension/ui/messages.js';
 
 const protocol = JSON.parse(readFileSync(new URL('../../native_host/protocol.json', import.meta.url), 'utf-8'));
@@ -32,6 +32,13 @@ test('the host sentence is kept as the detail, and the sentence reads as one par
   assert.equal(describeError({ code: 'internal', message: 'y'.repeat(900) }).detail.length, 498);
 });
 
+test('a recovery code that is needed, not wrong, is said so', () => {
+  const needed = describeError({ code: 'recovery_code', message: 'Needed.' }, { codeGiven: false });
+  assert.equal(needed.title, 'Your recovery code is needed for this.');
+  assert.match(errorSentence({ code: 'recovery_code' }, { codeGiven: false }), /nothing was changed/);
+  assert.match(describeError({ code: 'recovery_code' }).title, /does not open/);
+});
+
 test('progress percent', () => {
   assert.equal(progressPercent({ done: 3, total: 6 }), 50);
   assert.equal(progressPercent({ done: 7, total: 6 }), 100);
@@ -43,6 +50,10 @@ test('names of suites, statuses and backup states', () => {
   assert.match(suiteName('intl'), /International/);
   assert.match(suiteName('sm'), /SM2/);
   assert.equal(suiteName('xyz'), 'xyz');
+  assert.equal(keyKind('intl', 'ec-secp256r1'), 'International (ECDSA P-256)');
+  assert.equal(keyKind('intl', 'rsa3072'), 'International (RSA 3072)');
+  assert.equal(keyKind('sm', 'sm2'), 'Chinese national standard (SM2)');
+  assert.equal(keyKind('intl', undefined), 'International');
   assert.equal(keyStatusText('current'), 'In use');
   assert.match(keyStatusText('expired'), /old mail/);
   assert.equal(backupText('proven'), 'Backed up in your mailbox');
