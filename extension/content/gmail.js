@@ -48,6 +48,12 @@
       badge.textContent = `autosmime: the native host is not available (${error.code}). Run "autosmime doctor".`;
     },
   );
+  // Onboarding fills in the signed-in address from this hint (the worker keeps the address only).
+  function reportAccount() {
+    const label = document.querySelector('a[aria-label^="Google Account"]')?.getAttribute('aria-label');
+    runtime.sendMessage({ type: 'autosmime.accountHint', title: document.title, label }).catch(() => {});
+  }
+  reportAccount();
   if (!adapter) return;
 
   /** A line in the page-corner badge that outlives a discarded compose window. */

@@ -113,3 +113,25 @@ def test_worker_reconnects_after_the_host_dies(worker: Any) -> None:
     second = worker.evaluate("() => globalThis.autosmime.request('hello', {})")
     assert second["pid"] != first["pid"]
     assert worker.evaluate("() => globalThis.autosmime.nativePort.connections") == 2
+
+
+def test_the_gmail_page_reports_only_the_signed_in_address(
+    page: Any, webmail: WebmailServer, worker: Any
+) -> None:
+    """What onboarding pre-fills: the address from Gmail's title, and nothing else of it."""
+    page.goto(webmail.url("/mail/u/0/"))
+    expect(page.locator("autosmime-status span")).to_have_attribute("data-state", "ok")
+    hint = worker.evaluate(
+        """async () => {
+            const deadline = Date.now() + 10000;
+            while (Date.now() < deadline) {
+                const { accountHint } = await chrome.storage.session.get('accountHint');
+                if (accountHint) return accountHint;
+                await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+            return null;
+        }"""
+    )
+    assert hint is not None, "the content script reported no address"
+    assert hint["address"] == "alice@example.test"
+    assert set(hint) <= {"address", "origin", "seen"}
