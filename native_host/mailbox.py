@@ -43,6 +43,7 @@ from imapclient import imapclient as _imapclient_module
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from native_host.mail_settings import MailSettings, Security, Server
+from native_host.profile import write_private
 
 try:  # POSIX: one flush at a time per outbox, across processes
     import fcntl
@@ -356,22 +357,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 class Outbox:
     """Messages waiting for submission, one file each, plus a journal of what the server took.
 
@@ -414,7 +399,7 @@ class Outbox:
         }
         name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.msg"
         path = (self.path / folder if folder else self.path) / name
-        _write_atomically(path, json.dumps(meta).encode() + b"\n" + message)
+        write_private(path, json.dumps(meta).encode() + b"\n" + message)
         return self._entry(path, meta)
 
     @staticmethod

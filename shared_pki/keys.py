@@ -115,3 +115,30 @@ def load_pkcs12(data: bytes, password: bytes | None = None) -> Credential:
         for extra in bundle.additional_certs
     )
     return Credential(bundle.key, parse_certificate(der), chain)
+
+
+def load_pkcs8(der: bytes) -> PrivateKey:
+    """A PKCS#8 private key of any kind shared_pki uses: SM2 (which cryptography cannot load,
+    so it is recognised by its curve) or one that cryptography loads. Bytes that are not
+    PKCS#8 are MalformedInput; a PKCS#8 key that does not load is a KeyLoadError."""
+    from asn1crypto import keys as asn1_keys
+
+    from shared_pki import sm2, sm_oids
+    from shared_pki.errors import MalformedInput, PkiError
+
+    try:
+        info = asn1_keys.PrivateKeyInfo.load(der, strict=True)
+        algorithm = info["private_key_algorithm"]
+        is_sm2 = (
+            algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
+            and algorithm["parameters"].name == "named"
+            and algorithm["parameters"].chosen.dotted == sm_oids.SM2_CURVE
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise MalformedInput(f"Not a PKCS#8 private key: {error}") from None
+    try:
+        if is_sm2:
+            return sm2.SM2PrivateKey.load(der)
+        return serialization.load_der_private_key(der, password=None)
+    except (PkiError, ValueError, TypeError, UnsupportedAlgorithmError) as error:
+        raise KeyLoadError(f"The private key does not load: {error}") from None

@@ -65,9 +65,9 @@ from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from shared_pki import sm2, sm_oids
+from shared_pki import sm2
 from shared_pki.errors import KeyLoadError, MalformedInput, PkiError, UnsupportedAlgorithm
-from shared_pki.keys import Certificate, PrivateKey
+from shared_pki.keys import Certificate, PrivateKey, load_pkcs8
 
 Flavour = Literal["modern", "legacy"]
 MODERN_ITERATIONS = 600_000
@@ -272,21 +272,11 @@ def _pkcs8(key: PrivateKey) -> bytes:
 
 def _load_pkcs8(der: bytes) -> PrivateKey:
     try:
-        info = asn1_keys.PrivateKeyInfo.load(der, strict=True)
-        algorithm = info["private_key_algorithm"]
-        is_sm2 = (
-            algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
-            and algorithm["parameters"].name == "named"
-            and algorithm["parameters"].chosen.dotted == sm_oids.SM2_CURVE
-        )
-    except (ValueError, TypeError, KeyError) as error:
-        raise MalformedInput(f"A PKCS#12 key bag is not PKCS#8: {error}") from None
-    try:
-        if is_sm2:
-            return sm2.SM2PrivateKey.load(der)
-        return serialization.load_der_private_key(der, password=None)
-    except (PkiError, ValueError, TypeError) as error:
-        raise UnsupportedAlgorithm(f"A PKCS#12 key does not load: {error}") from None
+        return load_pkcs8(der)
+    except MalformedInput as error:
+        raise MalformedInput(f"A PKCS#12 key bag is not PKCS#8: {error.message}") from None
+    except KeyLoadError as error:
+        raise UnsupportedAlgorithm(f"A PKCS#12 key does not load: {error.message}") from None
 
 
 def public_key_info(key: PrivateKey) -> bytes:

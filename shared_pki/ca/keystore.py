@@ -37,17 +37,16 @@ import json
 import os
 import struct
 
-from asn1crypto import keys as asn1_keys
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from shared_pki import sm2, sm_oids
+from shared_pki import sm2
 from shared_pki.ca.common import KeyCert
 from shared_pki.ca.hierarchy import LABELS, Hierarchy
-from shared_pki.errors import KeyLoadError, MalformedInput, PkiError, UnsupportedAlgorithm
-from shared_pki.keys import PrivateKey, load_certificates
+from shared_pki.errors import KeyLoadError, MalformedInput, UnsupportedAlgorithm
+from shared_pki.keys import PrivateKey, load_certificates, load_pkcs8
 from shared_pki.x509 import sm2_certs
 
 MAGIC = b"ASKEY"
@@ -91,21 +90,11 @@ def _pkcs8(key: PrivateKey) -> bytes:
 
 def _from_pkcs8(der: bytes) -> PrivateKey:
     try:
-        info = asn1_keys.PrivateKeyInfo.load(der, strict=True)
-        algorithm = info["private_key_algorithm"]
-        is_sm2 = (
-            algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
-            and algorithm["parameters"].name == "named"
-            and algorithm["parameters"].chosen.dotted == sm_oids.SM2_CURVE
-        )
-    except (ValueError, TypeError, KeyError) as error:
-        raise SealedKeyCorrupt(f"The sealed key is not PKCS#8: {error}") from None
-    try:
-        if is_sm2:
-            return sm2.SM2PrivateKey.load(der)
-        return serialization.load_der_private_key(der, password=None)
-    except (PkiError, ValueError, TypeError) as error:
-        raise SealedKeyCorrupt(f"The sealed key does not load: {error}") from None
+        return load_pkcs8(der)
+    except MalformedInput as error:
+        raise SealedKeyCorrupt(f"The sealed key is not PKCS#8: {error.message}") from None
+    except KeyLoadError as error:
+        raise SealedKeyCorrupt(f"The sealed key does not load: {error.message}") from None
 
 
 def seal_key(key: PrivateKey, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N) -> bytes:

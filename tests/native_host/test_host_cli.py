@@ -290,18 +290,6 @@ def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -
         assert "Traceback" not in err, err
 
 
-def add_alice(device: Device, stack: MailStack, *pki: str) -> None:
-    user = ALICE.replace("@", "%40")
-    added = device.run(
-        "account", "add", ALICE,
-        "--imap", f"imaps://{user}@127.0.0.1:{stack.imaps_port}",
-        "--smtp", f"smtp://{user}@127.0.0.1:{stack.smtp_port}",
-        "--ca-file", str(stack.ca_cert_path), *pki, "--password-stdin",
-        stdin=stack.users[ALICE] + "\n",
-    )  # fmt: skip
-    assert added.code == 0, added.stderr
-
-
 def test_enroll_backup_and_restore_on_a_new_device(
     pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
 ) -> None:
@@ -315,7 +303,7 @@ def test_enroll_backup_and_restore_on_a_new_device(
         client.logout()
     url, roots = pki_serve
     first = Device(ALICE, tmp_path / "first")
-    add_alice(first, mail_stack, "--pki", url, "--pki-roots", str(roots))
+    add_device(first, mail_stack, "--pki", url, "--pki-roots", str(roots))
 
     enrolled = first.run("--json", "--progress", "enroll")
     assert enrolled.code == 0, enrolled.stderr
@@ -334,7 +322,7 @@ def test_enroll_backup_and_restore_on_a_new_device(
     assert sorted(backed.json()["keyIds"]) == sorted(result["keyIds"].values())
 
     second = Device(ALICE, tmp_path / "second")  # a fresh device: mailbox login + code
-    add_alice(second, mail_stack)
+    add_device(second, mail_stack)
     wrong = second.run("restore", ALICE, stdin="1111-2222-3333-4444-5555-6666-7777-8888-9999\n")
     one_line_failure(wrong, "restore", "recovery_code")
     assert second.run("--json", "certs", "list").json()["keys"] == []
