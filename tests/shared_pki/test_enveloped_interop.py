@@ -4,7 +4,6 @@ peer really checks (a stranger's key and a tampered tag fail in OpenSSL too)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes
 from harness import pki
+from harness.peers import require
 
 from shared_pki.cms import enveloped
 from shared_pki.keys import load_certificates, load_private_key
@@ -29,10 +29,8 @@ TRANSPORTS = (
     ("p384", "ecdh_sha384kdf"),
 )
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
-needs_gpgsm = pytest.mark.skipif(
-    shutil.which("gpgsm") is None or shutil.which("gpgconf") is None, reason="no gpgsm"
-)
+for peer in ("openssl", "gpgsm", "gpgconf"):
+    require(peer)
 
 
 def run(*args: str | Path, stdin: bytes | None = None, env: dict | None = None) -> bytes:
@@ -92,7 +90,6 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Peers:
 # --- OpenSSL decrypts ours ---------------------------------------------------------------------
 
 
-@needs_openssl
 @pytest.mark.parametrize("cipher", CIPHERS)
 @pytest.mark.parametrize(("name", "transport"), TRANSPORTS)
 @pytest.mark.parametrize("use_ski", [False, True], ids=["issuer_serial", "ski"])
@@ -104,7 +101,6 @@ def test_openssl_decrypts_ours(peers, cipher, name, transport, use_ski):
     assert peers.openssl_decrypt(der, name) == CONTENT
 
 
-@needs_openssl
 @pytest.mark.parametrize("cipher", CIPHERS)
 @pytest.mark.parametrize("use_ski", [False, True], ids=["issuer_serial", "ski"])
 def test_openssl_decrypts_ours_mixed_recipients(peers, cipher, use_ski):
@@ -120,7 +116,6 @@ def test_openssl_decrypts_ours_mixed_recipients(peers, cipher, use_ski):
         assert peers.openssl_decrypt(der, name) == CONTENT
 
 
-@needs_openssl
 def test_openssl_negative_controls(peers):
     """The checks above can fail: OpenSSL refuses a stranger's key and a tampered GCM tag."""
     der = enveloped.encrypt(CONTENT, [peers.parties["rsa"].asn1], cipher="aes256_gcm")
@@ -164,7 +159,6 @@ OPENSSL_RECIPIENTS = {
 }
 
 
-@needs_openssl
 @pytest.mark.parametrize("cipher", CIPHERS)
 @pytest.mark.parametrize("case", sorted(OPENSSL_RECIPIENTS))
 def test_we_decrypt_openssl(peers, cipher, case):
@@ -191,7 +185,6 @@ def _openssl_cipher(cipher: str) -> str:
     return f"-aes-{bits}-{mode}"
 
 
-@needs_openssl
 @pytest.mark.parametrize("cipher", ["aes256_cbc", "aes128_gcm"])
 def test_we_decrypt_openssl_mixed_recipients(peers, cipher):
     source = peers.folder / "plain.txt"
@@ -252,7 +245,6 @@ def gpgsm() -> Iterator[Gpgsm]:
             peer.close()
 
 
-@needs_gpgsm
 @pytest.mark.parametrize("cipher", ["aes128_cbc", "aes256_cbc"])
 def test_gpgsm_decrypts_ours(gpgsm, cipher):
     der = enveloped.encrypt(CONTENT, [gpgsm.party.asn1], cipher=cipher)
@@ -262,7 +254,6 @@ def test_gpgsm_decrypts_ours(gpgsm, cipher):
     assert plain == CONTENT
 
 
-@needs_gpgsm
 @pytest.mark.parametrize(("algo", "cipher"), [("AES", "aes128_cbc"), ("AES256", "aes256_cbc")])
 def test_we_decrypt_gpgsm(gpgsm, algo, cipher):
     source = gpgsm.folder / "plain.txt"

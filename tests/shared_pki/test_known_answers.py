@@ -17,13 +17,13 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from asn1crypto import pem
 from cryptography.hazmat.primitives import serialization
+from harness.peers import require
 
 from shared_pki import mime, smime
 from shared_pki.cms import enveloped
@@ -54,8 +54,7 @@ OID_PSS = "1.2.840.113549.1.1.10"
 OID_ED25519 = "1.3.101.112"
 OID_DSA_SHA1 = "1.2.840.10040.4.3"
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+OPENSSL = require("openssl")
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -450,7 +449,6 @@ def pem_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-@needs_openssl
 @pytest.mark.parametrize("name", ["signedByAliceRSA", "signedByAliceRSAPSS"])
 def test_openssl_verifies_the_alice_examples(name):
     result = openssl(
@@ -461,7 +459,6 @@ def test_openssl_verifies_the_alice_examples(name):
     assert result.stdout == CONTENT
 
 
-@needs_openssl
 @pytest.mark.parametrize("name", ["encryptedForBobRSAOaep", "encryptedForBobAndDana"])
 def test_openssl_decrypts_the_bob_examples(name):
     result = openssl(
@@ -472,7 +469,6 @@ def test_openssl_decrypts_the_bob_examples(name):
     assert result.stdout == CONTENT
 
 
-@needs_openssl
 @pytest.mark.parametrize(
     "name",
     [
@@ -487,13 +483,11 @@ def test_openssl_parses_the_examples_it_cannot_process(name):
     assert result.returncode == 0, result.stderr
 
 
-@needs_openssl
 def test_openssl_rejects_the_misencoded_early_chacha_example():
     path = EXAMPLES / "authEnvelopedForBobChaCha20Poly1305.malformed-ac350e7.pem"
     assert openssl("cms", "-cmsout", "-inform", "PEM", "-in", path, "-noout").returncode != 0
 
 
-@needs_openssl
 @pytest.mark.parametrize(
     ("example", "form"),
     [("4.1", "DER"), ("4.2", "DER"), ("4.3", "DER"), ("4.4", "DER"), ("4.5", "DER"),
@@ -513,7 +507,6 @@ def test_openssl_verifies_the_rfc4134_signed_examples(pem_files, example, form):
     assert result.stdout.replace(b"\r\n", b"\n").endswith(CONTENT)
 
 
-@needs_openssl
 @pytest.mark.parametrize(("example", "form"), [("5.1", "DER"), ("5.3", "SMIME")])
 def test_openssl_decrypts_the_rfc4134_triple_des_examples(pem_files, example, form):
     suffix = "eml" if form == "SMIME" else "bin"
@@ -525,14 +518,12 @@ def test_openssl_decrypts_the_rfc4134_triple_des_examples(pem_files, example, fo
     assert result.stdout == CONTENT
 
 
-@needs_openssl
 def test_openssl_reads_the_rfc4134_certificates_only_message():
     result = openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", RFC4134 / "4.11.bin")
     assert result.returncode == 0, result.stderr
     assert b"signerInfos:\n      <EMPTY>" in result.stdout
 
 
-@needs_openssl
 def test_openssl_agrees_on_the_protected_headers_samples():
     onepart = openssl("cms", "-verify", "-noverify", "-in", HEADERS / "smime-onepart-signed.eml")
     assert onepart.returncode == 0, onepart.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import binascii
 import random
 import re
-import shutil
 import subprocess
 from email import policy
 from email.parser import BytesParser
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms, core
+from harness.peers import require
 
 from shared_pki import mime
 from shared_pki.errors import MalformedInput, UnsupportedAlgorithm
@@ -706,8 +706,7 @@ def test_mutated_messages_raise_only_typed_errors() -> None:
 
 # --------------------------------------------------------------------------- OpenSSL as a peer
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
+OPENSSL = require("openssl")
 
 
 def run_openssl(*args: str | Path, stdin: bytes | None = None) -> bytes:
@@ -731,7 +730,6 @@ def peer(tmp_path: Path) -> dict[str, Path]:
     return {"key": key, "cert": cert, "entity": entity, "dir": tmp_path}
 
 
-@needs_openssl
 @pytest.mark.parametrize("tool", ["cms", "smime"])
 def test_openssl_multipart_signed_unwraps_and_our_rewrap_verifies(peer, tool: str) -> None:
     signed = run_openssl(
@@ -755,7 +753,6 @@ def test_openssl_multipart_signed_unwraps_and_our_rewrap_verifies(peer, tool: st
     assert verified == layer.content
 
 
-@needs_openssl
 def test_openssl_opaque_signed_both_ways(peer) -> None:
     signed = run_openssl(
         "cms", "-sign", "-nodetach", "-in", peer["entity"], "-signer", peer["cert"],
@@ -773,7 +770,6 @@ def test_openssl_opaque_signed_both_ways(peer) -> None:
     assert run_openssl("cms", "-verify", "-noverify", "-in", message) == sample_entity()
 
 
-@needs_openssl
 @pytest.mark.parametrize(
     ("cipher", "kind", "asn1_type", "smime_type"),
     [
@@ -801,7 +797,6 @@ def test_openssl_encrypted_both_ways(peer, cipher, kind, asn1_type, smime_type) 
     assert decrypted == sample_entity()
 
 
-@needs_openssl
 def test_openssl_sign_then_encrypt_peels_in_two_steps(peer) -> None:
     signed = peer["dir"] / "signed.eml"
     signed.write_bytes(
@@ -823,7 +818,6 @@ def test_openssl_sign_then_encrypt_peels_in_two_steps(peer) -> None:
     assert inner.content == sample_entity()
 
 
-@needs_openssl
 def test_openssl_signs_our_encrypted_entity(peer) -> None:
     """Encrypt-then-sign: OpenSSL signs the application/pkcs7-mime entity we wrapped; the
     signed content is that entity byte for byte and peels to the same DER."""

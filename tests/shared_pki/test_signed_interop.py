@@ -9,7 +9,6 @@ layer's tests.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from functools import cache
@@ -19,6 +18,7 @@ import pytest
 from asn1crypto import cms, pem
 from cryptography.hazmat.primitives import hashes
 from harness import pki
+from harness.peers import require
 
 from shared_pki.cms import signed
 from shared_pki.cms.verify import verify
@@ -26,10 +26,8 @@ from shared_pki.keys import Credential
 
 CONTENT = b"Content-Type: text/plain; charset=utf-8\r\n\r\nInterop \xc3\xa9t\xc3\xa9.\r\n"
 ADDRESS = "alice@example.org"
-OPENSSL = shutil.which("openssl")
-GPGSM = shutil.which("gpgsm")
-
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+OPENSSL = require("openssl")
+GPGSM = require("gpgsm")
 
 
 @cache
@@ -95,7 +93,6 @@ MATRIX = [
 # ---- ours -> OpenSSL ---------------------------------------------------------------------------
 
 
-@needs_openssl
 @pytest.mark.parametrize("detached", [True, False], ids=["detached", "attached"])
 @pytest.mark.parametrize(("key_type", "pss", "digest"), MATRIX)
 def test_openssl_verifies_our_signature(files, key_type, pss, digest, detached):
@@ -108,7 +105,6 @@ def test_openssl_verifies_our_signature(files, key_type, pss, digest, detached):
     assert output == CONTENT
 
 
-@needs_openssl
 @pytest.mark.parametrize("key_type", ["rsa2048", "p256"])
 def test_openssl_verifies_ski_signers_several_signers_and_pem(files, key_type):
     der = signed.sign(
@@ -124,7 +120,6 @@ def test_openssl_verifies_ski_signers_several_signers_and_pem(files, key_type):
     assert result.returncode == 0, result.stderr.decode()
 
 
-@needs_openssl
 def test_openssl_verifies_our_signature_with_a_timestamp_attribute_added(files):
     der = signed.sign(CONTENT, credential(party("p256")))
     token = signed.sign(
@@ -135,7 +130,6 @@ def test_openssl_verifies_our_signature_with_a_timestamp_attribute_added(files):
     assert result.returncode == 0, result.stderr.decode()
 
 
-@needs_openssl
 def test_openssl_rejects_tampered_content_and_untrusted_root(files):
     """The negative controls: the checks above would catch a broken signature."""
     der = signed.sign(CONTENT, credential(party("p256")))
@@ -169,7 +163,6 @@ def openssl_sign(folder: Path, key_type: str, digest: str, *extra: str) -> bytes
     return out.read_bytes()
 
 
-@needs_openssl
 @pytest.mark.parametrize("detached", [True, False], ids=["detached", "nodetach"])
 @pytest.mark.parametrize(("key_type", "pss", "digest"), MATRIX)
 def test_we_verify_openssl_signature(files, key_type, pss, digest, detached):
@@ -197,7 +190,6 @@ def test_we_verify_openssl_signature(files, key_type, pss, digest, detached):
         assert bad.signers[0].codes == ("message_digest_mismatch",)
 
 
-@needs_openssl
 @pytest.mark.parametrize("key_type", ["rsa2048", "p384"])
 def test_we_verify_openssl_signature_without_signed_attributes(files, key_type):
     der = openssl_sign(files, key_type, "sha256", "-noattr")
@@ -210,7 +202,6 @@ def test_we_verify_openssl_signature_without_signed_attributes(files, key_type):
     assert bad.signers[0].codes == ("bad_signature",)
 
 
-@needs_openssl
 @pytest.mark.parametrize("detached", [True, False], ids=["detached", "nodetach"])
 def test_we_verify_openssl_streamed_ber_signature(files, detached):
     """-stream writes indefinite-length BER, as streaming mail clients do."""
@@ -221,7 +212,6 @@ def test_we_verify_openssl_streamed_ber_signature(files, detached):
     assert result.content == CONTENT
 
 
-@needs_openssl
 def test_we_verify_openssl_rsa_signature_with_bare_rsa_encryption_oid(files):
     der = openssl_sign(files, "rsa2048", "sha256")
     info = cms.ContentInfo.load(der)["content"]["signer_infos"][0]
@@ -229,7 +219,6 @@ def test_we_verify_openssl_rsa_signature_with_bare_rsa_encryption_oid(files):
     assert verify(der, content=CONTENT, trust_anchors=[root().asn1]).valid
 
 
-@needs_openssl
 def test_we_verify_openssl_signature_with_chain_given_separately(files):
     der = openssl_sign(files, "p256", "sha256", "-nocerts")
     result = verify(der, content=CONTENT, trust_anchors=[root().asn1])
@@ -249,8 +238,6 @@ def gpgsm_home(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, pki.Party, pki.Authority, dict]]:
     """A throw-away GNUPGHOME that trusts an RSA root and holds the signer's legacy PKCS#12."""
-    if GPGSM is None:
-        pytest.skip("gpgsm not installed")
     folder = tmp_path_factory.mktemp("gpgsm")
     home = folder / "home"
     home.mkdir(mode=0o700)

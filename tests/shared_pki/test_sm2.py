@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,13 +21,14 @@ from asn1crypto import algos, core, pem
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from harness.peers import require
 
 from shared_pki import sm2
 from shared_pki.errors import DecryptionFailed, MalformedInput, UnsupportedAlgorithm
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "sm2"
 KAT = json.loads((VECTORS / "known_answers.json").read_text())
-OPENSSL = shutil.which("openssl")
+OPENSSL = require("openssl")
 
 
 def _h(value: str) -> int:
@@ -354,7 +354,7 @@ def test_key_loading_rejects_what_is_not_an_sm2_key(kat_key: sm2.SM2PrivateKey) 
 
 # --- gmssl, an independent implementation ------------------------------------------------------
 
-gmssl_sm2 = pytest.importorskip("gmssl.sm2")
+from gmssl import sm2 as gmssl_sm2  # noqa: E402  the independent peer, a test dependency
 
 
 def _gmssl(key: sm2.SM2PrivateKey | None, pub: sm2.SM2PublicKey):
@@ -440,7 +440,6 @@ def test_we_decrypt_gmssl_ciphertexts_and_catch_what_it_misses(
 
 # --- OpenSSL 3 as a peer -----------------------------------------------------------------------
 
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
 DISTID = "distid:1234567812345678"
 
 
@@ -460,7 +459,6 @@ def files(tmp_path: Path) -> tuple[Path, sm2.SM2PrivateKey]:
     return tmp_path, key
 
 
-@needs_openssl
 def test_openssl_reads_our_keys_and_we_read_openssls(tmp_path: Path) -> None:
     assert openssl("genpkey", "-algorithm", "SM2", "-out", tmp_path / "theirs.pem").returncode == 0
     theirs = (tmp_path / "theirs.pem").read_bytes()
@@ -480,7 +478,6 @@ def test_openssl_reads_our_keys_and_we_read_openssls(tmp_path: Path) -> None:
     assert sm2.load_private_key(sec1) == key
 
 
-@needs_openssl
 @pytest.mark.parametrize("distid", [True, False])
 def test_openssl_verifies_our_signatures(files, distid: bool) -> None:
     folder, key = files
@@ -497,7 +494,6 @@ def test_openssl_verifies_our_signatures(files, distid: bool) -> None:
     assert openssl(*args).returncode != 0
 
 
-@needs_openssl
 def test_we_verify_openssl_signatures_with_either_id(files) -> None:
     folder, key = files
     message = (folder / "msg").read_bytes()
@@ -514,7 +510,6 @@ def test_we_verify_openssl_signatures_with_either_id(files) -> None:
     assert key.public_key.verify(dgst, message)
 
 
-@needs_openssl
 def test_openssl_decrypts_ours_and_we_decrypt_openssls(files) -> None:
     folder, key = files
     for size in (1, 16, 32, 33, 300):

@@ -7,7 +7,6 @@ check can fail: tampered bytes, wrong issuer, wrong ID.
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,13 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness.peers import require
 
 from shared_pki import sm2
 from shared_pki.errors import MalformedInput, SigningError, UnsupportedAlgorithm
 from shared_pki.x509 import sm2_certs
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+OPENSSL = require("openssl")
 DISTID = "distid:1234567812345678"
 
 
@@ -205,7 +204,6 @@ def _write(folder: Path, **certs: bytes) -> None:
         (folder / f"{name}.pem").write_bytes(pem.armor("CERTIFICATE", der))
 
 
-@needs_openssl
 def test_openssl_verifies_our_root_to_leaf_chain(chain: Chain, tmp_path: Path) -> None:
     _write(tmp_path, root=chain.root, leaf=chain.direct_leaf, bad=_tamper_signature(chain.leaf))
     args = ["verify", "-vfyopt", DISTID, "-CAfile", tmp_path / "root.pem"]
@@ -219,7 +217,6 @@ def test_openssl_verifies_our_root_to_leaf_chain(chain: Chain, tmp_path: Path) -
     assert openssl(*args, tmp_path / "bad.pem").returncode != 0
 
 
-@needs_openssl
 def test_openssl_verifies_our_chain_with_intermediate(tmp_path: Path) -> None:
     """OpenSSL 3.0 applies -vfyopt distid to the leaf only and checks intermediates with the
     empty ID, so a chain it accepts has its intermediate signed with signer_id=b""."""
@@ -251,7 +248,6 @@ def test_openssl_verifies_our_chain_with_intermediate(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
-@needs_openssl
 def test_openssl_verifies_our_csr(tmp_path: Path) -> None:
     key = sm2.generate_private_key()
     der = sm2_certs.build_csr(key, {"common_name": "carol"}, emails=["carol@example.org"])
@@ -266,7 +262,6 @@ def test_openssl_verifies_our_csr(tmp_path: Path) -> None:
     assert b"email:carol@example.org" in text and b"SM2-with-SM3" in text
 
 
-@needs_openssl
 @pytest.mark.parametrize("distid", [True, False])
 def test_we_verify_openssl_certificates_and_csrs(tmp_path: Path, distid: bool) -> None:
     key = sm2.generate_private_key()

@@ -13,12 +13,12 @@ certificates carry the standard ID.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from harness import pki
+from harness.peers import require
 from harness.sm_pki import SmPki
 
 from shared_pki import mime
@@ -28,7 +28,7 @@ from shared_pki.keys import load_private_key
 from shared_pki.smime import encrypt_message, open_message, sign_message
 from shared_pki.x509 import sm2_certs
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed")
+require("openssl")
 
 CONTENT = b"Content-Type: text/plain\r\n\r\nSM interop with OpenSSL.\r\n"
 MESSAGE = (

@@ -10,7 +10,6 @@ signature_timestamps (and `openssl cms -verify` must still accept the signature)
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -21,14 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness import pki
+from harness.peers import require
 
 from shared_pki import tsp as ts
 from shared_pki.cms import signed
 from shared_pki.cms.verify import verify
 from shared_pki.keys import Credential
 
-OPENSSL = shutil.which("openssl")
-pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+OPENSSL = require("openssl")
 
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 DATA = b"Data for OpenSSL's time-stamp authority.\n"

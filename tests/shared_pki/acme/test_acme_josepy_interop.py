@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import josepy
 import pytest
+from acme import jws as acme_jws
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared_pki.acme import jws
 from shared_pki.acme.problems import AcmeProblem, ProblemType
-
-josepy = pytest.importorskip("josepy")
-acme_jws = pytest.importorskip("acme.jws")
 
 ALGS = {"ES256": "ES256", "ES384": "ES384", "RS256": "RS256"}
 

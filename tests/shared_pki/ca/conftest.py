@@ -7,7 +7,6 @@ pythonpath=tests, a helper here would have to be named shared_pki.ca.*, which is
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness.peers import require
 
 from shared_pki.ca import hierarchy as ca_hierarchy
 from shared_pki.ca import profile
 
-OPENSSL = shutil.which("openssl")
+OPENSSL = require("openssl")
 ADDRESS = "alice@example.org"
 CRL_BASE = "http://pki.example.test/crl"
 AIA_BASE = "http://pki.example.test/ca"
@@ -63,9 +63,6 @@ def any_hierarchy(
 
 @pytest.fixture
 def openssl() -> Callable[..., subprocess.CompletedProcess[str]]:
-    if OPENSSL is None:
-        pytest.skip("openssl CLI not installed")
-
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         assert OPENSSL is not None
         return subprocess.run(
