@@ -293,14 +293,7 @@ def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -
 def test_enroll_backup_and_restore_on_a_new_device(
     pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
 ) -> None:
-    from native_host.backups import FOLDER
-
-    client = mail_stack.imap_client(ALICE)  # alice's first enrollment: no backups yet
-    try:
-        if client.folder_exists(FOLDER):
-            client.delete_folder(FOLDER)
-    finally:
-        client.logout()
+    forget_backups(mail_stack, ALICE)  # alice's first enrollment: no backups yet
     url, roots = pki_serve
     first = Device(ALICE, tmp_path / "first")
     add_device(first, mail_stack, "--pki", url, "--pki-roots", str(roots))
@@ -335,6 +328,19 @@ def test_enroll_backup_and_restore_on_a_new_device(
     }
 
 
+def forget_backups(stack: MailStack, *users: str) -> None:
+    """Remove the users' backup folders, so that the next enrollment is a first one."""
+    from native_host.backups import FOLDER
+
+    for user in users:
+        client = stack.imap_client(user)
+        try:
+            if client.folder_exists(FOLDER):
+                client.delete_folder(FOLDER)
+        finally:
+            client.logout()
+
+
 def add_device(device: Device, stack: MailStack, *pki: str) -> None:
     user = device.address.replace("@", "%40")
     added = device.run(
@@ -354,15 +360,7 @@ def test_the_whole_story_enroll_send_both_suites_renew_and_restore(
     automatically (real RFC 8823 mail), bob writes alice (HTML, two attachments), alice reads it
     verified; alice writes bob in the SM suite; alice renews; a fresh device restores her keys
     with the recovery code and still reads the mail sent to her previous key."""
-    from native_host.backups import FOLDER
-
-    for user in (ALICE, BOB):  # first enrollments: no earlier backups in the mailboxes
-        client = mail_stack.imap_client(user)
-        try:
-            if client.folder_exists(FOLDER):
-                client.delete_folder(FOLDER)
-        finally:
-            client.logout()
+    forget_backups(mail_stack, ALICE, BOB)  # first enrollments: no earlier backups
     url, roots = pki_serve
     pki = ("--pki", url, "--pki-roots", str(roots))
     alice, bob = Device(ALICE, tmp_path / "alice"), Device(BOB, tmp_path / "bob")
@@ -423,14 +421,7 @@ def test_the_whole_story_enroll_send_both_suites_renew_and_restore(
 def test_renew_does_nothing_until_the_window_then_renews(
     pki_serve: tuple[str, Path], mail_stack: MailStack, tmp_path: Path
 ) -> None:
-    from native_host.backups import FOLDER
-
-    client = mail_stack.imap_client(ALICE)
-    try:
-        if client.folder_exists(FOLDER):
-            client.delete_folder(FOLDER)
-    finally:
-        client.logout()
+    forget_backups(mail_stack, ALICE)
     url, roots = pki_serve
     alice = Device(ALICE, tmp_path / "alice")
     add_device(alice, mail_stack, "--pki", url, "--pki-roots", str(roots))
