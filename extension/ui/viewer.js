@@ -33,6 +33,8 @@ function render(view, allowRemote) {
     frame.addEventListener('load', () => {
       // A sandboxed frame without allow-same-origin cannot be measured; give it room.
       frame.style.height = '320px';
+      // bench/browser.py: epoch ms the plaintext finished loading (open-to-plaintext).
+      frame.dataset.renderedAt = String(performance.timeOrigin + performance.now());
     }, { once: true });
   } else {
     textView.textContent = view.text ?? '';
