@@ -158,41 +158,56 @@ class _TlsFront:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            client.settimeout(30)
-            tls = self.context.wrap_socket(client, server_side=True)
-            backend = socket.create_connection(("127.0.0.1", self.backend_port), timeout=30)
-        except OSError:
-            client.close()
-            return
-        tls.settimeout(None)
-        backend.settimeout(None)
-        up, down = bytearray(), bytearray()
-        with self.lock:
-            self.to_server.append(up)
-            self.to_browser.append(down)
-        upstream = threading.Thread(target=self._pump, args=(tls, backend, up), daemon=True)
-        upstream.start()
-        self._pump(backend, tls, down)
-        upstream.join(timeout=5)
+        """One request per connection, relayed in turn: php -S answers one request and closes.
 
-    def _pump(self, source: socket.socket, sink: socket.socket, log: bytearray) -> None:
+        Read the whole request first, then open the backend: Chromium opens spare
+        (preconnected) sockets that may never carry a request, and each would otherwise hold
+        one of php -S's workers. One thread per connection and strictly one direction at a
+        time, because an SSL socket must not be read and written from two threads at once.
+        """
+        conn: socket.socket = client
         try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                with self.lock:
-                    log += data
-                sink.sendall(data)
+            client.settimeout(60)
+            conn = tls = self.context.wrap_socket(client, server_side=True)
+            request = self._read_request(tls)
+            if not request:
+                return
+            with self.lock:
+                self.to_server.append(bytearray(request))
+                down = bytearray()
+                self.to_browser.append(down)
+            with socket.create_connection(("127.0.0.1", self.backend_port), timeout=60) as backend:
+                backend.sendall(request)
+                while data := backend.recv(65536):
+                    with self.lock:
+                        down += data
+                    tls.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    s.close()
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    @staticmethod
+    def _read_request(tls: ssl.SSLSocket) -> bytes:
+        """Head and body (by Content-Length) of one HTTP/1.1 request; b"" if none came."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        match = re.search(rb"^content-length:\s*(\d+)", head, re.IGNORECASE | re.MULTILINE)
+        length = int(match[1]) if match else 0
+        while len(body) < length:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        # php -S closes after each answer; say so, so the browser never waits on this socket.
+        head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head + b"\r\n")
+        return head + b"Connection: close\r\n\r\n" + body
 
     def close(self) -> None:
         self.running = False
@@ -210,7 +225,7 @@ class RoundcubeServer:
         host_name: str = HOST_NAME,
         draft_autosave: int = 300,
         htmleditor: int = 0,
-        workers: int = 4,
+        workers: int = 6,
     ) -> None:
         self.stack = stack
         self.host_name = host_name
