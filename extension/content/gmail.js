@@ -65,19 +65,20 @@
 
   // ---- secure frames: an extension page in an iframe, spoken to on a per-frame channel ----------
 
-  function secureFrame(page, onEvent) {
+  function secureFrame(page, onEvent, { mode = null, minHeight = 120 } = {}) {
     const channel = crypto.randomUUID();
     const iframe = document.createElement('iframe');
     const params = new URLSearchParams({ channel, origin: location.origin });
+    if (mode) params.set('mode', mode);
     iframe.src = `${runtime.getURL(page)}#${params}`;
     iframe.setAttribute('allow', 'clipboard-write');
-    iframe.style.cssText = 'border:0;width:100%;display:block;min-height:120px;background:#fff';
+    iframe.style.cssText = `border:0;width:100%;display:block;min-height:${minHeight}px;background:#fff`;
     window.addEventListener('message', (event) => {
       if (event.source !== iframe.contentWindow || event.origin !== EXTENSION_ORIGIN) return;
       const data = event.data;
       if (!data || data.autosmime !== 'frame-event' || data.channel !== channel) return;
       if (data.type === 'resize' && Number.isFinite(data.height)) {
-        iframe.style.height = `${Math.min(Math.max(data.height, 120), 4000)}px`;
+        iframe.style.height = `${Math.min(Math.max(data.height, minHeight), 4000)}px`;
       }
       onEvent(data);
     });
@@ -237,8 +238,14 @@
 
   const opened = new WeakSet();
 
+  /**
+   * Encrypted (or opaque-signed) mail: the secure viewer takes the body's place. Mail signed but
+   * not encrypted: the webmail renders it, and a status strip (the viewer in status mode) says
+   * next to it whether the signature and its timestamp hold.
+   */
   function setUpMessage(message) {
     opened.add(message.element);
+    const statusOnly = message.smime === 'signed';
     const frame = secureFrame('ui/viewer.html', async (event) => {
       if (event.type !== 'ready') return;
       try {
@@ -247,12 +254,13 @@
       } catch (error) {
         frame.post('fail', { message: String(error.message ?? error) });
       }
-    });
-    frame.iframe.title = 'autosmime secure viewer';
-    frame.iframe.className = 'autosmime-viewer';
+    }, statusOnly ? { mode: 'status', minHeight: 28 } : {});
+    frame.iframe.title = statusOnly ? 'autosmime signature status' : 'autosmime secure viewer';
+    frame.iframe.className = statusOnly ? 'autosmime-signature-status' : 'autosmime-viewer';
     const holder = document.createElement('autosmime-secure-viewer');
     holder.attachShadow({ mode: 'open' }).append(frame.iframe);
-    adapter.placeViewer(message, holder);
+    if (statusOnly) adapter.placeStatus(message, holder);
+    else adapter.placeViewer(message, holder);
   }
 
   function toBase64(bytes) {

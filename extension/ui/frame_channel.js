@@ -34,8 +34,14 @@ export function connectFrame(onCommand) {
   window.addEventListener('message', (event) => {
     if (isCommand(event, window.parent, params)) onCommand(event.data, post);
   });
-  new ResizeObserver(() => post('resize', { height: document.documentElement.scrollHeight }))
-    .observe(document.body);
+  // The body's own height: the root's scrollHeight never drops below the iframe's viewport, so a
+  // frame could grow but never shrink to a one-line status strip.
+  const bodyHeight = () => {
+    const style = getComputedStyle(document.body);
+    return Math.ceil(document.body.getBoundingClientRect().height
+      + parseFloat(style.marginTop) + parseFloat(style.marginBottom));
+  };
+  new ResizeObserver(() => post('resize', { height: bodyHeight() })).observe(document.body);
   return post;
 }
 

@@ -10,6 +10,10 @@ const textView = document.getElementById('text');
 const list = document.getElementById('attachments');
 const remote = document.getElementById('remote');
 let raw = null;
+// "status": mail that is signed but not encrypted, which the webmail renders itself; this frame
+// then shows only the verified status next to it (the content too, should it turn out encrypted).
+const statusOnly = new URLSearchParams(location.hash.replace(/^#/, '')).get('mode') === 'status';
+if (statusOnly) document.body.classList.add('status-only');
 
 function fromBase64(data) {
   const binary = atob(data);
@@ -18,14 +22,15 @@ function fromBase64(data) {
   return bytes;
 }
 
-function showStatus(state, parts) {
+function showStatus(state, parts, icon = '🔒') {
   status.setAttribute('data-state', state);
-  status.textContent = `🔒 ${parts.join(' ')}`;
+  status.textContent = `${icon} ${parts.join(' ')}`;
 }
 
 function render(view, allowRemote) {
   const { state, parts } = describeSecurity(view.security);
-  showStatus(state, parts);
+  showStatus(state, parts, view.security?.encrypted ? '🔒' : '✍');
+  if (statusOnly && !view.security?.encrypted) return;
   if (view.html) {
     frame.srcdoc = contentDocument(view.html, allowRemote);
     frame.hidden = false;

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from harness.extension_ui import screenshot
 from harness.gmail_story import (
     THREAD_ID,
     fixture_records,
@@ -35,7 +36,6 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
     people: dict[str, Any],
     gmail: Any,
     mail_stack: Any,
-    artifacts: Path,
     tmp_path: Path,
 ) -> None:
     alice_browser = open_browser(playwright, people["alice"], gmail)
@@ -59,7 +59,7 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
         editor.locator("#files").set_input_files(str(attachment))
         expect(editor.locator("#attachments li")).to_contain_text("figures.csv")
         page.wait_for_timeout(700)  # the page's autosave runs every 300 ms
-        page.screenshot(path=str(artifacts / "gmail-compose.png"))
+        screenshot(page, "gmail-compose")
 
         page.locator(".T-I.aoO[role=button]").click()
         sent = page.locator("autosmime-status span[data-notice=sent]")
@@ -91,7 +91,7 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
         expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}-\d\d-\d\d"))
         expect(viewer.locator("#text")).to_contain_text(SECRET)
         expect(viewer.locator("#attachments a")).to_contain_text("figures.csv")
-        page.screenshot(path=str(artifacts / "gmail-opened.png"))
+        screenshot(page, "gmail-opened")
         assert SECRET not in page_text_everywhere(page)
         network = repr(fixture_records(page)["networkLog"])
         assert SECRET not in network

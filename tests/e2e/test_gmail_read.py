@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.extension_ui import screenshot
 from harness.gmail_story import open_browser, page_text_everywhere, wait_for_inbox
 from harness.people import b64
 from playwright.sync_api import expect
@@ -44,7 +44,7 @@ def prepared(people: dict[str, Any], mail_stack: Any) -> bytes:
 
 
 def test_bob_opens_an_encrypted_html_message_with_an_attachment(
-    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes, artifacts: Path
+    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes
 ) -> None:
     from harness.gmail_story import open_in_viewer
 
@@ -68,7 +68,8 @@ def test_bob_opens_an_encrypted_html_message_with_an_attachment(
             "a => fetch(a.href).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))"
         )
         assert bytes(saved) == PDF
-        page.screenshot(path=str(artifacts / "gmail-read-html.png"))
+        expect(link).to_be_in_viewport()
+        screenshot(page, "gmail-read-html")
         assert SECRET not in page_text_everywhere(page)
         assert page.title() != "pwned"
     finally:
@@ -91,5 +92,77 @@ def test_a_tampered_message_says_it_is_not_valid(
         status = viewer.locator("#status")
         expect(status).to_have_attribute("data-state", re.compile("invalid|error"), timeout=30_000)
         expect(status).not_to_contain_text("valid.")
+    finally:
+        browser.close()
+
+
+SIGNED_TEXT = "Signed-only hello 5e2a: Gmail renders this itself."
+
+
+@pytest.fixture(scope="module")
+def signed_only(people: dict[str, Any], mail_stack: Any) -> bytes:
+    subject = "Signed, not encrypted (e2e read)"
+    result = people["alice"].call(
+        "compose.send",
+        {
+            "from": "alice@example.test",
+            "to": ["bob@example.test"],
+            "subject": subject,
+            "text": f"{SIGNED_TEXT}\n",
+            "encrypt": False,
+        },
+    )
+    assert result["status"] == "sent" and result["timestamped"], result
+    raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
+    assert b"multipart/signed" in raw.split(b"\r\n\r\n", 1)[0]
+    return raw
+
+
+def open_signed(page: Any, gmail: Any, raw: bytes) -> Any:
+    """Opens raw on the Gmail-shaped page; the signature status strip's frame."""
+    from harness.gmail_story import THREAD_ID
+
+    gmail.put_raw(THREAD_ID, raw)
+    page.goto(gmail.url(f"/mail/u/0/#inbox/{THREAD_ID}"))
+    return page.frame_locator("autosmime-secure-viewer iframe.autosmime-signature-status")
+
+
+def test_signed_mail_shows_its_status_next_to_gmails_own_rendering(
+    playwright: Any, people: dict[str, Any], gmail: Any, signed_only: bytes
+) -> None:
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        strip = open_signed(page, gmail, signed_only)
+        status = strip.locator("#status")
+        expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        expect(status).to_contain_text("Not encrypted.")
+        expect(status).to_contain_text("Signed by alice@example.test: valid.")
+        expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}"))
+        # Gmail's own rendering stays, with the strip above it and no second copy of the text.
+        body = page.locator(".a3s")
+        expect(body).to_contain_text(SIGNED_TEXT)
+        expect(body).to_be_visible()
+        assert page.locator("autosmime-secure-viewer + .a3s").count() == 1
+        assert page.locator("iframe.autosmime-viewer").count() == 0
+        expect(strip.locator("#content")).to_be_hidden()
+        expect(strip.locator("#text")).to_be_hidden()
+        screenshot(page, "gmail-signed-status")
+    finally:
+        browser.close()
+
+
+def test_altered_signed_mail_says_it_is_not_valid_next_to_gmails_rendering(
+    playwright: Any, people: dict[str, Any], gmail: Any, signed_only: bytes
+) -> None:
+    altered = signed_only.replace(b"Gmail renders this itself", b"Gmail renders this ITSELF")
+    assert altered != signed_only
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        status = open_signed(page, gmail, altered).locator("#status")
+        expect(status).to_have_attribute("data-state", "invalid", timeout=30_000)
+        expect(status).to_contain_text("Signed by alice@example.test: NOT valid")
+        expect(page.locator(".a3s")).to_contain_text("Gmail renders this ITSELF")
     finally:
         browser.close()

@@ -40,7 +40,16 @@ def configure_extension(context: Any, config: dict[str, Any]) -> None:
     service_worker(context).evaluate("(config) => chrome.storage.local.set({ config })", config)
 
 
+PAINTED = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
 def screenshot(page: Any, name: str) -> Path:
+    """tests/e2e/artifacts/<name>.png once every frame has painted: the secure frames are
+    out-of-process iframes, which can lag a paint behind the page that holds them."""
+    for frame in page.frames:
+        # A sandboxed srcdoc frame runs no scripts (evaluating there would wait forever).
+        if not frame.url.startswith("about:"):
+            frame.evaluate(PAINTED)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

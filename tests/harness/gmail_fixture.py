@@ -1,12 +1,16 @@
 """The Gmail-shaped fixture origin: the static pages of tests/e2e/pages plus what Gmail answers
 that a static folder cannot: Show original (`?view=om&permmsgid=msg-f:<dec>`, the raw message
-from a file the test writes with `put_raw`), the draft/sync POSTs, and a server-side record of
+from a file the test writes with `put_raw`), the thread view's content (`/fixture/thread`: what
+Gmail renders of that message), the draft/sync POSTs, and a server-side record of
 every request with its body (so a test can prove the plaintext never left the page)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import http.server
+import json
 import ssl
 import threading
 import urllib.parse
@@ -15,6 +19,27 @@ from pathlib import Path
 
 from harness.tls import self_signed
 from harness.webmail_server import PAGES, WebmailServer
+
+
+def rendering(raw: bytes) -> dict[str, object]:
+    """What Gmail shows of a message: its text body and its attachment chips. Enveloped and
+    opaque-signed mail is an smime.p7m chip with an empty body; multipart/signed shows the signed
+    text and an smime.p7s chip; plain mail shows its text."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    kind = message.get_content_type()
+    if kind in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
+        return {"subject": str(message["subject"] or ""), "body": "", "attachments": ["smime.p7m"]}
+    shown = message.get_payload(0) if kind == "multipart/signed" else message
+    part = shown.get_body(("plain",)) if shown.is_multipart() else shown
+    body = part.get_content() if part is not None and part.get_content_maintype() == "text" else ""
+    names = [p.get_filename() for p in shown.iter_attachments()] if shown.is_multipart() else []
+    if kind == "multipart/signed":
+        names.append("smime.p7s")
+    return {
+        "subject": str(message["subject"] or ""),
+        "body": body,
+        "attachments": [n for n in names if n],
+    }
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,20 @@ class _GmailHandler(http.server.SimpleHTTPRequestHandler):
             data = raw.read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", "message/rfc822")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if url.path == "/fixture/thread":
+            perm = query.get("permmsgid", [""])[0]
+            raw = self.server_ref.raw_path(perm)
+            shown = rendering(raw.read_bytes()) if raw is not None and raw.exists() else None
+            if shown is None:
+                self.send_error(404, "no such message")
+                return
+            data = json.dumps(shown).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -203,6 +203,13 @@
     else message.element.append(holder);
   }
 
+  /** Puts the signature status strip above the body Gmail renders itself (multipart/signed). */
+  function placeStatus(message, holder) {
+    const body = message.element.querySelector(SELECTORS.messageBody);
+    if (body) body.before(holder);
+    else message.element.prepend(holder);
+  }
+
   const adapter = {
     name: 'gmail',
     matches: (loc) => loc.hostname === 'mail.google.com',
@@ -220,6 +227,7 @@
     rawMessageUrl,
     fetchRaw,
     placeViewer,
+    placeStatus,
     // pure helpers, exported for tests
     uniqueAddresses,
     permMessageId,

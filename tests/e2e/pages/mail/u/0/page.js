@@ -75,14 +75,32 @@
       </div></div></div></div></div>`;
   }
 
+  // What Gmail renders of a message (/fixture/thread, from the raw message the test put).
+  async function shownMessage(permId) {
+    const response = await realFetch(`/fixture/thread?permmsgid=${encodeURIComponent(permId)}`);
+    return response.ok ? response.json() : { subject: 'Encrypted message', body: '', attachments: ['smime.p7m'] };
+  }
+
+  function fillThread(view, shown) {
+    view.querySelector('h2.hP').textContent = shown.subject;
+    view.querySelector('.a3s').textContent = shown.body;
+    view.querySelector('.aQH').replaceChildren(...shown.attachments.map((name) => {
+      const chip = document.createElement('span');
+      chip.className = 'aZo';
+      chip.innerHTML = '<span class="aV3"></span><span class="SaH2Ve">5 KB</span>';
+      chip.firstChild.textContent = name;
+      return chip;
+    }));
+  }
+
   function threadHtml(permId) {
     const dec = permId.replace('msg-f:', '');
-    return `<div class="nH a98 iY"><div class="ha"><h2 class="hP" data-legacy-thread-id="18f00aa">Encrypted message</h2></div>
+    return `<div class="nH a98 iY"><div class="ha"><h2 class="hP" data-legacy-thread-id="18f00aa"></h2></div>
       <div role="list"><div role="listitem" class="h7"><div class="adn ads" data-message-id="#${permId}" data-legacy-message-id="${BigInt(dec).toString(16)}">
         <div class="gs"><h3 class="iw"><span class="gD" email="alice@example.test" name="Alice">Alice</span></h3>
           <span class="hb"><span class="g2" email="bob@example.test">me</span></span><span class="gK"><span class="g3" title="now">now</span></span>
           <div class="ii gt"><div class="a3s aiL"></div></div>
-          <div class="hq gt"><div class="aQH"><span class="aZo"><span class="aV3">smime.p7m</span><span class="SaH2Ve">5 KB</span></span></div></div>
+          <div class="hq gt"><div class="aQH"></div></div>
         </div></div></div></div></div>`;
   }
 
@@ -91,9 +109,11 @@
     const view = document.getElementById('view');
     const moles = document.getElementById('moles');
     const thread = /^#inbox\/(msg-f:\d+)/.exec(hash);
+    const shown = thread ? shownMessage(thread[1]) : null;
     // Like Gmail, views appear a moment after load (the adapter must wait for them).
-    setTimeout(() => {
+    setTimeout(async () => {
       view.innerHTML = thread ? threadHtml(thread[1]) : '<div class="ae4"><div role="list">Inbox</div></div>';
+      if (thread) fillThread(view, await shown);
       const compose = /compose=new(?:&to=([^&]*))?/.exec(hash);
       moles.innerHTML = compose ? composeHtml(compose[1] ? decodeURIComponent(compose[1]).split(',') : []) : '';
     }, 150);
