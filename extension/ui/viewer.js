@@ -14,6 +14,9 @@ let raw = null;
 // then shows only the verified status next to it (the content too, should it turn out encrypted).
 const statusOnly = new URLSearchParams(location.hash.replace(/^#/, '')).get('mode') === 'status';
 if (statusOnly) document.body.classList.add('status-only');
+// Chromium gives the sandboxed content frame a process of its own: start it (empty) while the
+// message is still being fetched and opened, so showing the plaintext does not wait for it.
+else frame.srcdoc = contentDocument('');
 
 function fromBase64(data) {
   const binary = atob(data);
