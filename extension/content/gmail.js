@@ -108,11 +108,13 @@
     shadow.innerHTML = `<style>${CONTROLS_CSS}</style>
       <div class="bar">
         <button type="button" data-toggle="encrypt" aria-pressed="false">🔒 Encrypt</button>
-        <button type="button" data-toggle="sign" aria-pressed="true">✍ Sign</button>
+        <button type="button" data-toggle="sign" aria-pressed="false">✍ Sign</button>
         <span class="recipients" aria-live="polite"></span>
         <span class="status" role="status" aria-live="polite"></span>
       </div>`;
-    const state = { encrypt: false, sign: true, editor: null, sending: false, lookups: new Map(), shadow };
+    // Neither toggle: the webmail sends as it always does. Sign or Encrypt moves the body into
+    // the secure editor and the send goes through the host (signed; encrypted too for Encrypt).
+    const state = { encrypt: false, sign: false, editor: null, sending: false, lookups: new Map(), shadow };
     composes.set(compose, state);
     const status = shadow.querySelector('.status');
     const say = (text, kind = 'info') => {
@@ -121,22 +123,35 @@
     };
     state.say = say;
 
-    shadow.querySelector('[data-toggle=sign]').addEventListener('click', (event) => {
-      state.sign = !state.sign;
-      event.currentTarget.setAttribute('aria-pressed', String(state.sign));
+    const signButton = shadow.querySelector('[data-toggle=sign]');
+    const encryptButton = shadow.querySelector('[data-toggle=encrypt]');
+    const showToggles = () => {
+      signButton.setAttribute('aria-pressed', String(state.sign));
+      encryptButton.setAttribute('aria-pressed', String(state.encrypt));
+      if (state.encrypt) encryptButton.textContent = '🔒 Encrypted';
+    };
+    signButton.addEventListener('click', () => {
+      if (!state.editor) {
+        state.sign = true;
+        openEditor(compose, state, 'sign');
+      } else if (state.encrypt) {
+        state.sign = !state.sign; // encrypted mail may go unsigned; signed-only mail stays signed
+      }
+      showToggles();
     });
-    shadow.querySelector('[data-toggle=encrypt]').addEventListener('click', (event) => {
-      if (state.encrypt) return; // once the body is in the secure editor it stays there
+    encryptButton.addEventListener('click', () => {
+      if (state.encrypt) return; // once encrypted, the message stays encrypted
       state.encrypt = true;
-      event.currentTarget.setAttribute('aria-pressed', 'true');
-      event.currentTarget.textContent = '🔒 Encrypted';
-      openEditor(compose, state);
+      state.sign = true;
+      if (state.editor) state.editor.post('encrypt');
+      else openEditor(compose, state, 'encrypt');
+      showToggles();
       refreshRecipients(compose, state);
     });
-    adapter.interceptSend(compose, () => state.encrypt, () => sendEncrypted(compose, state));
+    adapter.interceptSend(compose, () => state.editor !== null, () => sendSecure(compose, state));
   }
 
-  function openEditor(compose, state) {
+  function openEditor(compose, state, mode) {
     const body = adapter.bodyOf(compose);
     // What the page already had is moved (the page saw it already); from now on it gets nothing.
     const carried = body?.innerText ?? '';
@@ -145,7 +160,7 @@
       body.setAttribute('contenteditable', 'false');
       body.style.display = 'none';
     }
-    const frame = secureFrame('ui/editor.html', (event) => onEditorEvent(compose, state, event));
+    const frame = secureFrame('ui/editor.html', (event) => onEditorEvent(compose, state, event), { mode });
     frame.iframe.title = 'autosmime secure editor';
     frame.iframe.className = 'autosmime-editor';
     frame.iframe.style.minHeight = '200px';
@@ -154,7 +169,9 @@
     if (body) body.after(holder);
     else state.shadow.host.after(holder);
     state.editor = { ...frame, carried, ready: false };
-    state.say('Encrypted: type your message in the secure editor.');
+    state.say(mode === 'encrypt'
+      ? 'Encrypted: type your message in the secure editor.'
+      : 'Signed: type your message in the secure editor.');
   }
 
   function onEditorEvent(compose, state, event) {
@@ -166,17 +183,19 @@
         state.editor.post('focus');
         break;
       case 'send-shortcut':
-        sendEncrypted(compose, state);
+        sendSecure(compose, state);
         break;
       case 'progress':
         state.say(event.stage ? `Sending: ${event.stage}` : 'Sending…');
         break;
-      case 'sent':
+      case 'sent': {
         state.sending = false;
-        state.say('Sent, signed and encrypted.', 'sent');
-        notice('Message sent, signed and encrypted.', 'sent');
+        const how = event.encrypted ? (state.sign ? 'signed and encrypted' : 'encrypted') : 'signed';
+        state.say(`Sent, ${how}.`, 'sent');
+        notice(`Message sent, ${how}.`, 'sent');
         setTimeout(() => adapter.discardCompose(compose), 300);
         break;
+      }
       case 'error':
         state.sending = false;
         state.say(event.message ?? 'Not sent.', 'error');
@@ -186,7 +205,7 @@
     }
   }
 
-  function sendEncrypted(compose, state) {
+  function sendSecure(compose, state) {
     if (state.sending || !state.editor) return;
     const recipients = adapter.readRecipients(compose);
     if (recipients.to.length + recipients.cc.length + recipients.bcc.length === 0) {
@@ -199,9 +218,9 @@
       return;
     }
     state.sending = true;
-    state.say('Sending encrypted…');
+    state.say(state.encrypt ? 'Sending encrypted…' : 'Sending signed…');
     state.editor.post('send', {
-      envelope: { from, ...recipients, subject: adapter.readSubject(compose), sign: state.sign, encrypt: true },
+      envelope: { from, ...recipients, subject: adapter.readSubject(compose), sign: state.sign },
     });
   }
 

@@ -1,4 +1,4 @@
-// The secure editor: the body of an encrypted message lives only here (an extension page in an
+// The secure editor: the body of an encrypted or signed message lives only here (an extension page in an
 // iframe over the webmail's compose body). On the content script's "send" it calls compose.send
 // itself; the webmail page and the content script never see the body.
 import { ask, connectFrame } from './frame_channel.js';
@@ -7,8 +7,23 @@ const body = document.getElementById('body');
 const status = document.getElementById('status');
 const files = document.getElementById('files');
 const list = document.getElementById('attachments');
+const modeLine = document.getElementById('mode');
 const attachments = [];
 let sending = false;
+
+// Whether this message is encrypted is decided here, in the extension's own frame, never by a
+// command: the page can forge commands, so it may upgrade a signed message to encrypted ("encrypt")
+// but nothing downgrades an editor that was opened to encrypt. The line says which, where the
+// page cannot draw over it.
+let encrypt = new URLSearchParams(location.hash.replace(/^#/, '')).get('mode') !== 'sign';
+
+function showMode() {
+  modeLine.setAttribute('data-mode', encrypt ? 'encrypt' : 'sign');
+  modeLine.textContent = encrypt
+    ? '🔒 Encrypted: only the recipients can read what you type here.'
+    : '✍ Signed, not encrypted: anyone who gets it can read it; the signature proves it is yours.';
+}
+showMode();
 
 function say(text, state = 'info') {
   status.textContent = text;
@@ -47,8 +62,9 @@ files.addEventListener('change', async () => {
 async function send(envelope, post) {
   if (sending) return;
   sending = true;
-  say('Signing, timestamping, encrypting and sending…');
-  post('progress', { stage: 'Encrypting and sending' });
+  const signing = envelope.sign !== false;
+  say(encrypt ? 'Signing, timestamping, encrypting and sending…' : 'Signing, timestamping and sending…');
+  post('progress', { stage: encrypt ? 'Encrypting and sending' : 'Signing and sending' });
   try {
     const result = await ask('compose.send', {
       from: envelope.from,
@@ -57,8 +73,9 @@ async function send(envelope, post) {
       bcc: envelope.bcc ?? [],
       subject: envelope.subject ?? '',
       text: body.innerText,
-      sign: envelope.sign !== false,
-      encrypt: true,
+      // An encrypted message is always signed; only a signed one is sent without encryption.
+      sign: encrypt ? signing : true,
+      encrypt,
       attachments,
     });
     if (result.status !== 'sent' && result.status !== 'queued') throw new Error(result.problem ?? 'Not sent.');
@@ -66,7 +83,7 @@ async function send(envelope, post) {
     attachments.length = 0;
     showAttachments();
     say(result.status === 'sent' ? 'Sent.' : 'Queued: it will go when the mail server answers.');
-    post('sent', { status: result.status, messageId: result.messageId, timestamped: result.timestamped });
+    post('sent', { status: result.status, messageId: result.messageId, timestamped: result.timestamped, encrypted: encrypt });
   } catch (error) {
     const message = error.message || 'Not sent.';
     say(message, 'error');
@@ -81,6 +98,9 @@ const post = connectFrame((command, reply) => {
     send(command.envelope, reply);
   } else if (command.type === 'init' && typeof command.text === 'string' && !body.textContent) {
     body.textContent = command.text;
+  } else if (command.type === 'encrypt') {
+    encrypt = true;
+    showMode();
   } else if (command.type === 'focus') {
     body.focus();
   }

@@ -22,6 +22,7 @@ from harness.gmail_story import (
     page_text_everywhere,
     wait_for_inbox,
 )
+from harness.people import b64
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.mail]
@@ -140,3 +141,81 @@ def test_missing_certificate_stops_the_send_and_names_the_recipient(
     finally:
         browser.close()
     assert SECRET not in gmail.all_bytes().decode("utf-8", "replace")
+
+
+def test_sign_alone_sends_signed_mail_through_the_host(
+    playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
+) -> None:
+    """Sign without Encrypt: the body moves into the secure editor, which says the mail will be
+    readable by anyone; Send goes through alice's host and bob receives multipart/signed mail
+    that his host verifies, timestamp included. Gmail's own Send never runs."""
+    text = "Signed-only from Gmail 91c4: readable, provably alice's."
+    subject = "Signed from Gmail (e2e)"
+    browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        controls = page.locator("autosmime-compose-controls")
+        sign = controls.locator("button[data-toggle=sign]")
+        expect(sign).to_have_attribute("aria-pressed", "false")
+        page.fill("input[name=subjectbox]", subject)
+        sign.click()
+        expect(sign).to_have_attribute("aria-pressed", "true")
+        encrypt = controls.locator("button[data-toggle=encrypt]")
+        expect(encrypt).to_have_attribute("aria-pressed", "false")
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        expect(editor.locator("#mode")).to_have_attribute("data-mode", "sign")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(text)
+        page.locator(".T-I.aoO[role=button]").click()
+        sent = page.locator("autosmime-status span[data-notice=sent]")
+        expect(sent).to_have_text("autosmime: Message sent, signed.", timeout=60_000)
+        assert "gmail-send" not in fixture_records(page)["events"], "Gmail's own Send ran"
+    finally:
+        browser.close()
+
+    raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
+    assert b"multipart/signed" in raw.split(b"\r\n\r\n", 1)[0]
+    opened = people["bob"].call("message.open", {"raw": b64(raw)})
+    assert opened["text"].strip() == text
+    (signature,) = opened["security"]["signatures"]
+    assert signature["valid"] and signature["signer"] == "alice@example.test", signature
+    assert signature["timestamp"]["valid"], signature["timestamp"]
+    assert opened["security"]["encrypted"] is False
+
+
+def test_a_forged_command_cannot_downgrade_an_encrypted_message(
+    playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
+) -> None:
+    """The page can read the editor frame's channel and post commands to it. A forged send that
+    asks for no encryption still sends encrypted mail: only the editor decides."""
+    subject = "Forged downgrade (e2e)"
+    browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        page.fill("input[name=subjectbox]", subject)
+        page.locator("autosmime-compose-controls button[data-toggle=encrypt]").click()
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(SECRET)
+        # The hostile page's own script, in its main world.
+        page.evaluate(
+            """(subject) => {
+                const frame = document.querySelector('autosmime-secure-editor')
+                    .shadowRoot.querySelector('iframe');
+                const hash = new URLSearchParams(new URL(frame.src).hash.slice(1));
+                frame.contentWindow.postMessage({
+                    autosmime: 'frame-command', channel: hash.get('channel'), type: 'send',
+                    envelope: { from: 'alice@example.test', to: ['bob@example.test'], cc: [],
+                                bcc: [], subject, sign: false, encrypt: false },
+                }, new URL(frame.src).origin);
+            }""",
+            subject,
+        )
+    finally:
+        raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
+        browser.close()
+    assert SECRET.encode() not in raw
+    assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0]

@@ -137,7 +137,10 @@
     return shadow;
   }
 
-  /** Intercepts Send clicks and Ctrl/Cmd-Enter in this compose window while shouldIntercept(). */
+  /**
+   * Intercepts Send clicks and Ctrl/Cmd-Enter in this compose window while shouldIntercept():
+   * the webmail never sees them, and onSend runs for the ones a person made (isTrusted).
+   */
   function interceptSend(compose, shouldIntercept, onSend) {
     const isSend = (target) => target instanceof Element && target.closest(SELECTORS.send)
       && compose.contains(target);
@@ -145,14 +148,15 @@
       if (!shouldIntercept() || !isSend(event.target)) return;
       event.preventDefault();
       event.stopImmediatePropagation();
-      if (event.type === 'click') onSend('button');
+      // Only a person's click sends: the page can synthesize clicks, but not trusted ones.
+      if (event.type === 'click' && event.isTrusted) onSend('button');
     };
     const onKey = (event) => {
       if (!shouldIntercept() || event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
       if (!compose.contains(event.target)) return;
       event.preventDefault();
       event.stopImmediatePropagation();
-      onSend('keyboard');
+      if (event.isTrusted) onSend('keyboard');
     };
     const types = ['mousedown', 'mouseup', 'click', 'pointerdown', 'pointerup'];
     for (const type of types) window.addEventListener(type, onPointer, true);
