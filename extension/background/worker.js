@@ -5,12 +5,18 @@ import { NativePort } from './native_port.js';
 import { PROTOCOL, HOST_NAME } from './protocol.js';
 import { installLongRequests, installRouter } from './router.js';
 import { installAccountHints } from './account_hint.js';
+import { installDailyRenewal } from './renewal.js';
 
 const api = globalThis.browser?.runtime ?? chrome.runtime;
 const nativePort = new NativePort(HOST_NAME, PROTOCOL, (name) => api.connectNative(name));
 installRouter(api, nativePort);
 installLongRequests(api, nativePort);
 installAccountHints(api, (globalThis.browser ?? globalThis.chrome)?.storage?.session);
+const renewNow = installDailyRenewal(
+  (globalThis.browser ?? globalThis.chrome)?.alarms,
+  (globalThis.browser ?? globalThis.chrome)?.storage?.local,
+  (op, params) => nativePort.request(op, params),
+);
 
 // First run: open the setup page once, when the extension is installed.
 api.onInstalled?.addListener((details) => {
@@ -19,4 +25,8 @@ api.onInstalled?.addListener((details) => {
   }
 });
 
-globalThis.autosmime = { nativePort, request: (op, params, options) => nativePort.request(op, params, options) };
+globalThis.autosmime = {
+  nativePort,
+  request: (op, params, options) => nativePort.request(op, params, options),
+  renewNow,
+};

@@ -75,6 +75,15 @@ export async function detectedAddress() {
   }
 }
 
+/** The last automatic renewal report (background/renewal.js), or null. */
+export async function lastRenewal() {
+  try {
+    return (await ext.storage?.local?.get('renewal'))?.renewal ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export async function getPreference(name, fallback) {
   const stored = (await ext.storage?.local?.get('preferences'))?.preferences ?? {};
   return stored[name] ?? fallback;

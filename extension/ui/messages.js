@@ -175,6 +175,14 @@ export function summarize(accounts, keys, now = new Date()) {
   return { state, headline, details };
 }
 
+/** Sentences for the popup about the last automatic renewal (background/renewal.js) that failed. */
+export function renewalProblems(report) {
+  if (!report) return [];
+  if (report.error) return [`The daily renewal check could not run: ${errorSentence(report.error)}`];
+  return (report.results ?? []).filter((r) => r.error)
+    .map((r) => `Automatic renewal for ${r.address} did not finish: ${errorSentence(r.error)}`);
+}
+
 /** Recovery codes are groups joined by '-': the last group, which the person types back. */
 export function lastGroup(code) {
   const groups = String(code ?? '').trim().split('-');

@@ -1,7 +1,7 @@
 // The toolbar popup: the state at a glance, the way to the options page, and first-run setup.
 
-import { $, el, openOptions, openPage, request, showError } from './common.js';
-import { summarize } from './messages.js';
+import { $, el, lastRenewal, openOptions, openPage, request, showError } from './common.js';
+import { renewalProblems, summarize } from './messages.js';
 
 async function render() {
   const status = $('#status');
@@ -11,7 +11,8 @@ async function render() {
     const summary = summarize(accounts, keys);
     status.dataset.state = summary.state;
     $('#headline').textContent = summary.headline;
-    $('#details').replaceChildren(...summary.details.map((text) => el('li', { text })));
+    const details = [...summary.details, ...renewalProblems(await lastRenewal())];
+    $('#details').replaceChildren(...details.map((text) => el('li', { text })));
     $('#setup').hidden = !['setup', 'enroll'].includes(summary.state);
   } catch (error) {
     status.dataset.state = 'error';

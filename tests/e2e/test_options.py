@@ -164,6 +164,18 @@ def test_renew_adds_new_certificates_and_keeps_the_old(bob: Any) -> None:
     screenshot(page, "options-2-renewed")
 
 
+def test_the_worker_checks_for_renewal_daily(bob: Any) -> None:
+    """A daily alarm asks the host to renew every account; the report is kept for the popup.
+    bob's certificates are new, so the check renews nothing and reports no problem."""
+    worker = service_worker(bob)
+    alarm = worker.evaluate("() => chrome.alarms.get('autosmime.renew')")
+    assert alarm is not None and alarm["periodInMinutes"] == 24 * 60, alarm
+    report = worker.evaluate("() => globalThis.autosmime.renewNow()")
+    assert report["results"] == [{"address": BOB, "renewed": False}], report
+    stored = worker.evaluate("async () => (await chrome.storage.local.get('renewal')).renewal")
+    assert stored == report
+
+
 def test_popup_status_and_host_errors_in_words(bob: Any) -> None:
     popup = bob.new_page()
     popup.goto(page_url("ui/popup.html"))
