@@ -84,7 +84,7 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
             recovery_code=text_param(params, "recoveryCode"),
             keep_recovery_code=bool_param(params, "keepRecoveryCode"),
         )
-    host.record_backup(address, result.backup_message_id, list(result.key_ids.values()))
+    host.record_backup(address, result.backup_message_id, _every_key(host, address))
     return {
         "address": result.address,
         "kind": result.kind,
@@ -128,7 +128,7 @@ def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         )
     if result is None:
         return {"address": address, "renewed": False}
-    host.record_backup(address, result.backup_message_id, list(result.key_ids.values()))
+    host.record_backup(address, result.backup_message_id, _every_key(host, address))
     return {
         "address": address,
         "renewed": True,
@@ -136,6 +136,13 @@ def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "superseded": list(result.superseded),
         "seconds": round(result.seconds, 3),
     }
+
+
+def _every_key(host: state.HostState, address: str) -> list[str]:
+    """The keys the backup an enrollment or renewal just proved holds: every key of address
+    (the backup carries the old keys too), so certs.list names that backup for all of them, as
+    on a device that restored it, not the replaced backup of an earlier enrollment."""
+    return [record.key_id for record in host.keystore.records(address)]
 
 
 def _code(host: state.HostState, address: str, params: dict[str, Any]) -> str:

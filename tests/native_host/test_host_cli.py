@@ -436,3 +436,8 @@ def test_renew_does_nothing_until_the_window_then_renews(
     assert due.json()["renewed"] is True
     keys = alice.run("--json", "certs", "list").json()["keys"]
     assert sorted(k["status"] for k in keys) == ["current", "current", "superseded", "superseded"]
+    # The renewal's proven backup holds every key, old ones too, and certs.list says so (as a
+    # new device that restored it does), not the replaced backup of the first enrollment.
+    assert {k["backup"]["state"] for k in keys} == {"proven"}
+    held_in = {k["backup"]["messageId"] for k in keys}
+    assert len(held_in) == 1 and held_in != {enrolled.json()["backupMessageId"]}, keys
