@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Turn extension/ into loadable and installable packages; the one place that knows packaging.
 
-    python build.py [--out dist]
+    python build.py [--out dist] [--roundcube URL ...]
 
 writes dist/chromium/ (unpacked, loadable with --load-extension), dist/chromium.zip (for the
 Chrome Web Store, Edge Add-ons and Brave), dist/firefox/ and dist/firefox.xpi (manifest variant
 with a gecko id and an event-page background), dist/extension-ids.json, and the native host
 manifests for both families under dist/native-messaging/. Zips are reproducible: sorted entries,
 fixed timestamps.
+
+Roundcube is self-hosted at an address only its organisation knows, so the address is built in:
+`--roundcube https://webmail.example.org/` (repeatable; a path such as /roundcube/ is kept)
+makes the Roundcube adapter run on that address (in every frame: Roundcube shows a message in
+its same-origin preview frame) and lets that origin frame the secure editor and viewer. A build
+without it serves Gmail only.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -32,6 +39,45 @@ EXCLUDED_SUFFIXES = (".test.js", ".md")
 EXCLUDED_DIRS = {"tests", "node_modules"}
 FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 FIREFOX_MIN_VERSION = "128.0"
+
+
+ROUNDCUBE_SCRIPTS = ["content/adapters/roundcube.js", "content/webmail.js"]
+SECURE_FRAMES = ["ui/editor.html", "ui/viewer.html"]
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def roundcube_pattern(url: str) -> tuple[str, str]:
+    """(content script match pattern, origin) of a Roundcube address; ValueError if unfit."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
+        raise ValueError(f"{url}: Roundcube must be served over https (http only on loopback)")
+    if not parts.hostname or "*" in host or "@" in host or parts.query or parts.fragment:
+        raise ValueError(f"{url}: give the address Roundcube is served at: https://host/path/")
+    path = parts.path if parts.path.endswith("/") else parts.path.rpartition("/")[0] + "/"
+    origin = f"{parts.scheme}://{host.lower()}"
+    return f"{origin}{path or '/'}*", origin
+
+
+def with_roundcube(base: dict[str, Any], urls: list[str]) -> dict[str, Any]:
+    """The manifest with the Roundcube adapter on each address and the secure frames open to it."""
+    if not urls:
+        return base
+    manifest = json.loads(json.dumps(base))
+    patterns = [roundcube_pattern(url) for url in urls]
+    manifest["content_scripts"].append(
+        {
+            "matches": sorted({match for match, _ in patterns}),
+            "js": ROUNDCUBE_SCRIPTS,
+            "run_at": "document_idle",
+            "all_frames": True,
+        }
+    )
+    for entry in manifest["web_accessible_resources"]:
+        if set(SECURE_FRAMES) <= set(entry["resources"]):
+            extra = [f"{origin}/*" for _, origin in patterns]
+            entry["matches"] = list(dict.fromkeys([*entry["matches"], *extra]))
+    return manifest
 
 
 def chromium_manifest(base: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +148,9 @@ def write_native_manifests(out: Path, ids: dict[str, str]) -> None:
         target.write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
 
 
-def build(out: Path) -> dict[str, str]:
+def build(out: Path, roundcube: list[str] | None = None) -> dict[str, str]:
     base = json.loads((SOURCE / "manifest.json").read_text("utf-8"))
+    base = with_roundcube(base, roundcube or [])
     out.mkdir(parents=True, exist_ok=True)
     write_tree(out / "chromium", chromium_manifest(base))
     write_zip(out / "chromium", out / "chromium.zip")
@@ -118,8 +165,18 @@ def build(out: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder")
+    parser.add_argument(
+        "--roundcube",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="address of an organisation's Roundcube to serve (repeatable)",
+    )
     args = parser.parse_args(argv)
-    ids = build(args.out.resolve())
+    try:
+        ids = build(args.out.resolve(), args.roundcube)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"Built {args.out}/chromium (id {ids['chromium']}) and firefox.xpi ({ids['firefox']}).")
     return 0
 

@@ -73,3 +73,49 @@ def test_host_manifests_name_the_extension_ids(dist: Path) -> None:
     assert firefox["allowed_extensions"] == [GECKO_ID]
     assert chromium["name"] == firefox["name"] == HOST_NAME
     assert Path(chromium["path"]).is_absolute() and chromium["type"] == "stdio"
+
+
+def test_roundcube_address_is_built_in(tmp_path: Path) -> None:
+    """build.py --roundcube: the Roundcube adapter in every frame of that address (its path kept),
+    and only that origin (besides Gmail) may frame the secure editor and viewer."""
+    out = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build.py"),
+            "--out",
+            str(out),
+            "--roundcube",
+            "https://Mail.Example.org/roundcube/",
+        ],
+        check=True,
+    )
+    for manifest in (
+        json.loads((out / "chromium" / "manifest.json").read_text()),
+        json.loads(zipfile.ZipFile(out / "firefox.xpi").read("manifest.json")),
+    ):
+        gmail, roundcube = manifest["content_scripts"]
+        assert gmail["matches"] == ["https://mail.google.com/*"]
+        assert gmail["js"] == ["content/adapters/gmail.js", "content/webmail.js"]
+        assert roundcube == {
+            "matches": ["https://mail.example.org/roundcube/*"],
+            "js": ["content/adapters/roundcube.js", "content/webmail.js"],
+            "run_at": "document_idle",
+            "all_frames": True,
+        }
+        (frames,) = manifest["web_accessible_resources"]
+        assert frames["matches"] == ["https://mail.google.com/*", "https://mail.example.org/*"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://webmail.example.org/", "https://*.example.org/", "https://x.org/?a=1", "nope"]
+)
+def test_an_unfit_roundcube_address_is_refused_in_words(tmp_path: Path, url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), "--out", str(tmp_path), "--roundcube", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and f"{url}: " in done.stderr, done.stderr
+    assert not (tmp_path / "chromium").exists()

@@ -3,15 +3,35 @@
 // the parent window. Everything the frame posts back is seen by the hostile page too, so it
 // posts only status, never plaintext.
 
-export const ALLOWED_PARENT_ORIGINS = ['https://mail.google.com'];
+const runtime = globalThis.browser?.runtime ?? globalThis.chrome?.runtime;
+
+/**
+ * The webmail origins that may frame the secure editor and viewer: those the manifest makes
+ * them web accessible to (Gmail, and the Roundcube addresses an organisation built in with
+ * build.py --roundcube).
+ */
+export function webmailOrigins(manifest) {
+  const origins = new Set();
+  for (const entry of manifest?.web_accessible_resources ?? []) {
+    for (const pattern of entry.matches ?? []) {
+      const match = /^(https?:\/\/[^/*]+)\/\*$/.exec(pattern);
+      if (match) origins.add(match[1]);
+    }
+  }
+  return [...origins];
+}
+
+export const ALLOWED_PARENT_ORIGINS = runtime?.getManifest
+  ? webmailOrigins(runtime.getManifest())
+  : ['https://mail.google.com'];
 
 /** channel and parent origin from the frame's URL fragment, or null when they are not valid. */
-export function parseFrameParams(hash, ancestorOrigin = null) {
+export function parseFrameParams(hash, ancestorOrigin = null, allowed = ALLOWED_PARENT_ORIGINS) {
   const params = new URLSearchParams(String(hash ?? '').replace(/^#/, ''));
   const channel = params.get('channel');
   const origin = params.get('origin');
   if (!channel || !/^[0-9a-f-]{36}$/i.test(channel)) return null;
-  if (!ALLOWED_PARENT_ORIGINS.includes(origin)) return null;
+  if (!allowed.includes(origin)) return null;
   if (ancestorOrigin && ancestorOrigin !== origin) return null;
   return { channel, origin };
 }
@@ -44,8 +64,6 @@ export function connectFrame(onCommand) {
   new ResizeObserver(() => post('resize', { height: bodyHeight() })).observe(document.body);
   return post;
 }
-
-const runtime = globalThis.browser?.runtime ?? globalThis.chrome?.runtime;
 
 /** One host operation through the service worker (extension pages may ask for any op). */
 export async function ask(op, params = {}) {

@@ -1,6 +1,6 @@
 // Gmail site adapter: every Gmail selector lives here (sources: /work/shared/GMAIL_DOM.md).
 // A classic content script (content scripts cannot be modules): it registers itself on
-// globalThis.autosmimeAdapters so content/gmail.js, and Node unit tests, can use it.
+// globalThis.autosmimeAdapters so content/webmail.js, and Node unit tests, can use it.
 // The interface is shared by every adapter; see README.md in this folder.
 (() => {
   const SELECTORS = Object.freeze({
@@ -22,6 +22,8 @@
     message: '[data-message-id]',
     messageBody: '.a3s.aiL, .a3s',
     attachmentName: '.aV3',
+    // The account button: aria-label "Google Account: Alice (alice@example.test)" (MV).
+    accountButton: 'a[aria-label^="Google Account"]',
   });
 
   const SMIME_ENCRYPTED = /(^|\.)p7m$/i; // smime.p7m: enveloped (or opaque-signed) data
@@ -214,6 +216,11 @@
     else message.element.prepend(holder);
   }
 
+  /** Text that names the signed-in account, for onboarding's address hint. */
+  function accountLabel(doc = document) {
+    return doc.querySelector(SELECTORS.accountButton)?.getAttribute('aria-label') ?? null;
+  }
+
   const adapter = {
     name: 'gmail',
     matches: (loc) => loc.hostname === 'mail.google.com',
@@ -232,6 +239,7 @@
     fetchRaw,
     placeViewer,
     placeStatus,
+    accountLabel,
     // pure helpers, exported for tests
     uniqueAddresses,
     permMessageId,

@@ -44,6 +44,8 @@
     encryptedNotice: '#messagebody > .boxwarning',
     openInNewWindow: '#message-header a.extwin[href*="_uid="]',
     inlineScripts: 'script:not([src])',
+    // The elastic menu's account line: <span class="header-title username">alice@...</span>.
+    username: '.header-title.username',
   });
 
   const EMAIL = /^[^\s@<>]+@[^\s@<>]+$/;
@@ -256,7 +258,11 @@
     else bodyOf(compose)?.after(holder);
   }
 
-  /** Stops Send (its click runs rcmail.command('send')) and Ctrl/Cmd-Enter while shouldIntercept(). */
+  /**
+   * Stops Send (its click runs rcmail.command('send')) and Ctrl/Cmd-Enter while
+   * shouldIntercept(): Roundcube never sees them, and onSend runs only for the ones a person
+   * made (isTrusted; the page can synthesize events, not trusted ones).
+   */
   function interceptSend(compose, shouldIntercept, onSend) {
     const isSend = (target) => target instanceof Element && target.closest(SELECTORS.send)
       && compose.contains(target);
@@ -264,7 +270,7 @@
       if (!shouldIntercept() || !isSend(event.target)) return;
       event.preventDefault();
       event.stopImmediatePropagation();
-      if (event.type === 'click') onSend('button');
+      if (event.type === 'click' && event.isTrusted) onSend('button');
     };
     const onKey = (event) => {
       if (!shouldIntercept()) return;
@@ -273,7 +279,7 @@
       if (!(sendKey && compose.contains(event.target)) && !onButton) return;
       event.preventDefault();
       event.stopImmediatePropagation();
-      onSend('keyboard');
+      if (event.isTrusted) onSend('keyboard');
     };
     const types = ['mousedown', 'mouseup', 'click', 'pointerdown', 'pointerup'];
     for (const type of types) window.addEventListener(type, onPointer, true);
@@ -375,6 +381,11 @@
     else message.element.prepend(holder);
   }
 
+  /** Text that names the signed-in account, for onboarding's address hint. */
+  function accountLabel(doc = document) {
+    return doc.querySelector(SELECTORS.username)?.textContent?.trim() || null;
+  }
+
   const adapter = {
     name: 'roundcube',
     // This file is only injected on origins the user enabled for Roundcube; the page says
@@ -400,6 +411,7 @@
     fetchRaw,
     placeViewer,
     placeStatus,
+    accountLabel,
     // pure helpers, exported for tests
     uniqueAddresses,
     addressesFromField,

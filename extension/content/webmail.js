@@ -1,14 +1,18 @@
-// Content script for Gmail: a status badge, and the compose and read hooks driven by the site
-// adapter (content/adapters/gmail.js, loaded before this file). The page is hostile: this
-// script never holds plaintext. The body of an encrypted message lives in the secure editor and
-// the opened message in the secure viewer, both extension pages in iframes; this script only
-// moves envelopes (addresses, subject, flags) and ciphertext, and shows status.
+// Content script for every webmail: a status badge, and the compose and read hooks driven by the
+// site adapter that serves this page (content/adapters/*.js, loaded before this file; the first
+// whose matches(location) is true). The page is hostile: this script never holds plaintext.
+// The body of a secure message lives in the secure editor and the opened message in the secure
+// viewer, both extension pages in iframes; this script only moves envelopes (addresses,
+// subject, flags) and ciphertext, and shows status.
 (() => {
   if (globalThis.__autosmimeContentLoaded) return;
   globalThis.__autosmimeContentLoaded = true;
 
   const runtime = globalThis.browser?.runtime ?? chrome.runtime;
-  const adapter = globalThis.autosmimeAdapters?.gmail;
+  const adapter = Object.values(globalThis.autosmimeAdapters ?? {}).find((a) => a.matches(location)) ?? null;
+  // Webmails that show mail in frames (Roundcube's preview) run this script in each frame; the
+  // badge and the account hint belong to the top frame only.
+  const isTop = window.top === window;
   const EXTENSION_ORIGIN = new URL(runtime.getURL('')).origin;
 
   function ask(op, params = {}) {
@@ -37,8 +41,8 @@
     return text;
   }
 
-  const badge = makeBadge();
-  ask('hello').then(
+  const badge = isTop ? makeBadge() : document.createElement('span');
+  if (isTop) ask('hello').then(
     (hello) => {
       badge.setAttribute('data-state', 'ok');
       badge.textContent = `autosmime: host ${hello.version} ready (protocol ${hello.protocol})`;
@@ -50,10 +54,10 @@
   );
   // Onboarding fills in the signed-in address from this hint (the worker keeps the address only).
   function reportAccount() {
-    const label = document.querySelector('a[aria-label^="Google Account"]')?.getAttribute('aria-label');
+    const label = adapter?.accountLabel?.() ?? null;
     runtime.sendMessage({ type: 'autosmime.accountHint', title: document.title, label }).catch(() => {});
   }
-  reportAccount();
+  if (isTop) reportAccount();
   if (!adapter) return;
 
   /** A line in the page-corner badge that outlives a discarded compose window. */
@@ -154,24 +158,31 @@
   function openEditor(compose, state, mode) {
     const body = adapter.bodyOf(compose);
     // What the page already had is moved (the page saw it already); from now on it gets nothing.
-    const carried = body?.innerText ?? '';
-    if (body) {
-      body.replaceChildren();
-      body.setAttribute('contenteditable', 'false');
-      body.style.display = 'none';
-    }
+    const carried = adapter.takeBody ? adapter.takeBody(compose) : takeEditableBody(body);
     const frame = secureFrame('ui/editor.html', (event) => onEditorEvent(compose, state, event), { mode });
     frame.iframe.title = 'autosmime secure editor';
     frame.iframe.className = 'autosmime-editor';
     frame.iframe.style.minHeight = '200px';
     const holder = document.createElement('autosmime-secure-editor');
     holder.attachShadow({ mode: 'open' }).append(frame.iframe);
-    if (body) body.after(holder);
+    if (adapter.placeEditor) adapter.placeEditor(compose, holder);
+    else if (body) body.after(holder);
     else state.shadow.host.after(holder);
     state.editor = { ...frame, carried, ready: false };
     state.say(mode === 'encrypt'
       ? 'Encrypted: type your message in the secure editor.'
       : 'Signed: type your message in the secure editor.');
+  }
+
+  /** A contenteditable body (Gmail): its text, then emptied, locked and hidden. */
+  function takeEditableBody(body) {
+    const text = body?.innerText ?? '';
+    if (body) {
+      body.replaceChildren();
+      body.setAttribute('contenteditable', 'false');
+      body.style.display = 'none';
+    }
+    return text;
   }
 
   function onEditorEvent(compose, state, event) {
