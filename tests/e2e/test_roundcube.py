@@ -1,0 +1,299 @@
+"""The Roundcube story with every part real: Debian's Roundcube 1.6 (elastic) on php -S in front
+of the real Dovecot and SMTP, the extension built for an organisation's Roundcube address
+(build.py --roundcube https://webmail.example.test), the real native hosts of alice and bob.
+
+alice logs in to Roundcube, opens compose, turns Encrypt on, types in the secure editor, attaches
+a file and presses Roundcube's Send; her host signs, timestamps, encrypts and submits it; the
+compose page is discarded with its autosaved draft. bob logs in, opens the message, and the
+secure viewer in Roundcube's preview frame shows the plaintext, the attachment, "Signed by
+alice" and the trusted timestamp. Neither Roundcube page, nor Roundcube's draft (IMAP Drafts),
+its local copy (localStorage), any folder of either mailbox, nor any byte that went between the
+browsers and Roundcube ever contained the plaintext."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.browser import launch_options
+from harness.gmail_story import wait_for_inbox
+from harness.mail import MailStack
+from harness.roundcube import RoundcubeServer
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.mail]
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "Plaintext-b7e4: the Roundcube merger closes on Monday"
+ATTACHMENT = b"figure-9c1e,42\r\nfigure-9c1f,43\r\n"
+SUBJECT = "Roundcube figures (e2e)"
+SIGNED_TEXT = "Signed-only 3d9f: Roundcube renders this itself."
+SIGNED_SUBJECT = "Signed, not encrypted (Roundcube e2e)"
+
+
+@pytest.fixture(scope="module")
+def roundcube(mail_stack: MailStack) -> Iterator[RoundcubeServer]:
+    # Autosave every 2 s, so Roundcube does save drafts while alice writes (and we can look).
+    with RoundcubeServer(mail_stack, draft_autosave=2) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def roundcube_extension(tmp_path_factory: pytest.TempPathFactory, roundcube: Any) -> Path:
+    """The extension as an organisation builds it for its Roundcube (build.py --roundcube)."""
+    out = tmp_path_factory.mktemp("dist-roundcube")
+    subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), "--out", str(out), "--roundcube", roundcube.url()],
+        check=True,
+    )
+    return out / "chromium"
+
+
+def open_browser(playwright: Any, person: Any, roundcube: Any, extension: Path) -> Any:
+    """The person's Chromium profile with the Roundcube build, webmail.example.test mapped."""
+    profile = copy.copy(person.browser)
+    profile.extension_dir = extension
+    args = [f"--host-resolver-rules={roundcube.resolver_rule}", "--ignore-certificate-errors"]
+    return playwright.chromium.launch_persistent_context(**launch_options(profile, args))
+
+
+def log_in(page: Any, roundcube: Any, stack: MailStack, address: str) -> None:
+    page.goto(roundcube.url())
+    page.fill("#rcmloginuser", address)
+    page.fill("#rcmloginpwd", stack.users[address])
+    page.click("#rcmloginsubmit")
+    page.wait_for_selector("#mailboxlist", state="attached", timeout=30_000)
+
+
+def everything_the_page_holds(page: Any) -> str:
+    """Every frame's DOM as its own scripts see it (light DOM, open shadow roots, form values)
+    and the origin's localStorage, where Roundcube keeps its local copy of a compose form."""
+    script = """() => {
+        const parts = [document.documentElement.outerHTML, document.body?.innerText ?? ''];
+        const walk = (root) => {
+            for (const el of root.querySelectorAll('*')) {
+                if (el.shadowRoot) { parts.push(el.shadowRoot.innerHTML); walk(el.shadowRoot); }
+                if (typeof el.value === 'string' && el.value) parts.push(el.value);
+            }
+        };
+        walk(document);
+        try {
+            for (let i = 0; i < localStorage.length; i++) {
+                parts.push(localStorage.key(i), localStorage.getItem(localStorage.key(i)));
+            }
+        } catch (e) {}
+        return parts.join('\\n');
+    }"""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            texts = [
+                frame.evaluate(script)
+                for frame in page.frames
+                if frame.url.startswith(page.url.split("/?")[0])
+            ]
+            break
+        except PlaywrightError as error:
+            # A frame that navigates meanwhile (the preview frame loading its page) is read again.
+            if time.monotonic() > deadline or not re.search(
+                "context was destroyed|detached|navigat", str(error)
+            ):
+                raise
+            time.sleep(0.1)
+    assert texts, "no Roundcube frame to look at"
+    return "\n".join(texts)
+
+
+def mailbox_bytes(stack: MailStack, user: str) -> dict[str, list[bytes]]:
+    """Every message of every folder of user's mailbox (real IMAP), by folder."""
+    client = stack.imap_client(user)
+    try:
+        found: dict[str, list[bytes]] = {}
+        for _flags, _delimiter, name in client.list_folders():
+            client.select_folder(name, readonly=True)
+            uids = client.search(["ALL"])
+            data = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
+            found[name] = [item[b"BODY[]"] for item in data.values()]
+        return found
+    finally:
+        client.logout()
+
+
+def open_message(page: Any, subject: str) -> None:
+    """Opens the message with this subject in Roundcube's preview frame."""
+    page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
+
+
+def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
+    return [m for m in messages if f"Subject: {subject}".encode() in m]
+
+
+def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
+    playwright: Any,
+    people: dict[str, Any],
+    mail_stack: MailStack,
+    roundcube: RoundcubeServer,
+    roundcube_extension: Path,
+    artifacts: Path,
+    tmp_path: Path,
+) -> None:
+    alice_browser = open_browser(playwright, people["alice"], roundcube, roundcube_extension)
+    try:
+        page = alice_browser.new_page()
+        log_in(page, roundcube, mail_stack, "alice@example.test")
+        page.goto(roundcube.url("?_task=mail&_action=compose&_to=bob@example.test"))
+        controls = page.locator("autosmime-compose-controls")
+        encrypt = controls.locator("button[data-toggle=encrypt]")
+        expect(encrypt).to_have_attribute("aria-pressed", "false", timeout=20_000)
+        encrypt.click()
+        expect(encrypt).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("textarea#composebody")).to_be_hidden()
+        badge = controls.locator('.badge[data-address="bob@example.test"]')
+        expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
+
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(SECRET)
+        attachment = tmp_path / "figures.csv"
+        attachment.write_bytes(ATTACHMENT)
+        editor.locator("#files").set_input_files(str(attachment))
+        expect(editor.locator("#attachments li")).to_contain_text("figures.csv")
+        # The subject, typed after the secret, makes Roundcube autosave a draft: its own copy of
+        # this compose window in IMAP Drafts, which must hold everything but the plaintext.
+        page.fill("#compose-subject", SUBJECT)
+        drafts = wait_for(
+            lambda: with_subject(
+                mailbox_bytes(mail_stack, "alice@example.test")["Drafts"], SUBJECT
+            ),
+            "Roundcube never autosaved a draft of the compose window",
+        )
+        assert b"bob@example.test" in drafts[-1]
+        expect(page.locator("input[name=_draft_saveid]")).to_have_value(re.compile(r"^\d+$"))
+        page.screenshot(path=str(artifacts / "roundcube-compose.png"))
+        compose_view = everything_the_page_holds(page)
+        assert SUBJECT in compose_view  # the look-everywhere helper does see the page's fields
+        assert SECRET not in compose_view and "figure-9c1e" not in compose_view
+
+        page.locator(".formbuttons button.send").click()
+        raw = wait_for_inbox(mail_stack, "bob@example.test", SUBJECT, timeout=60)
+        assert SECRET.encode() not in raw and b"application/pkcs7-mime" in raw
+        # The compose page was discarded through Roundcube's own path: back in the mailbox.
+        page.wait_for_selector("body.task-mail.action-compose", state="detached", timeout=30_000)
+        page.wait_for_selector("table#messagelist", state="attached", timeout=30_000)
+        alice_box = wait_for(
+            lambda: (
+                (box := mailbox_bytes(mail_stack, "alice@example.test"))
+                and not with_subject(box["Drafts"], SUBJECT)
+                and box
+            ),
+            "the autosaved draft is still in alice's Drafts",
+        )
+        # Roundcube did not send too: one copy in Sent (the host's, encrypted), one in bob's INBOX.
+        sent = with_subject(alice_box["Sent"], SUBJECT)
+        assert len(sent) == 1 and b"application/pkcs7-mime" in sent[0]
+        assert (
+            len(with_subject(mailbox_bytes(mail_stack, "bob@example.test")["INBOX"], SUBJECT)) == 1
+        )
+        assert SECRET not in everything_the_page_holds(page)
+    finally:
+        alice_browser.close()
+
+    bob_browser = open_browser(playwright, people["bob"], roundcube, roundcube_extension)
+    try:
+        page = bob_browser.new_page()
+        log_in(page, roundcube, mail_stack, "bob@example.test")
+        open_message(page, SUBJECT)
+        preview = page.frame_locator("iframe#messagecontframe")
+        viewer = preview.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        status = viewer.locator("#status")
+        expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        expect(status).to_contain_text("Signed by alice@example.test: valid")
+        expect(status).to_contain_text(re.compile(r"Encrypted with \S+"))
+        expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}-\d\d-\d\d"))
+        expect(viewer.locator("#text")).to_contain_text(SECRET)
+        link = viewer.locator("#attachments a")
+        expect(link).to_contain_text("figures.csv")
+        saved = link.evaluate(
+            "a => fetch(a.href).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))"
+        )
+        assert bytes(saved) == ATTACHMENT
+        # Roundcube's "can not be displayed" notice gives way to the viewer.
+        expect(preview.locator("#messagebody > .boxwarning")).to_be_hidden()
+        page.screenshot(path=str(artifacts / "roundcube-opened.png"))
+        assert SECRET not in everything_the_page_holds(page)
+        # the content script fetched the message (ciphertext) from Roundcube's own source URL
+        assert any(
+            "_action=viewsource" in line and "_save=1" in line for line in roundcube.request_lines()
+        )
+    finally:
+        bob_browser.close()
+
+    for user in ("alice@example.test", "bob@example.test"):
+        for folder, messages in mailbox_bytes(mail_stack, user).items():
+            for message in messages:
+                assert SECRET.encode() not in message, f"plaintext in {user}'s {folder}"
+                assert b"figure-9c1e" not in message, f"attachment in {user}'s {folder}"
+    for direction in (roundcube.sent_by_browser(), roundcube.sent_to_browser()):
+        assert b"Plaintext-b7e4" not in direction and b"figure-9c1e" not in direction
+    # Roundcube posts its compose form with _draft=1 to save a draft and _draft= to send it.
+    posted = roundcube.sent_by_browser()
+    assert re.search(rb"[?&]_draft=1(&|\r?\n|$)", posted, re.MULTILINE), "no draft post seen"
+    assert not re.search(rb"[?&]_draft=(&|\r?\n|$)", posted, re.MULTILINE), "Roundcube sent"
+
+
+def test_signed_mail_shows_its_status_next_to_roundcubes_own_rendering(
+    playwright: Any,
+    people: dict[str, Any],
+    mail_stack: MailStack,
+    roundcube: RoundcubeServer,
+    roundcube_extension: Path,
+) -> None:
+    """Signed, not encrypted: Roundcube renders the text itself (its "Digital Signature" part
+    in the attachment list), and the status strip above it says the signature holds."""
+    result = people["alice"].call(
+        "compose.send",
+        {
+            "from": "alice@example.test",
+            "to": ["bob@example.test"],
+            "subject": SIGNED_SUBJECT,
+            "text": f"{SIGNED_TEXT}\n",
+            "encrypt": False,
+        },
+    )
+    assert result["status"] == "sent" and result["timestamped"], result
+    wait_for_inbox(mail_stack, "bob@example.test", SIGNED_SUBJECT)
+    browser = open_browser(playwright, people["bob"], roundcube, roundcube_extension)
+    try:
+        page = browser.new_page()
+        log_in(page, roundcube, mail_stack, "bob@example.test")
+        open_message(page, SIGNED_SUBJECT)
+        preview = page.frame_locator("iframe#messagecontframe")
+        strip = preview.frame_locator("autosmime-secure-viewer iframe.autosmime-signature-status")
+        status = strip.locator("#status")
+        expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        expect(status).to_contain_text("Not encrypted.")
+        expect(status).to_contain_text("Signed by alice@example.test: valid.")
+        expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}"))
+        expect(preview.locator("#messagebody")).to_contain_text(SIGNED_TEXT)
+        expect(preview.locator("#attachment-list li.pkcs7-signature")).to_have_count(1)
+        assert preview.locator("iframe.autosmime-viewer").count() == 0
+    finally:
+        browser.close()
