@@ -228,6 +228,15 @@
       state.say('Could not tell which account this is sent from.', 'error');
       return;
     }
+    // Files given to the webmail's own Attach went to the webmail, not into the secure editor:
+    // sending would leave them out without a word.
+    const theirs = adapter.composeAttachments?.(compose) ?? [];
+    if (theirs.length) {
+      state.say(`Not sent: ${theirs.join(', ')} ${theirs.length === 1 ? 'was' : 'were'} attached outside `
+        + 'the secure editor and would not be in this message. Remove it there and attach it with '
+        + '📎 Attach in the secure editor.', 'error');
+      return;
+    }
     state.sending = true;
     state.say(state.encrypt ? 'Sending encrypted…' : 'Sending signed…');
     state.editor.post('send', {

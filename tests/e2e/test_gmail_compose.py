@@ -219,3 +219,33 @@ def test_a_forged_command_cannot_downgrade_an_encrypted_message(
         browser.close()
     assert SECRET.encode() not in raw
     assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_file_attached_with_gmails_paperclip_stops_the_secure_send(
+    playwright: Any, people: dict[str, Any], gmail: Any
+) -> None:
+    """A file given to Gmail's own Attach is uploaded to Gmail, not into the secure editor: the
+    send stops and names it rather than send the message without it."""
+    browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        controls = page.locator("autosmime-compose-controls")
+        controls.locator("button[data-toggle=encrypt]").click()
+        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially("see the plan")
+        # What Gmail shows once its paperclip has uploaded a file (GMAIL_DOM.md: div.dL > div.vI).
+        page.evaluate(
+            """() => document.querySelector('div.M9').insertAdjacentHTML('beforeend',
+                '<div class="dL"><div class="vI">plan.pdf</div><div class="vJ">12K</div></div>')"""
+        )
+        page.locator(".T-I.aoO[role=button]").click()
+        status = controls.locator(".status")
+        expect(status).to_have_attribute("data-state", "error")
+        expect(status).to_contain_text("Not sent: plan.pdf was attached outside the secure editor")
+        expect(page.locator(".AD")).to_have_count(1)
+        assert "gmail-send" not in fixture_records(page)["events"]
+        expect(page.locator("autosmime-status span[data-notice=sent]")).to_have_count(0)
+    finally:
+        browser.close()

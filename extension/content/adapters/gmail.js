@@ -24,6 +24,8 @@
     attachmentName: '.aV3',
     // The account button: aria-label "Google Account: Alice (alice@example.test)" (MV).
     accountButton: 'a[aria-label^="Google Account"]',
+    // Files attached with Gmail's own paperclip: div.dL › div.vI name (GJ).
+    composeAttachmentName: 'div.dL div.vI',
   });
 
   const SMIME_ENCRYPTED = /(^|\.)p7m$/i; // smime.p7m: enveloped (or opaque-signed) data
@@ -209,6 +211,12 @@
     else message.element.append(holder);
   }
 
+  /** Names of files attached with Gmail's own button (uploaded to Gmail, not in our message). */
+  function composeAttachments(compose) {
+    const root = compose.closest(SELECTORS.composeDialog) ?? compose;
+    return [...root.querySelectorAll(SELECTORS.composeAttachmentName)].map((n) => n.textContent.trim());
+  }
+
   /** Puts the signature status strip above the body Gmail renders itself (multipart/signed). */
   function placeStatus(message, holder) {
     const body = message.element.querySelector(SELECTORS.messageBody);
@@ -234,6 +242,7 @@
     insertControls,
     interceptSend,
     discardCompose,
+    composeAttachments,
     findOpenedMessages,
     rawMessageUrl,
     fetchRaw,

@@ -386,6 +386,12 @@
     return doc.querySelector(SELECTORS.username)?.textContent?.trim() || null;
   }
 
+  /** Names of files attached with Roundcube's own button (uploaded to Roundcube, not ours). */
+  function composeAttachments() {
+    return [...document.querySelectorAll(SELECTORS.attachment)]
+      .map((li) => (li.querySelector(SELECTORS.attachmentName) ?? li).textContent.trim());
+  }
+
   const adapter = {
     name: 'roundcube',
     // This file is only injected on origins the user enabled for Roundcube; the page says
@@ -406,6 +412,7 @@
     placeEditor,
     interceptSend,
     discardCompose,
+    composeAttachments,
     findOpenedMessages,
     rawMessageUrl,
     fetchRaw,
