@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from harness.browser import launch_options
+from harness.extension_ui import screenshot
 from harness.gmail_story import wait_for_inbox
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
@@ -152,7 +153,6 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
     mail_stack: MailStack,
     roundcube: RoundcubeServer,
     roundcube_extension: Path,
-    artifacts: Path,
     tmp_path: Path,
 ) -> None:
     alice_browser = open_browser(playwright, people["alice"], roundcube, roundcube_extension)
@@ -187,7 +187,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         )
         assert b"bob@example.test" in drafts[-1]
         expect(page.locator("input[name=_draft_saveid]")).to_have_value(re.compile(r"^\d+$"))
-        page.screenshot(path=str(artifacts / "roundcube-compose.png"))
+        screenshot(page, "roundcube-compose")
         compose_view = everything_the_page_holds(page)
         assert SUBJECT in compose_view  # the look-everywhere helper does see the page's fields
         assert SECRET not in compose_view and "figure-9c1e" not in compose_view
@@ -237,7 +237,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         assert bytes(saved) == ATTACHMENT
         # Roundcube's "can not be displayed" notice gives way to the viewer.
         expect(preview.locator("#messagebody > .boxwarning")).to_be_hidden()
-        page.screenshot(path=str(artifacts / "roundcube-opened.png"))
+        screenshot(page, "roundcube-opened")
         assert SECRET not in everything_the_page_holds(page)
         # the content script fetched the message (ciphertext) from Roundcube's own source URL
         assert any(
