@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from harness.extension_ui import screenshot
-from harness.gmail_story import open_browser, page_text_everywhere, wait_for_inbox
+from harness.gmail_story import THREAD_ID, open_browser, page_text_everywhere, wait_for_inbox
 from harness.people import b64
 from playwright.sync_api import expect
 
@@ -166,3 +166,41 @@ def test_altered_signed_mail_says_it_is_not_valid_next_to_gmails_rendering(
         expect(page.locator(".a3s")).to_contain_text("Gmail renders this ITSELF")
     finally:
         browser.close()
+
+
+def test_bob_replies_encrypted_from_gmails_inline_reply(
+    playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any, prepared: bytes
+) -> None:
+    """The reply box under an opened message is a compose window too: Encrypt, the secure
+    editor, Send; alice's host opens the reply, signed by bob, with the subject Gmail put in."""
+    reply_text = "Reply-8d0e: received, thank you"
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        gmail.put_raw(THREAD_ID, prepared)
+        page.goto(gmail.url(f"/mail/u/0/#inbox/{THREAD_ID}?reply"))
+        viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        expect(viewer.locator("#status")).to_have_attribute("data-state", "valid", timeout=30_000)
+        reply = page.locator(".ip.adB")
+        controls = reply.locator("autosmime-compose-controls")
+        controls.locator("button[data-toggle=encrypt]").click()
+        badge = controls.locator('.badge[data-address="alice@example.test"]')
+        expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
+        editor = reply.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(reply_text)
+        # Gmail's shortcut from inside the secure editor (the first story clicks Send).
+        editor.locator("#body").press("Control+Enter")
+        sent = page.locator("autosmime-status span[data-notice=sent]")
+        expect(sent).to_have_text("autosmime: Message sent, signed and encrypted.", timeout=60_000)
+        expect(reply).to_have_count(0)  # the reply box was discarded
+        assert reply_text not in page_text_everywhere(page)
+    finally:
+        browser.close()
+    subject = "Re: Prepared by alice's host (e2e read)"
+    raw = wait_for_inbox(mail_stack, "alice@example.test", subject)
+    assert reply_text.encode() not in raw
+    opened = people["alice"].call("message.open", {"raw": b64(raw)})
+    assert opened["text"].strip() == reply_text
+    assert opened["security"]["encrypted"] and opened["security"]["decrypted"]
+    assert [s["signer"] for s in opened["security"]["signatures"]] == ["bob@example.test"]

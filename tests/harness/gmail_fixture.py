@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import functools
 import http.server
 import json
@@ -28,7 +29,13 @@ def rendering(raw: bytes) -> dict[str, object]:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     kind = message.get_content_type()
     if kind in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-        return {"subject": str(message["subject"] or ""), "body": "", "attachments": ["smime.p7m"]}
+        return {
+            "subject": str(message["subject"] or ""),
+            "from": email.utils.parseaddr(str(message["from"] or ""))[1],
+            "to": email.utils.parseaddr(str(message["to"] or ""))[1],
+            "body": "",
+            "attachments": ["smime.p7m"],
+        }
     shown = message.get_payload(0) if kind == "multipart/signed" else message
     part = shown.get_body(("plain",)) if shown.is_multipart() else shown
     body = part.get_content() if part is not None and part.get_content_maintype() == "text" else ""
@@ -37,6 +44,8 @@ def rendering(raw: bytes) -> dict[str, object]:
         names.append("smime.p7s")
     return {
         "subject": str(message["subject"] or ""),
+        "from": email.utils.parseaddr(str(message["from"] or ""))[1],
+        "to": email.utils.parseaddr(str(message["to"] or ""))[1],
         "body": body,
         "attachments": [n for n in names if n],
     }

@@ -104,16 +104,37 @@
         </div></div></div></div></div>`;
   }
 
+  // An inline reply (Gmail's reply box under the message): the same div.M9 compose, not in a
+  // dialog, the sender as recipient and the subject in a hidden subjectbox ("Re: ...").
+  function addInlineReply(view, message) {
+    const holder = document.createElement('div');
+    holder.innerHTML = composeHtml([message.from ?? 'alice@example.test']);
+    const compose = holder.querySelector('div.M9');
+    compose.querySelector('input[name=subjectbox]').value = `Re: ${message.subject}`;
+    compose.querySelector('input[name=subjectbox]').style.display = 'none';
+    // The reply goes out from the account the message came to.
+    if (message.to) compose.querySelector('input[name=from]').value = message.to;
+    const reply = document.createElement('div');
+    reply.className = 'ip adB';
+    reply.append(compose);
+    view.querySelector('[role=listitem]').append(reply);
+  }
+
   function render() {
     const hash = location.hash || '#inbox';
     const view = document.getElementById('view');
     const moles = document.getElementById('moles');
     const thread = /^#inbox\/(msg-f:\d+)/.exec(hash);
+    const replying = /[?&]reply\b/.test(hash);
     const shown = thread ? shownMessage(thread[1]) : null;
     // Like Gmail, views appear a moment after load (the adapter must wait for them).
     setTimeout(async () => {
       view.innerHTML = thread ? threadHtml(thread[1]) : '<div class="ae4"><div role="list">Inbox</div></div>';
-      if (thread) fillThread(view, await shown);
+      if (thread) {
+        const message = await shown;
+        fillThread(view, message);
+        if (replying) addInlineReply(view, message);
+      }
       const compose = /compose=new(?:&to=([^&]*))?/.exec(hash);
       moles.innerHTML = compose ? composeHtml(compose[1] ? decodeURIComponent(compose[1]).split(',') : []) : '';
     }, 150);
@@ -131,7 +152,7 @@
     }
     if (target?.closest('[aria-label^="Discard draft"]')) {
       events.push('discarded');
-      document.querySelector('.AD')?.remove();
+      (target.closest('.ip') ?? document.querySelector('.AD'))?.remove();
     }
   });
   // Gmail's shortcut: Ctrl-Enter in a compose window sends it.
