@@ -56,6 +56,7 @@ export function senderMayAsk(sender, op, extensionId, extensionBaseUrl) {
 export function installRouter(runtime, nativePort) {
   runtime.onMessage.addListener((message, sender, sendResponse) => {
     if (message?.type === 'autosmime.accountHint') return false; // account_hint.js answers it
+    if (message?.type === 'autosmime.frame-command') return false; // for a secure frame, not the host
     const problem = validateRequest(message);
     if (problem) {
       sendResponse({ ok: false, error: { code: 'bad_request', message: problem } });

@@ -89,7 +89,13 @@
     const post = (type, payload = {}) => {
       iframe.contentWindow?.postMessage({ autosmime: 'frame-command', channel, type, ...payload }, EXTENSION_ORIGIN);
     };
-    return { iframe, post };
+    // Commands that act (send, encrypt) go through the extension's runtime messaging, which the
+    // page cannot use: a command the page forges by postMessage arrives marked untrusted.
+    const command = (type, payload = {}) => {
+      runtime.sendMessage({ type: 'autosmime.frame-command', channel, command: { type, ...payload } })
+        .catch(() => {});
+    };
+    return { iframe, post, command };
   }
 
   // ---- compose ---------------------------------------------------------------------------------
@@ -147,7 +153,7 @@
       if (state.encrypt) return; // once encrypted, the message stays encrypted
       state.encrypt = true;
       state.sign = true;
-      if (state.editor) state.editor.post('encrypt');
+      if (state.editor) state.editor.command('encrypt');
       else openEditor(compose, state, 'encrypt');
       showToggles();
       refreshRecipients(compose, state);
@@ -239,7 +245,7 @@
     }
     state.sending = true;
     state.say(state.encrypt ? 'Sending encrypted…' : 'Sending signed…');
-    state.editor.post('send', {
+    state.editor.command('send', {
       envelope: { from, ...recipients, subject: adapter.readSubject(compose), sign: state.sign },
     });
   }

@@ -1,6 +1,7 @@
 // The secure editor: the body of an encrypted or signed message lives only here (an extension page in an
-// iframe over the webmail's compose body). On the content script's "send" it calls compose.send
-// itself; the webmail page and the content script never see the body.
+// iframe over the webmail's compose body). On the content script's "send" (runtime messaging,
+// which the page cannot forge; see frame_channel.js) it calls compose.send itself; the webmail
+// page and the content script never see the body.
 import { ask, connectFrame } from './frame_channel.js';
 
 const body = document.getElementById('body');
@@ -94,11 +95,11 @@ async function send(envelope, post) {
 }
 
 const post = connectFrame((command, reply) => {
-  if (command.type === 'send' && command.envelope && typeof command.envelope === 'object') {
+  if (command.type === 'send' && command.trusted && command.envelope && typeof command.envelope === 'object') {
     send(command.envelope, reply);
   } else if (command.type === 'init' && typeof command.text === 'string' && !body.textContent) {
     body.textContent = command.text;
-  } else if (command.type === 'encrypt') {
+  } else if (command.type === 'encrypt' && command.trusted) {
     encrypt = true;
     showMode();
   } else if (command.type === 'focus') {

@@ -45,14 +45,34 @@ export function isCommand(event, parentWindow, params) {
     && typeof event.data.type === 'string';
 }
 
+export const TRUSTED_COMMAND = 'autosmime.frame-command';
+
+/** Whether a runtime message is a command for this frame from this extension's content script. */
+export function isTrustedCommand(message, sender, params, extensionId) {
+  return message?.type === TRUSTED_COMMAND
+    && message.channel === params.channel
+    && sender?.id === extensionId
+    && Boolean(sender.tab)
+    && typeof message.command?.type === 'string';
+}
+
 export function connectFrame(onCommand) {
   const params = parseFrameParams(location.hash, location.ancestorOrigins?.[0] ?? null);
   if (!params || window.parent === window) return null;
   const post = (type, payload = {}) => {
     window.parent.postMessage({ autosmime: 'frame-event', channel: params.channel, type, ...payload }, params.origin);
   };
+  // Commands by postMessage may come from the page itself (it can read this frame's channel):
+  // they arrive marked untrusted. The content script sends the ones that act (send, encrypt)
+  // through the extension's runtime messaging too, which the page cannot reach.
   window.addEventListener('message', (event) => {
-    if (isCommand(event, window.parent, params)) onCommand(event.data, post);
+    if (isCommand(event, window.parent, params)) onCommand({ ...event.data, trusted: false }, post);
+  });
+  runtime?.onMessage?.addListener((message, sender) => {
+    if (isTrustedCommand(message, sender, params, runtime.id)) {
+      onCommand({ ...message.command, trusted: true }, post);
+    }
+    return false;
   });
   // The body's own height: the root's scrollHeight never drops below the iframe's viewport, so a
   // frame could grow but never shrink to a one-line status strip.
