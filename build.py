@@ -41,7 +41,11 @@ FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 FIREFOX_MIN_VERSION = "128.0"
 
 
-ROUNDCUBE_SCRIPTS = ["content/adapters/roundcube.js", "content/webmail.js"]
+ROUNDCUBE_SCRIPTS = [
+    "content/adapters/addresses.js",
+    "content/adapters/roundcube.js",
+    "content/webmail.js",
+]
 SECURE_FRAMES = ["ui/editor.html", "ui/viewer.html"]
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 

@@ -96,10 +96,18 @@ def test_roundcube_address_is_built_in(tmp_path: Path) -> None:
     ):
         gmail, roundcube = manifest["content_scripts"]
         assert gmail["matches"] == ["https://mail.google.com/*"]
-        assert gmail["js"] == ["content/adapters/gmail.js", "content/webmail.js"]
+        assert gmail["js"] == [
+            "content/adapters/addresses.js",
+            "content/adapters/gmail.js",
+            "content/webmail.js",
+        ]
         assert roundcube == {
             "matches": ["https://mail.example.org/roundcube/*"],
-            "js": ["content/adapters/roundcube.js", "content/webmail.js"],
+            "js": [
+                "content/adapters/addresses.js",
+                "content/adapters/roundcube.js",
+                "content/webmail.js",
+            ],
             "run_at": "document_idle",
             "all_frames": True,
         }

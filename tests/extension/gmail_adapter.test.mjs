@@ -11,7 +11,9 @@ import { describeSecurity, contentDocument } from '../../extension/ui/viewer_sta
 function loadAdapter() {
   const context = vm.createContext({ TextDecoder, TextEncoder, URLSearchParams });
   context.globalThis = context;
-  vm.runInContext(readFileSync(new URL('../../extension/content/adapters/gmail.js', import.meta.url), 'utf-8'), context);
+  for (const file of ['addresses.js', 'gmail.js']) {
+    vm.runInContext(readFileSync(new URL(`../../extension/content/adapters/${file}`, import.meta.url), 'utf-8'), context);
+  }
   return context.autosmimeAdapters.gmail;
 }
 

@@ -9,7 +9,9 @@ import vm from 'node:vm';
 function loadAdapter() {
   const context = vm.createContext({ TextDecoder, TextEncoder, URLSearchParams, URL });
   context.globalThis = context;
-  vm.runInContext(readFileSync(new URL('../../extension/content/adapters/roundcube.js', import.meta.url), 'utf-8'), context);
+  for (const file of ['addresses.js', 'roundcube.js']) {
+    vm.runInContext(readFileSync(new URL(`../../extension/content/adapters/${file}`, import.meta.url), 'utf-8'), context);
+  }
   return context.autosmimeAdapters.roundcube;
 }
 

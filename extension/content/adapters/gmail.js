@@ -31,21 +31,7 @@
   const SMIME_ENCRYPTED = /(^|\.)p7m$/i; // smime.p7m: enveloped (or opaque-signed) data
   const SMIME_SIGNATURE = /(^|\.)p7s$/i; // smime.p7s: multipart/signed, detached signature
 
-  const EMAIL = /^[^\s@<>]+@[^\s@<>]+$/;
-
-  /** Addresses from chip attribute values, lower-cased, deduplicated, order kept. */
-  function uniqueAddresses(values) {
-    const seen = new Set();
-    const out = [];
-    for (const raw of values) {
-      const value = String(raw ?? '').trim().toLowerCase();
-      if (EMAIL.test(value) && !seen.has(value)) {
-        seen.add(value);
-        out.push(value);
-      }
-    }
-    return out;
-  }
+  const { EMAIL, uniqueAddresses } = globalThis.autosmimeAddresses;
 
   /** "#msg-f:1665118316230599953" -> "msg-f:1665118316230599953"; null when not that shape. */
   function permMessageId(dataMessageId) {

@@ -48,23 +48,9 @@
     username: '.header-title.username',
   });
 
-  const EMAIL = /^[^\s@<>]+@[^\s@<>]+$/;
+  const { EMAIL, uniqueAddresses } = globalThis.autosmimeAddresses;
   const ENCRYPTED_TYPES = new Set(['pkcs7-mime', 'x-pkcs7-mime']);
   const SIGNATURE_TYPES = new Set(['pkcs7-signature', 'x-pkcs7-signature']);
-
-  /** Addresses, lower-cased, deduplicated, order kept. */
-  function uniqueAddresses(values) {
-    const seen = new Set();
-    const out = [];
-    for (const raw of values) {
-      const value = String(raw ?? '').trim().toLowerCase();
-      if (EMAIL.test(value) && !seen.has(value)) {
-        seen.add(value);
-        out.push(value);
-      }
-    }
-    return out;
-  }
 
   /**
    * The addresses in a recipient field's text ("Bob <bob@x>, \"Doe, J\" <j@x>, c@x, ").
