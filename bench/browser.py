@@ -211,7 +211,9 @@ def open_once(page: Any, gmail: Any, kind: str, log: Path, log_at: int) -> tuple
     if kind == "encrypted":
         if seen.get("error") or seen.get("state") != "valid":
             raise RuntimeError(f"the viewer did not open the message as valid: {seen}")
-        viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        from harness.gmail_story import SECURE_VIEWER
+
+        viewer = page.frame_locator(SECURE_VIEWER)
         stamp = viewer.locator("#content[data-rendered-at]").get_attribute(
             "data-rendered-at", timeout=30_000
         )

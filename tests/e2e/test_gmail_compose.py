@@ -18,6 +18,7 @@ from harness.gmail_story import (
     THREAD_ID,
     fixture_records,
     open_browser,
+    open_compose,
     open_in_viewer,
     page_text_everywhere,
     wait_for_inbox,
@@ -42,8 +43,7 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
     alice_browser = open_browser(playwright, people["alice"], gmail)
     try:
         page = alice_browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
-        controls = page.locator("autosmime-compose-controls")
+        controls, editor = open_compose(page, gmail, "bob@example.test")
         encrypt = controls.locator("button[data-toggle=encrypt]")
         expect(encrypt).to_have_attribute("aria-pressed", "false")
         page.fill("input[name=subjectbox]", SUBJECT)
@@ -52,7 +52,6 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
         badge = controls.locator('.badge[data-address="bob@example.test"]')
         expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
 
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(SECRET)
         attachment = tmp_path / "figures.csv"
@@ -113,16 +112,14 @@ def test_missing_certificate_stops_the_send_and_names_the_recipient(
     browser = open_browser(playwright, people["alice"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=carol@example.test"))
+        controls, editor = open_compose(page, gmail, "carol@example.test")
         body = page.locator("div.Am.Al[role=textbox]")
         body.click()
         body.press_sequentially("typed before Encrypt")
         page.fill("input[name=subjectbox]", "For carol")
-        controls = page.locator("autosmime-compose-controls")
         controls.locator("button[data-toggle=encrypt]").click()
         expect(body).to_be_hidden()
         assert page.evaluate("() => document.querySelector('div.Am.Al').innerHTML") == ""
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
         expect(editor.locator("#body")).to_have_text("typed before Encrypt")
         badge = controls.locator('.badge[data-address="carol@example.test"]')
         expect(badge).to_have_attribute("data-cert", "none", timeout=20_000)
@@ -154,8 +151,7 @@ def test_sign_alone_sends_signed_mail_through_the_host(
     browser = open_browser(playwright, people["alice"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
-        controls = page.locator("autosmime-compose-controls")
+        controls, editor = open_compose(page, gmail, "bob@example.test")
         sign = controls.locator("button[data-toggle=sign]")
         expect(sign).to_have_attribute("aria-pressed", "false")
         page.fill("input[name=subjectbox]", subject)
@@ -163,7 +159,6 @@ def test_sign_alone_sends_signed_mail_through_the_host(
         expect(sign).to_have_attribute("aria-pressed", "true")
         encrypt = controls.locator("button[data-toggle=encrypt]")
         expect(encrypt).to_have_attribute("aria-pressed", "false")
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "sign")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(text)
@@ -194,10 +189,9 @@ def test_the_page_cannot_send_or_downgrade_through_the_secure_editor(
     browser = open_browser(playwright, people["alice"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        controls, editor = open_compose(page, gmail, "bob@example.test")
         page.fill("input[name=subjectbox]", subject)
-        page.locator("autosmime-compose-controls button[data-toggle=encrypt]").click()
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        controls.locator("button[data-toggle=encrypt]").click()
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(SECRET)
@@ -241,10 +235,8 @@ def test_a_file_attached_with_gmails_paperclip_stops_the_secure_send(
     browser = open_browser(playwright, people["alice"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
-        controls = page.locator("autosmime-compose-controls")
+        controls, editor = open_compose(page, gmail, "bob@example.test")
         controls.locator("button[data-toggle=encrypt]").click()
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially("see the plan")
         # What Gmail shows once its paperclip has uploaded a file (GMAIL_DOM.md: div.dL > div.vI).

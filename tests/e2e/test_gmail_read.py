@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from harness.extension_ui import screenshot
-from harness.gmail_story import THREAD_ID, open_browser, page_text_everywhere, wait_for_inbox
+from harness.gmail_story import (
+    SECURE_EDITOR,
+    SECURE_VIEWER,
+    THREAD_ID,
+    open_browser,
+    page_text_everywhere,
+    wait_for_inbox,
+)
 from harness.people import b64
 from playwright.sync_api import expect
 
@@ -88,7 +95,7 @@ def test_a_tampered_message_says_it_is_not_valid(
         page = browser.new_page()
         gmail.put_raw("msg-f:1665118316230599953", tampered)
         page.goto(gmail.url("/mail/u/0/#inbox/msg-f:1665118316230599953"))
-        viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        viewer = page.frame_locator(SECURE_VIEWER)
         status = viewer.locator("#status")
         expect(status).to_have_attribute("data-state", re.compile("invalid|error"), timeout=30_000)
         expect(status).not_to_contain_text("valid.")
@@ -179,14 +186,14 @@ def test_bob_replies_encrypted_from_gmails_inline_reply(
         page = browser.new_page()
         gmail.put_raw(THREAD_ID, prepared)
         page.goto(gmail.url(f"/mail/u/0/#inbox/{THREAD_ID}?reply"))
-        viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        viewer = page.frame_locator(SECURE_VIEWER)
         expect(viewer.locator("#status")).to_have_attribute("data-state", "valid", timeout=30_000)
         reply = page.locator(".ip.adB")
         controls = reply.locator("autosmime-compose-controls")
         controls.locator("button[data-toggle=encrypt]").click()
         badge = controls.locator('.badge[data-address="alice@example.test"]')
         expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
-        editor = reply.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor = reply.frame_locator(SECURE_EDITOR)
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(reply_text)
         # Gmail's shortcut from inside the secure editor (the first story clicks Send).

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from harness.browser import launch_options
 from harness.extension_ui import screenshot
-from harness.gmail_story import wait_for_inbox
+from harness.gmail_story import SECURE_EDITOR, SECURE_VIEWER, wait_for_inbox
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
 from playwright.sync_api import Error as PlaywrightError
@@ -169,7 +169,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         badge = controls.locator('.badge[data-address="bob@example.test"]')
         expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
 
-        editor = page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        editor = page.frame_locator(SECURE_EDITOR)
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(SECRET)
         attachment = tmp_path / "figures.csv"
@@ -222,7 +222,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         log_in(page, roundcube, mail_stack, "bob@example.test")
         open_message(page, SUBJECT)
         preview = page.frame_locator("iframe#messagecontframe")
-        viewer = preview.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+        viewer = preview.frame_locator(SECURE_VIEWER)
         status = viewer.locator("#status")
         expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
         expect(status).to_contain_text("Signed by alice@example.test: valid")

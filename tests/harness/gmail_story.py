@@ -10,6 +10,9 @@ from playwright.sync_api import expect
 from harness.browser import launch_options
 
 THREAD_ID = "msg-f:1665118316230599953"
+#: The secure frames as the tests find them in a webmail page.
+SECURE_EDITOR = "autosmime-secure-editor iframe.autosmime-editor"
+SECURE_VIEWER = "autosmime-secure-viewer iframe.autosmime-viewer"
 
 
 def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> bytes:
@@ -55,7 +58,7 @@ def open_in_viewer(page: Any, gmail: Any, raw: bytes) -> Any:
     """Serves raw as the message behind THREAD_ID, opens the thread, returns the viewer frame."""
     gmail.put_raw(THREAD_ID, raw)
     page.goto(gmail.url(f"/mail/u/0/#inbox/{THREAD_ID}"))
-    viewer = page.frame_locator("autosmime-secure-viewer iframe.autosmime-viewer")
+    viewer = page.frame_locator(SECURE_VIEWER)
     expect(viewer.locator("#status")).to_have_attribute("data-state", "valid", timeout=30_000)
     return viewer
 
@@ -64,3 +67,10 @@ def open_browser(playwright: Any, person: Any, gmail: Any) -> Any:
     """A Chromium persistent context for one person, mail.google.com mapped to the fixture."""
     args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]
     return playwright.chromium.launch_persistent_context(**launch_options(person.browser, args))
+
+
+def open_compose(page: Any, gmail: Any, to: str) -> tuple[Any, Any]:
+    """A new Gmail compose window to `to`: our controls in it and the secure editor's frame
+    (which exists once Sign or Encrypt is pressed)."""
+    page.goto(gmail.url(f"/mail/u/0/#inbox?compose=new&to={to}"))
+    return page.locator("autosmime-compose-controls"), page.frame_locator(SECURE_EDITOR)
