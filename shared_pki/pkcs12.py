@@ -131,9 +131,17 @@ def _bmp(password: bytes) -> bytes:
 
 
 def pkcs12_kdf(
-    password: bytes, salt: bytes, purpose: int, iterations: int, length: int, digest: str
+    password: bytes,
+    salt: bytes,
+    purpose: int,
+    iterations: int,
+    length: int,
+    digest: str,
+    *,
+    states: list[bytes] | None = None,
 ) -> bytes:
-    """RFC 7292 appendix B.2 (purpose 1 key, 2 IV, 3 MAC key); password as UTF-8 octets."""
+    """RFC 7292 appendix B.2 (purpose 1 key, 2 IV, 3 MAC key); password as UTF-8 octets.
+    states, when given, receives I after each update (what the next round hashes)."""
     hash_new, _, v = _HASHES[digest]
     u = hash_new().digest_size
     d = bytes([purpose]) * v
@@ -157,7 +165,19 @@ def pkcs12_kdf(
         for start in range(0, len(i), v):
             block = (int.from_bytes(i[start : start + v], "big") + b) % (1 << (8 * v))
             i[start : start + v] = block.to_bytes(v, "big")
+        if states is not None:
+            states.append(bytes(i))
     return out[:length]
+
+
+def gnupg_derives_the_same_key(password: bytes, salt: bytes, iterations: int) -> bool:
+    """Whether GnuPG 2.2's gpgsm derives the same 3DES key from this salt. Its PKCS#12 KDF
+    writes each updated 64-octet block of I without its leading zero octets (sm/minip12.c,
+    gcry_mpi_print), so a block that starts with 0x00 gives it another key: about 1 salt in
+    128, and the import fails ("decryption failed")."""
+    states: list[bytes] = []
+    pkcs12_kdf(password, salt, 1, iterations, 24, "sha1", states=states)
+    return all(state[start] != 0 for state in states for start in range(0, len(state), 64))
 
 
 def _check_iterations(iterations: int, *, writing: bool) -> None:
@@ -199,11 +219,15 @@ def _pbes2_algorithm(iterations: int) -> algos.EncryptionAlgorithm:
     )
 
 
-def _legacy_algorithm(iterations: int) -> algos.EncryptionAlgorithm:
+def _legacy_algorithm(iterations: int, password: bytes) -> algos.EncryptionAlgorithm:
+    """3DES with a salt gpgsm derives the right key from (the legacy flavour is for it)."""
+    salt = os.urandom(8)
+    while not gnupg_derives_the_same_key(password, salt, iterations):
+        salt = os.urandom(8)
     return algos.EncryptionAlgorithm(
         {
             "algorithm": "pkcs12_sha1_tripledes_3key",
-            "parameters": {"salt": os.urandom(8), "iterations": iterations},
+            "parameters": {"salt": salt, "iterations": iterations},
         }
     )
 
@@ -335,7 +359,7 @@ def build_pfx(
     def new_algorithm() -> algos.EncryptionAlgorithm:
         if flavour == "modern":
             return _pbes2_algorithm(iterations)
-        return _legacy_algorithm(iterations)
+        return _legacy_algorithm(iterations, secret)
 
     key_bags, cert_bags, seen_certs = [], [], set()
 

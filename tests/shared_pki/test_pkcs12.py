@@ -3,6 +3,7 @@ OpenSSL 3 and cryptography in both directions, and the typed refusals."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -257,3 +258,52 @@ def test_kdf_against_openssl(tmp_path: Path) -> None:
             "pässword".encode(), bytes.fromhex("0102030405060708"), 3, 5, 40, digest
         )
         assert ours == expected
+
+
+def _gnupg_key(password: bytes, salt: bytes, iterations: int) -> bytes:
+    """gpgsm 2.2's 3DES key (sm/minip12.c string_to_key): an updated block of I is printed
+    without its leading zero octets, left-aligned, over the old bytes."""
+    pw = password + b"\x00"
+    i = bytearray(bytes(salt[n % len(salt)] for n in range(64)))
+    i += bytes(x for n in range(32) for x in (0, pw[n % len(pw)]))
+    out = b""
+    while True:
+        a = hashlib.sha1(b"\x01" * 64 + bytes(i)).digest()
+        for _ in range(iterations - 1):
+            a = hashlib.sha1(a).digest()
+        out += a
+        if len(out) >= 24:
+            return out[:24]
+        b = int.from_bytes((a * 4)[:64], "big") + 1
+        for start in (0, 64):
+            value = (int.from_bytes(i[start : start + 64], "big") + b) % (1 << 512)
+            printed = value.to_bytes(64, "big").lstrip(b"\x00")
+            i[start : start + len(printed)] = printed
+
+
+def test_gnupg_check_matches_what_gpgsm_derives() -> None:
+    good = bad = None
+    for n in range(2000):
+        salt = n.to_bytes(8, "big")
+        same = pkcs12.pkcs12_kdf(b"pw", salt, 1, 3, 24, "sha1") == _gnupg_key(b"pw", salt, 3)
+        assert pkcs12.gnupg_derives_the_same_key(b"pw", salt, 3) == same
+        if same:
+            good = good or salt
+        else:
+            bad = bad or salt
+        if good and bad:
+            break
+    assert good and bad, "no salt of 2000 shows the gpgsm difference"
+
+
+def test_legacy_exports_draw_salts_gpgsm_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = next(
+        s
+        for s in (n.to_bytes(8, "big") for n in range(4000))
+        if not pkcs12.gnupg_derives_the_same_key(b"pw", s, 7)
+    )
+    drawn = iter([bad, b"\x11" * 8])
+    monkeypatch.setattr(pkcs12.os, "urandom", lambda size: next(drawn))
+    algorithm = pkcs12._legacy_algorithm(7, b"pw")
+    assert algorithm["parameters"]["salt"].native == b"\x11" * 8
+    assert pkcs12.gnupg_derives_the_same_key(b"pw", b"\x11" * 8, 7)
