@@ -41,6 +41,8 @@ __all__ = [
     "build_entity",
     "canonicalize",
     "digest_for_micalg",
+    "header_block",
+    "header_fields",
     "micalg_for",
     "prepare_for_signing",
     "register_content_type_alias",
@@ -424,6 +426,30 @@ def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
 
 
 HeaderInput = bytes | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def header_fields(block: bytes) -> list[tuple[str, str]]:
+    """(name as written, value) of every field in a header block, in order: the value unfolded
+    (line breaks of folding removed) and otherwise as on the wire, RFC 2047 words included.
+    Raises MalformedInput when a line is not a field."""
+    _require_bytes(block, "block")
+    with _malformed_guard("header block"):
+        fields = []
+        for field in _parse_fields(block):
+            name, _, value = field.raw.partition(b":")
+            text = _EOL.sub(b"", value).decode("utf-8", "surrogateescape")
+            fields.append((name.decode("ascii").strip(), text.strip(" \t")))
+        return fields
+
+
+def header_block(headers: HeaderInput) -> bytes:
+    """Header field lines (CRLF) for name/value pairs, written as with_outer_headers writes them
+    (ASCII kept as given, non-ASCII RFC 2047 encoded); a bytes block is checked and kept."""
+    with _malformed_guard("headers"):
+        if isinstance(headers, bytes):
+            return b"".join(f.raw for f in _parse_fields(headers))
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        return b"".join(_header_line(name, value) for name, value in items)
 
 
 def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
