@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from shared_pki import mime
+from shared_pki import header_protection, mime
 from shared_pki.cms import choice, digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
@@ -41,19 +41,52 @@ def sign_message(
     suite: str | _suite.Suite | None = None,
     sm2_id: bytes | None = None,
     convention: str = "pkcs7",
+    protect_headers: bool = False,
 ) -> bytes:
     """Sign a whole message: multipart/signed (detached, readable without S/MIME) by default,
     or opaque application/pkcs7-mime signed-data. The outer headers stay as they were.
 
     suite None means the signer key's suite; the digest defaults to the suite's (SHA-256 or
     SM3) and the SMIMECapabilities advertised are the suite's. sm2_id and convention matter
-    for SM2 signers only (see cms.signed.sign)."""
+    for SM2 signers only (see cms.signed.sign). protect_headers: RFC 9788 hp="clear", the
+    message's header fields are copied inside the signature too (header_protection.protect)."""
+    outer, entity = mime.split_headers(message)
+    if protect_headers:
+        entity = header_protection.protect(outer, entity, encrypted=False).entity
+    body = sign_entity(
+        entity,
+        signer,
+        detached=detached,
+        digest=digest,
+        pss=pss,
+        signing_time=signing_time,
+        suite=suite,
+        sm2_id=sm2_id,
+        convention=convention,
+    )
+    return mime.with_outer_headers(body, outer)
+
+
+def sign_entity(
+    entity: bytes,
+    signer: Credential,
+    *,
+    detached: bool = True,
+    digest: str | None = None,
+    pss: bool = False,
+    signing_time: datetime.datetime | None = None,
+    suite: str | _suite.Suite | None = None,
+    sm2_id: bytes | None = None,
+    convention: str = "pkcs7",
+) -> bytes:
+    """sign_message for a MIME entity, whatever header fields it carries (a header-protected
+    payload carries them inside what is signed): the multipart/signed or application/pkcs7-mime
+    entity, no outer header fields."""
     own = _suite.suite_of_key(signer.key)
     chosen = own if suite is None else _suite.by_name(suite)
     if chosen != own:
         raise SigningError(f"A {own} key cannot sign a {chosen} message.")
     digest = digest or chosen.digest
-    outer, entity = mime.split_headers(message)
     entity = mime.prepare_for_signing(entity)  # canonical CRLF, 7-bit safe
     der = signed.sign(
         entity,
@@ -67,10 +100,8 @@ def sign_message(
         convention=convention,
     )
     if detached:
-        body = mime.wrap_multipart_signed(entity, der, digests.by_name(digest).micalg)
-    else:
-        body = mime.wrap_pkcs7_mime(der, "signed-data")
-    return mime.with_outer_headers(body, outer)
+        return mime.wrap_multipart_signed(entity, der, digests.by_name(digest).micalg)
+    return mime.wrap_pkcs7_mime(der, "signed-data")
 
 
 def encrypt_message(
@@ -82,14 +113,53 @@ def encrypt_message(
     use_ski: bool = False,
     suite: str | _suite.Suite | None = None,
     convention: str = "pkcs7",
+    protect_headers: bool = False,
+    policy: header_protection.Policy = header_protection.hcp_baseline,
 ) -> bytes:
     """Encrypt a whole message to the recipients and the sender (so the Sent copy stays
     readable). Without a cipher, the strongest of the suite that every recipient advertises is
     chosen, and what every client reads when someone advertises nothing.
 
     Every certificate must belong to the suite (EncryptionError otherwise); suite None infers
-    it from the certificates. convention "gmt" writes GM/T 0010 content types (GmSSL)."""
+    it from the certificates. convention "gmt" writes GM/T 0010 content types (GmSSL).
+    protect_headers: RFC 9788 hp="cipher" for an unsigned message: the header fields go inside,
+    the outside is what `policy` leaves (Subject "[...]"). A signed message must be protected
+    before it is signed (header_protection.protect, sign_entity, encrypt_entity)."""
     outer, entity = mime.split_headers(message)
+    headers: mime.HeaderInput = outer
+    if protect_headers:
+        if mime.unwrap(entity).kind != "plain":
+            raise MalformedInput(
+                "Header protection goes on the innermost entity: protect it before signing "
+                "(header_protection.protect, then sign_entity and encrypt_entity)."
+            )
+        protected = header_protection.protect(outer, entity, encrypted=True, policy=policy)
+        entity, headers = protected.entity, protected.outer_headers
+    body = encrypt_entity(
+        entity,
+        recipients,
+        sender=sender,
+        cipher=cipher,
+        use_ski=use_ski,
+        suite=suite,
+        convention=convention,
+    )
+    return mime.with_outer_headers(body, headers)
+
+
+def encrypt_entity(
+    entity: bytes,
+    recipients: Sequence[Certificate | tuple[Certificate, tuple[Capability, ...] | None]],
+    *,
+    sender: Certificate | None,
+    cipher: str | None = None,
+    use_ski: bool = False,
+    suite: str | _suite.Suite | None = None,
+    convention: str = "pkcs7",
+) -> bytes:
+    """encrypt_message for a MIME entity, whatever header fields it carries (a header-protected
+    payload carries them inside what is encrypted): the application/pkcs7-mime entity, no outer
+    header fields."""
     # Transfer-encode 8-bit and binary parts first: canonicalizing raw binary would turn LF
     # into CRLF inside attachments.
     entity = mime.prepare_for_signing(entity)
@@ -118,7 +188,7 @@ def encrypt_message(
         )
     kind = enveloped.inspect(der)
     smime_type = "authEnveloped-data" if kind.cipher in GCM_CIPHERS else "enveloped-data"
-    return mime.with_outer_headers(mime.wrap_pkcs7_mime(der, smime_type), outer)
+    return mime.wrap_pkcs7_mime(der, smime_type)
 
 
 def ciphers_suite(cipher: str) -> str:
@@ -142,10 +212,12 @@ class OpenedLayer:
 @dataclass(frozen=True)
 class OpenedMessage:
     """The innermost entity with the original outer headers, and every layer found on the way,
-    outermost first."""
+    outermost first. payload: that innermost entity as it came out of the last layer, its own
+    header fields included (RFC 9788's Cryptographic Payload: header_protection.read_opened)."""
 
     message: bytes
     layers: tuple[OpenedLayer, ...] = field(default_factory=tuple)
+    payload: bytes = b""
 
     @property
     def encrypted(self) -> bool:
@@ -234,4 +306,6 @@ def open_message(
             layers.append(OpenedLayer("signed", "multipart", verification=result))
         else:
             _, entity = mime.split_headers(current)
-            return OpenedMessage(mime.with_outer_headers(entity, outer), tuple(layers))
+            return OpenedMessage(
+                mime.with_outer_headers(entity, outer), tuple(layers), payload=current
+            )
