@@ -357,7 +357,8 @@ class ReadHeaders:
     @property
     def message(self) -> bytes:
         """A whole message to render: the shown fields, then the entity."""
-        return mime.with_outer_headers(self.entity, [(f.name, f.value) for f in self.headers])
+        fields = [(f.name, f.value if f.value.isascii() else f.text) for f in self.headers]
+        return mime.with_outer_headers(self.entity, fields)
 
 
 def read(
@@ -566,6 +567,8 @@ def _normal(value: str) -> str:
 
 
 def _decode(value: str) -> str:
+    # Raw 8-bit bytes that are not UTF-8 arrive as surrogates (header_fields): shown as U+FFFD.
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except (ValueError, LookupError, email.errors.HeaderParseError):

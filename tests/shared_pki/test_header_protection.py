@@ -286,6 +286,15 @@ def test_a_malformed_hp_outer_record_is_ignored_in_words():
     assert any(d.field == "hp-outer" for d in read.discrepancies)
 
 
+def test_raw_8bit_fields_read_as_utf8_and_broken_bytes_as_replacement_characters():
+    payload = (
+        b'Subject: Gr\xc3\xbc\xc3\x9fe \xff\r\nContent-Type: text/plain; hp="clear"\r\n\r\nx\r\n'
+    )
+    read = hp.read("Subject: Grüße \ufffd\r\n".encode(), payload, encrypted=False)
+    assert read.get("Subject") == "Grüße \ufffd"
+    assert read.message.isascii()
+
+
 def test_a_payload_that_is_not_mime_is_refused():
     with pytest.raises(MalformedInput):
         hp.read(b"", b"\x00not a field\r\n\r\n", encrypted=True)
