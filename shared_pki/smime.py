@@ -22,8 +22,9 @@ from shared_pki import mime
 from shared_pki.cms import choice, digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
+from shared_pki.cms.ciphers import BAD_CONTENT
 from shared_pki.cms.verify import VerificationResult, verify
-from shared_pki.errors import EncryptionError, MalformedInput, SigningError
+from shared_pki.errors import DecryptionFailed, EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
@@ -178,6 +179,17 @@ def from_address(outer_headers: bytes) -> str | None:
     return addresses[0] if addresses else None
 
 
+def unwrap_decrypted(content: bytes) -> mime.SmimeLayer:
+    """mime.unwrap of what a decryption gave, where bytes that are not MIME are the one
+    DecryptionFailed of enveloped.decrypt: content decrypted under a wrong key (a PKCS#1 v1.5
+    implicit rejection key, say) passes a CBC padding check 1 time in 256 and is then garbage,
+    and its failing here must not tell that apart from the padding failing."""
+    try:
+        return mime.unwrap(content)
+    except MalformedInput:
+        raise DecryptionFailed(BAD_CONTENT) from None
+
+
 def open_message(
     message: bytes,
     *,
@@ -199,7 +211,8 @@ def open_message(
     while True:
         if len(layers) >= MAX_LAYERS:
             raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
-        layer = mime.unwrap(current)
+        decrypted = bool(layers) and layers[-1].kind == "encrypted"
+        layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             info = enveloped.inspect(layer.der)
