@@ -26,6 +26,7 @@ from shared_pki.cms.ciphers import BAD_CONTENT
 from shared_pki.cms.verify import VerificationResult, verify
 from shared_pki.errors import DecryptionFailed, EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
+from shared_pki.x509.sender import from_field_values
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
 GCM_CIPHERS = ("aes128_gcm", "aes192_gcm", "aes256_gcm")
@@ -163,19 +164,9 @@ class OpenedMessage:
 
 
 def from_address(outer_headers: bytes) -> str | None:
-    """The first address of the From field, or None."""
-    text = outer_headers.decode("utf-8", "replace").replace("\r\n", "\n")
-    values = []
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        if line.lower().startswith("from:"):
-            value = line[5:]
-            for continuation in lines[index + 1 :]:
-                if not continuation[:1].isspace():
-                    break
-                value += continuation
-            values.append(value)
-    addresses = [address for _, address in getaddresses(values) if "@" in address]
+    """The first address of the From field, or None. Whether a signature is from the sender is
+    decided by shared_pki.x509.sender.check_sender, which takes every From value."""
+    addresses = [a for _, a in getaddresses(list(from_field_values(outer_headers))) if "@" in a]
     return addresses[0] if addresses else None
 
 
