@@ -189,12 +189,14 @@ def open_message(
     intermediates: Sequence[Certificate] = (),
     at: datetime.datetime | None = None,
     sm2_ids: Sequence[bytes] | None = None,
+    crls: Sequence[bytes] | None = None,
 ) -> OpenedMessage:
     """Decrypt and verify every S/MIME layer of a message, outermost first. A layer that cannot
     be opened raises its typed error (NoMatchingKey, DecryptionFailed, MalformedInput...);
     signatures never raise for being invalid: their results say what holds. International
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
-    tried on SM2 signatures and certificate links (None: 1234567812345678 only)."""
+    tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
+    CRLs to check the signers' chains with (None: revocation is not looked at)."""
     outer, _ = mime.split_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
@@ -218,6 +220,7 @@ def open_message(
                 from_address=sender,
                 at=at,
                 sm2_ids=sm2_ids,
+                crls=crls,
             )
             if result.content is None:
                 raise MalformedInput("An opaque signed message carries no content.")
@@ -233,6 +236,7 @@ def open_message(
                 from_address=sender,
                 at=at,
                 sm2_ids=sm2_ids,
+                crls=crls,
             )
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))
