@@ -56,3 +56,10 @@ class EncryptionError(PkiError):
     """A message could not be encrypted (no recipients, unusable recipient certificate)."""
 
     code = "encryption_error"
+
+
+class BackendUnavailable(PkiError):
+    """A library the operation needs is missing or unusable here (for SM2 private keys: the
+    system's OpenSSL 3 libcrypto with SM2). The message says what to install."""
+
+    code = "backend_unavailable"

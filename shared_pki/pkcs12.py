@@ -26,11 +26,14 @@ What we write (`build_pfx`):
   chain certificates carry none. Callers may add attributes of their own to a key bag
   (`Pkcs12Entry.attributes`: dotted OID -> DER of one value); they are covered by the MAC.
 
-What we read (`parse_pfx`): the above and what OpenSSL/cryptography/Windows write: PBES2 with
-PBKDF2 (HMAC-SHA-1/224/256/384/512) and AES-128/192/256-CBC or 3DES-CBC, the PKCS#12 PBEs with
-3DES (RC2 and RC4 are refused: UnsupportedAlgorithm), plain keyBags, nested SafeContents, MacData
-with SHA-1/224/256/384/512. Files without a MAC are refused unless `require_mac=False`
-(integrity is otherwise unchecked); PBMAC1 and public-key integrity mode are refused.
+What we read (`parse_pfx`): the above and what OpenSSL/cryptography/Windows/NSS write: PBES2
+with PBKDF2 (HMAC-SHA-1/224/256/384/512) and AES-128/192/256-CBC or 3DES-CBC, the PKCS#12 PBEs
+with 3DES, RC2 or RC4 (40 and 128 bits each), plain keyBags, nested SafeContents, MacData
+with SHA-1/224/256/384/512, in DER or BER: NSS (Thunderbird, Firefox)
+writes indefinite lengths and constructed OCTET STRINGs, which asn1crypto reads, and the MAC is
+checked over the authSafe's content octets as they came. Files without a MAC are refused unless
+`require_mac=False` (integrity is otherwise unchecked); PBMAC1 and public-key integrity mode
+are refused.
 
 Errors (all shared_pki.errors types; nothing else escapes):
   * `WrongPassword` (a KeyLoadError): the MAC does not verify and nothing in the file decrypts
@@ -60,7 +63,8 @@ from asn1crypto import algos, cms, core
 from asn1crypto import keys as asn1_keys
 from asn1crypto import pkcs12 as asn1_p12
 from asn1crypto import x509 as asn1_x509
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from Cryptodome.Cipher import ARC2
+from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -273,7 +277,48 @@ def _pbe(algorithm: algos.EncryptionAlgorithm, password: bytes, data: bytes, *, 
             key = key[:16] + key[:8]
         iv = pkcs12_kdf(password, salt, 2, iterations, 8, "sha1")
         return _cbc(TripleDES(key), iv, data, encrypt=encrypt)
-    raise UnsupportedAlgorithm(f"PKCS#12 encryption {name} is not supported (only PBES2 and 3DES).")
+    if name in _RC2_BITS:
+        if encrypt:
+            raise UnsupportedAlgorithm("RC2 is read from old files, never written.")
+        salt = algorithm["parameters"]["salt"].native
+        iterations = algorithm["parameters"]["iterations"].native
+        _check_iterations(iterations, writing=False)
+        bits = _RC2_BITS[name]
+        key = pkcs12_kdf(password, salt, 1, iterations, bits // 8, "sha1")
+        iv = pkcs12_kdf(password, salt, 2, iterations, 8, "sha1")
+        padded = ARC2.new(key, ARC2.MODE_CBC, iv=iv, effective_keylen=bits).decrypt(
+            _whole_blocks(data, 8)
+        )
+        unpadder = padding.PKCS7(64).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()  # ValueError on bad padding
+    if name in _RC4_BITS:
+        if encrypt:
+            raise UnsupportedAlgorithm("RC4 is read from old files, never written.")
+        salt = algorithm["parameters"]["salt"].native
+        iterations = algorithm["parameters"]["iterations"].native
+        _check_iterations(iterations, writing=False)
+        key = pkcs12_kdf(password, salt, 1, iterations, _RC4_BITS[name] // 8, "sha1")
+        return Cipher(ARC4(key), None).decryptor().update(data)  # a stream: no padding
+    raise UnsupportedAlgorithm(
+        f"PKCS#12 encryption {name} is not supported (only PBES2, 3DES, RC2 and RC4)."
+    )
+
+
+# RC2 with the PKCS#12 KDF (RFC 7292 appendix C): what NSS (Thunderbird and Firefox backups
+# before NSS chose PBES2), Windows and OpenSSL before 3.0 encrypted certificates with, 40-bit
+# keys by default. `cryptography`'s RC2 takes 128-bit keys only, so pycryptodomex does it.
+_RC2_BITS = {"pkcs12_sha1_rc2_40": 40, "pkcs12_sha1_rc2_128": 128}
+
+
+# RC4 with the PKCS#12 KDF, which nothing writes by default any more; read so that no file
+# `cryptography`'s loader opened is refused now.
+_RC4_BITS = {"pkcs12_sha1_rc4_40": 40, "pkcs12_sha1_rc4_128": 128}
+
+
+def _whole_blocks(data: bytes, block: int) -> bytes:
+    if not data or len(data) % block:
+        raise ValueError("ciphertext is not a whole number of blocks")
+    return data
 
 
 # ---- keys -----------------------------------------------------------------------------------

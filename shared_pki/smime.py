@@ -22,9 +22,11 @@ from shared_pki import header_protection, mime
 from shared_pki.cms import choice, digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
+from shared_pki.cms.ciphers import BAD_CONTENT
 from shared_pki.cms.verify import VerificationResult, verify
-from shared_pki.errors import EncryptionError, MalformedInput, SigningError
+from shared_pki.errors import DecryptionFailed, EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
+from shared_pki.x509.sender import from_field_values
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
 GCM_CIPHERS = ("aes128_gcm", "aes192_gcm", "aes256_gcm")
@@ -234,20 +236,21 @@ class OpenedMessage:
 
 
 def from_address(outer_headers: bytes) -> str | None:
-    """The first address of the From field, or None."""
-    text = outer_headers.decode("utf-8", "replace").replace("\r\n", "\n")
-    values = []
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        if line.lower().startswith("from:"):
-            value = line[5:]
-            for continuation in lines[index + 1 :]:
-                if not continuation[:1].isspace():
-                    break
-                value += continuation
-            values.append(value)
-    addresses = [address for _, address in getaddresses(values) if "@" in address]
+    """The first address of the From field, or None. Whether a signature is from the sender is
+    decided by shared_pki.x509.sender.check_sender, which takes every From value."""
+    addresses = [a for _, a in getaddresses(list(from_field_values(outer_headers))) if "@" in a]
     return addresses[0] if addresses else None
+
+
+def unwrap_decrypted(content: bytes) -> mime.SmimeLayer:
+    """mime.unwrap of what a decryption gave, where bytes that are not MIME are the one
+    DecryptionFailed of enveloped.decrypt: content decrypted under a wrong key (a PKCS#1 v1.5
+    implicit rejection key, say) passes a CBC padding check 1 time in 256 and is then garbage,
+    and its failing here must not tell that apart from the padding failing."""
+    try:
+        return mime.unwrap(content)
+    except MalformedInput:
+        raise DecryptionFailed(BAD_CONTENT) from None
 
 
 def open_message(
@@ -258,12 +261,14 @@ def open_message(
     intermediates: Sequence[Certificate] = (),
     at: datetime.datetime | None = None,
     sm2_ids: Sequence[bytes] | None = None,
+    crls: Sequence[bytes] | None = None,
 ) -> OpenedMessage:
     """Decrypt and verify every S/MIME layer of a message, outermost first. A layer that cannot
     be opened raises its typed error (NoMatchingKey, DecryptionFailed, MalformedInput...);
     signatures never raise for being invalid: their results say what holds. International
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
-    tried on SM2 signatures and certificate links (None: 1234567812345678 only)."""
+    tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
+    CRLs to check the signers' chains with (None: revocation is not looked at)."""
     outer, _ = mime.split_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
@@ -271,7 +276,8 @@ def open_message(
     while True:
         if len(layers) >= MAX_LAYERS:
             raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
-        layer = mime.unwrap(current)
+        decrypted = bool(layers) and layers[-1].kind == "encrypted"
+        layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             info = enveloped.inspect(layer.der)
@@ -286,6 +292,7 @@ def open_message(
                 from_address=sender,
                 at=at,
                 sm2_ids=sm2_ids,
+                crls=crls,
             )
             if result.content is None:
                 raise MalformedInput("An opaque signed message carries no content.")
@@ -301,6 +308,7 @@ def open_message(
                 from_address=sender,
                 at=at,
                 sm2_ids=sm2_ids,
+                crls=crls,
             )
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from shared_pki import sm_oids
@@ -31,9 +30,9 @@ from shared_pki.ca.common import (
     signature_hash,
     utc,
 )
-from shared_pki.errors import MalformedInput, PkiError
+from shared_pki.errors import MalformedInput
 from shared_pki.keys import Certificate
-from shared_pki.x509 import sm2_certs
+from shared_pki.x509 import revocation
 
 REASONS = {
     0: "unspecified",
@@ -224,24 +223,7 @@ def verify_crl(
     der: bytes, issuer: Certificate, *, sm2_ids: Sequence[bytes] = (SM2_CA_SIGNER_ID,)
 ) -> bool:
     """True when the CRL's signature verifies with issuer's key and names issuer as its issuer.
-    SM2 CRLs are tried under each ID in sm2_ids."""
-    crl = _load(der)
-    if crl.issuer != issuer.subject:
-        return False
-    if sm2_certs.is_sm2_certificate(issuer):
-        tbs = crl["tbs_cert_list"]
-        if crl["signature_algorithm"]["algorithm"].dotted != sm_oids.SM2_WITH_SM3:
-            return False
-        if tbs["signature"].dump() != crl["signature_algorithm"].dump():
-            return False
-        key = sm2_certs.certificate_public_key(issuer)
-        return any(
-            key.verify(crl["signature"].native, tbs.dump(), signer_id=signer_id)
-            for signer_id in sm2_ids
-        )
-    try:
-        parsed = x509.load_der_x509_crl(der)
-        public_key = crypto_certificate(issuer).public_key()
-        return parsed.is_signature_valid(public_key)  # type: ignore[arg-type]
-    except (ValueError, TypeError, InvalidSignature, PkiError):
-        return False
+    SM2 CRLs are tried under each ID in sm2_ids. The check is the relying party's
+    (shared_pki.x509.revocation.signed_by), so the CA tests what verifiers will find."""
+    _load(der)  # MalformedInput for bytes that are no CRL
+    return revocation.signed_by(revocation.parse_crl(der), issuer, sm2_ids)

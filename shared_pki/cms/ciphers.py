@@ -3,7 +3,8 @@ AuthEnvelopedData (RFC 5083/5084). A registry, so that SM4-CBC (or anything else
 its own module with `register(...)` and enveloped.py never names an algorithm itself.
 
 Every failure to decrypt (bad padding, wrong length, GCM tag) raises the same DecryptionFailed
-message: the error must not tell an attacker which check failed (padding oracle).
+message, BAD_CONTENT, which is also what a key that did not decrypt gives (recipients.py):
+the error must not tell an attacker which check failed (padding oracles, Bleichenbacher).
 """
 
 from __future__ import annotations
@@ -168,10 +169,7 @@ def gcm_cipher(name: str, oid: str, key_size: int, preference: int) -> ContentCi
         try:
             decryptor.finalize()
         except InvalidTag:
-            raise DecryptionFailed(
-                "The message failed its integrity check (AES-GCM tag): it was altered, "
-                "or the key is wrong."
-            ) from None
+            raise DecryptionFailed(BAD_CONTENT) from None
         return plaintext
 
     return ContentCipher(name, oid, key_size, True, preference, seal, open_)

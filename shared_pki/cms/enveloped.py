@@ -5,6 +5,8 @@ Pure functions, bytes in, bytes out. Algorithms live in ciphers.py and recipient
 (registries); choosing them per message is choice.py's job. Every failure is a typed error:
 MalformedInput (bad bytes), UnsupportedAlgorithm, NoMatchingKey (none of our keys is a
 recipient), DecryptionFailed (a key matched but the content did not decrypt), EncryptionError.
+DecryptionFailed always carries the same words (ciphers.BAD_CONTENT), whether the key, its
+padding, or the content failed: RSA PKCS#1 v1.5 uses implicit rejection (recipients.py).
 """
 
 from __future__ import annotations
@@ -222,10 +224,14 @@ def decrypt(der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes
     for entry, key in candidates:
         try:
             transport = _recipients.for_decryption(entry.oid, key)
-            cek = transport.recover(entry.info, entry.encrypted_key, key)
+            cek = transport.recover(entry.info, entry.encrypted_key, key, content_cipher.key_size)
             return content_cipher.open(
                 cek, envelope.algorithm, envelope.ciphertext, envelope.mac, envelope.aad
             )
+        except DecryptionFailed:
+            # One failure for a key that did not decrypt and content that did not: the words
+            # must not say which check failed (and a transport registered elsewhere might).
+            failures.append(DecryptionFailed(ciphers.BAD_CONTENT))
         except PkiError as error:
             failures.append(error)
         except _PARSE_ERRORS as error:

@@ -4,6 +4,11 @@ and RSAES-OAEP (KeyTransRecipientInfo), ECDH P-256/P-384/P-521 with the RFC 5753
 
 To encrypt, a transport is chosen by name and must fit the recipient certificate's public key;
 to decrypt, by the key-encryption algorithm OID in the message and the private key's type.
+
+Decryption failures say one thing (ciphers.BAD_CONTENT), whatever failed: an RSA padding check,
+an OAEP check, an AES key unwrap, an SM2 C3. RSA PKCS#1 v1.5 never fails at all here: it uses
+implicit rejection (see `_pkcs1_recover`), so the content decryption fails instead, with the
+same words as for an altered message.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core, keys
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from shared_pki import oids
+from shared_pki.cms.ciphers import BAD_CONTENT
 from shared_pki.errors import (
     DecryptionFailed,
     EncryptionError,
@@ -27,12 +34,11 @@ from shared_pki.errors import (
 )
 from shared_pki.keys import Certificate, PrivateKey
 
-BAD_KEY = "The content-encryption key did not decrypt with this private key"
-
 # (cek, recipient certificate, how to name the recipient) -> RecipientInfo
 Build = Callable[[bytes, Certificate, "RecipientId"], cms.RecipientInfo]
-# (KeyTransRecipientInfo or KeyAgreeRecipientInfo, encrypted key, private key) -> cek
-Recover = Callable[[cms.Sequence, bytes, PrivateKey], bytes]
+# (KeyTransRecipientInfo or KeyAgreeRecipientInfo, encrypted key, private key, the content
+# cipher's key size) -> cek
+Recover = Callable[[cms.Sequence, bytes, PrivateKey, int], bytes]
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ def _rsa_decrypt(key: PrivateKey, encrypted: bytes, pad: padding.AsymmetricPaddi
     try:
         return key.decrypt(encrypted, pad)
     except ValueError:
-        raise DecryptionFailed(f"{BAD_KEY} (RSA).") from None
+        raise DecryptionFailed(BAD_CONTENT) from None
 
 
 def _pkcs1_build(cek: bytes, certificate: Certificate, rid: RecipientId) -> cms.RecipientInfo:
@@ -247,8 +253,43 @@ def _pkcs1_build(cek: bytes, certificate: Certificate, rid: RecipientId) -> cms.
     return _ktri(encrypted, rid, cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"}))
 
 
-def _pkcs1_recover(_info: cms.Sequence, encrypted: bytes, key: PrivateKey) -> bytes:
-    return _rsa_decrypt(key, encrypted, padding.PKCS1v15())
+_REJECTION_LABEL = b"autosmime CMS PKCS#1 v1.5 implicit rejection"
+
+
+def rejection_key(key: rsa.RSAPrivateKey, encrypted: bytes, size: int) -> bytes:
+    """The content key that stands in for a PKCS#1 v1.5 decryption that failed: pseudo-random,
+    and the same for the same private key and ciphertext, so asking again teaches nothing. As
+    in draft-irtf-cfrg-rsa-guidance (and OpenSSL 3.2): a key-derivation key HMAC-SHA256 keyed
+    with SHA-256 of the private exponent over the ciphertext, expanded to `size` bytes."""
+    exponent = key.private_numbers().d
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(exponent.to_bytes((exponent.bit_length() + 7) // 8, "big"))
+    mac = hmac.HMAC(digest.finalize(), hashes.SHA256())
+    mac.update(encrypted)
+    return HKDFExpand(hashes.SHA256(), size, _REJECTION_LABEL).derive(mac.finalize())
+
+
+def _pkcs1_recover(_info: cms.Sequence, encrypted: bytes, key: PrivateKey, size: int) -> bytes:
+    """The content key of a PKCS#1 v1.5 KeyTransRecipientInfo, with implicit rejection (RFC
+    3218 section 2.3, RFC 8017 section 7.2.2's note on Bleichenbacher, draft-irtf-cfrg-rsa-
+    guidance): whatever goes wrong (bad padding, a key of the wrong length, a ciphertext out
+    of range), decryption carries on with `rejection_key`, the content then fails to decrypt,
+    and the error is the one an altered message gets. No error says that the padding was bad.
+
+    What `cryptography` does, measured with its wheel (50.0, bundling OpenSSL 4.0): OpenSSL's
+    default provider applies its own implicit rejection, so a bad padding returns a synthetic
+    message (deterministic in key and ciphertext, of pseudo-random length) instead of raising;
+    only public checks raise ValueError (ciphertext length, value not below n). Built against
+    an OpenSSL before 3.2 (Debian 12's python3-cryptography links 3.0) a bad padding raises
+    ValueError instead. Neither gives a key of the content cipher's length every time, so
+    both cases end here: the rejection key is computed always, and taken unless a key of the
+    expected length came out."""
+    substitute = rejection_key(key, encrypted, size)
+    try:
+        recovered = key.decrypt(encrypted, padding.PKCS1v15())
+    except ValueError:
+        recovered = b""
+    return recovered if len(recovered) == size else substitute
 
 
 def oaep_parameters(hash_name: str = "sha256") -> algos.RSAESOAEPParams:
@@ -293,7 +334,7 @@ def _oaep_padding(parameters: core.Asn1Value) -> padding.OAEP:
     return padding.OAEP(padding.MGF1(_HASHES[mgf_hash]()), _HASHES[hash_name](), label or None)
 
 
-def _oaep_recover(info: cms.Sequence, encrypted: bytes, key: PrivateKey) -> bytes:
+def _oaep_recover(info: cms.Sequence, encrypted: bytes, key: PrivateKey, _size: int) -> bytes:
     pad = _oaep_padding(info["key_encryption_algorithm"]["parameters"])
     return _rsa_decrypt(key, encrypted, pad)
 
@@ -406,7 +447,7 @@ def _ecdh_builder(scheme: str) -> Build:
     return build
 
 
-def _ecdh_recover(info: cms.Sequence, encrypted: bytes, key: PrivateKey) -> bytes:
+def _ecdh_recover(info: cms.Sequence, encrypted: bytes, key: PrivateKey, _size: int) -> bytes:
     """Recover the CEK of a KeyAgreeRecipientInfo with an ephemeral originator key."""
     originator = info["originator"]
     if originator.name != "originator_key":
@@ -433,10 +474,8 @@ def _ecdh_recover(info: cms.Sequence, encrypted: bytes, key: PrivateKey) -> byte
     kek = _kek(secret, hash_name, wrap, ukm)
     try:
         return aes_key_unwrap(kek, encrypted)
-    except InvalidUnwrap:
-        raise DecryptionFailed(f"{BAD_KEY} (ECDH: AES key unwrap failed).") from None
-    except ValueError:
-        raise DecryptionFailed(f"{BAD_KEY} (ECDH: wrapped key has a bad length).") from None
+    except (InvalidUnwrap, ValueError):
+        raise DecryptionFailed(BAD_CONTENT) from None
 
 
 def _ecdh_capability(_parameters: bytes | None) -> bool:

@@ -133,8 +133,6 @@ SM4_CBC = dataclasses.replace(
 
 # ---- SM2 key transport --------------------------------------------------------------------
 
-BAD_SM2_KEY = f"{recipients.BAD_KEY} (SM2)."
-
 
 def _fits_certificate(certificate: Certificate) -> bool:
     try:
@@ -151,12 +149,13 @@ def _build(cek: bytes, certificate: Certificate, rid: recipients.RecipientId) ->
     return recipients._ktri(key.encrypt(cek), rid, algorithm)
 
 
-def _recover(_info: cms.Sequence, encrypted: bytes, key: PrivateKey) -> bytes:
+def _recover(_info: cms.Sequence, encrypted: bytes, key: PrivateKey, _size: int) -> bytes:
     try:
         return key.decrypt(encrypted)
     except PkiError:
-        # One message for a bad C3 and for bytes that are no SM2 ciphertext: no oracle.
-        raise DecryptionFailed(BAD_SM2_KEY) from None
+        # The one message of every decryption failure, for a bad C3 and for bytes that are no
+        # SM2 ciphertext alike: no oracle.
+        raise DecryptionFailed(ciphers.BAD_CONTENT) from None
 
 
 SM2_KEY_TRANSPORT = recipients.KeyTransport(

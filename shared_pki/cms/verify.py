@@ -130,13 +130,16 @@ def verify(
     at: datetime.datetime | None = None,
     trusted_time: datetime.datetime | Mapping[int, datetime.datetime] | None = None,
     sm2_ids: Sequence[bytes] | None = None,
+    crls: Sequence[bytes] | None = None,
 ) -> VerificationResult:
     """Verify every signer of a DER ContentInfo(SignedData).
 
     content: the canonical content of a detached signature (ignored if equal to the embedded
     one). trusted_time: a time vouched for by a verified timestamp, for all signers or per
     signer index. sm2_ids: the SM2 signer IDs to try, for the SignerInfos and for every SM2
-    certificate link of the chains (None: the standard 1234567812345678 only).
+    certificate link of the chains (None: the standard 1234567812345678 only). crls: DER CRLs
+    to check each signer's chain with (None: revocation not looked at); a signer revoked before
+    its trusted time, or revoked with no trusted time, is not valid (x509.revocation).
     """
     signed_data = load_signed_data(signed_der)
     encap = signed_data["encap_content_info"]
@@ -151,6 +154,7 @@ def verify(
     when = at or datetime.datetime.now(datetime.UTC)
     context = _Context(data, content_type, pool, list(trust_anchors), from_address, when)
     context.sm2_ids = None if sm2_ids is None else tuple(sm2_ids)
+    context.crls = None if crls is None else tuple(crls)
     results = []
     for index, info in enumerate(signed_data["signer_infos"]):
         trusted = trusted_time.get(index) if isinstance(trusted_time, Mapping) else trusted_time
@@ -173,6 +177,7 @@ class _Context:
     def __post_init__(self) -> None:
         self.digest_cache: dict[str, bytes] = {}
         self.sm2_ids: tuple[bytes, ...] | None = None
+        self.crls: tuple[bytes, ...] | None = None
 
     def digest(self, algorithm: digests.DigestAlgorithm) -> bytes:
         if algorithm.oid not in self.digest_cache:
@@ -261,6 +266,8 @@ def _verify_signer(
             at=ctx.at,
             address=ctx.address,
             sm2_ids=ctx.sm2_ids,
+            crls=ctx.crls,
+            trusted_time=trusted,
         )
         then = trusted or signing_time
         if then is not None:

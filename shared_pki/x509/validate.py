@@ -3,9 +3,12 @@
 What is checked: a path from the end entity through the certificates at hand to a configured
 trust anchor, each link's signature (through the signature-scheme registry, so SM2 plugs in),
 validity at a given time, basicConstraints/keyUsage/pathLen of every CA, unknown critical
-extensions (rejected), the end entity's keyUsage and extendedKeyUsage, and its address.
-Not checked here: revocation (CRL/OCSP), certificate policies, name constraints (a critical
-nameConstraints extension makes the path untrusted rather than silently ignored).
+extensions (rejected), the end entity's keyUsage and extendedKeyUsage, and its address, and,
+when the caller supplies CRLs, revocation of every certificate on the path below the anchor
+(shared_pki.x509.revocation; without CRLs the result says revocation was not checked, and a
+revoked certificate invalidates the path unless a trusted time shows it was used before).
+Not checked here: OCSP, certificate policies, name constraints (a critical nameConstraints
+extension makes the path untrusted rather than silently ignored).
 
 Address matching (RFC 8550 section 3, RFC 5280 section 4.2.1.6): the rfc822Names of the
 subjectAltName, or the subject's emailAddress only when there is no subjectAltName. The domain
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -25,6 +29,7 @@ from email.utils import parseaddr
 from shared_pki.cms import signatures
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate
+from shared_pki.x509 import revocation as _revocation
 
 MAX_DEPTH = 8
 # Extensions this module understands well enough to accept when marked critical. Policies are
@@ -46,7 +51,7 @@ class Problem:
 
 
 # Codes: untrusted (no path; `reason` says why), expired, not_yet_valid, key_usage,
-# extended_key_usage, address_mismatch, address_case_mismatch, no_address.
+# extended_key_usage, address_mismatch, address_case_mismatch, no_address, revoked.
 TIME_CODES = frozenset({"expired", "not_yet_valid"})
 
 
@@ -61,6 +66,9 @@ class PathResult:
     problems: tuple[Problem, ...]
     addresses: tuple[str, ...] = field(default=())
     address: str | None = None
+    # One per certificate of the path below the anchor, end entity first, when CRLs were
+    # supplied (None: the caller did not ask for revocation at all).
+    revocation: tuple[_revocation.RevocationCheck, ...] | None = None
 
     @property
     def valid(self) -> bool:
@@ -89,6 +97,22 @@ class PathResult:
         )
 
     @property
+    def revocation_checked(self) -> bool:
+        """Every certificate below the anchor was checked against a usable CRL."""
+        return bool(self.revocation) and all(check.checked for check in self.revocation or ())
+
+    @property
+    def revocation_summary(self) -> str:
+        """Revocation in words: "not checked" unless every certificate was."""
+        if self.revocation is None:
+            return "Revocation not checked (no CRLs were consulted)."
+        if not self.revocation:
+            if not self.path:
+                return "Revocation not checked: there is no path to a trust anchor."
+            return "Revocation not checked: the certificate is itself a trust anchor."
+        return " ".join(check.message for check in self.revocation)
+
+    @property
     def reason(self) -> str | None:
         """The first problem in words, or None."""
         return self.problems[0].message if self.problems else None
@@ -106,12 +130,19 @@ def validate(
     address: str | None = None,
     usage: str = "sign",
     sm2_ids: Sequence[bytes] | None = None,
+    crls: Sequence[bytes] | None = None,
+    trusted_time: datetime.datetime | None = None,
 ) -> PathResult:
     """Validate a signer's certificate (usage 'sign') or a recipient's ('encrypt') at `at`
     (default now), optionally against the address of the mail (From). sm2_ids: the signer IDs
     tried on every SM2-signed link (None: the standard one only). OpenSSL 3 signs with the
     empty ID by default and checks intermediates with it whatever it is told, so a chain made
-    by OpenSSL may need both."""
+    by OpenSSL may need both.
+
+    crls: DER CRLs to check revocation with (None: revocation is not looked at; a certificate
+    without a usable CRL among them is reported "not checked", which is no problem by itself).
+    CRLs are judged current at `at`; trusted_time is when a trusted timestamp proves the
+    certificate was used: revoked after it, the path still holds as of that time."""
     when = at or datetime.datetime.now(datetime.UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)  # naive times are taken as UTC
@@ -130,7 +161,14 @@ def validate(
     addresses = certificate_addresses(certificate)
     if address is not None:
         problems.extend(_address_problems(address, addresses))
-    return PathResult(certificate, when, path, tuple(problems), addresses, address)
+    checks = None
+    if crls is not None:
+        checks = tuple(
+            _revocation.check(child, issuer, crls, now=when, trusted_time=trusted_time)
+            for child, issuer in itertools.pairwise(path)
+        )
+        problems.extend(Problem("revoked", check.message) for check in checks if check.invalidates)
+    return PathResult(certificate, when, path, tuple(problems), addresses, address, checks)
 
 
 # ---- path building ---------------------------------------------------------------------------

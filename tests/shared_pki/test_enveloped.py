@@ -228,8 +228,9 @@ def test_tampered_gcm_is_decryption_failed(parties, cipher, part):
         "mac": data["mac"].native,
         "nonce": eci["content_encryption_algorithm"]["parameters"]["aes_nonce"].native,
     }[part]
-    with pytest.raises(DecryptionFailed, match="integrity"):
+    with pytest.raises(DecryptionFailed) as caught:
         enveloped.decrypt(flip(der, target), keyring(party))
+    assert caught.value.message == ciphers.BAD_CONTENT  # the words of every decryption failure
 
 
 @pytest.mark.parametrize(

@@ -173,11 +173,15 @@ def test_openssl_legacy_exports(parties, tmp_path: Path) -> None:
     made = _openssl(*base, "-certpbe", "PBE-SHA1-3DES", "-passout", "pass:pw", "-out", str(des))
     assert made.returncode == 0, made.stderr
     assert pkcs12.parse_pfx(des.read_bytes(), "pw")[0].certificate.dump() == rsa.der
-    rc2 = tmp_path / "rc2.p12"  # OpenSSL's -legacy default encrypts certificates with RC2-40
-    made = _openssl(*base, "-passout", "pass:pw", "-out", str(rc2))
-    assert made.returncode == 0, made.stderr
-    with pytest.raises(UnsupportedAlgorithm):
-        pkcs12.parse_pfx(rc2.read_bytes(), "pw")
+    # OpenSSL's -legacy default encrypts certificates with RC2-40 (as Windows and old NSS
+    # did); RC2-128 and RC4 are rarer, read all the same.
+    for certpbe in (None, "PBE-SHA1-RC2-128", "PBE-SHA1-RC4-128", "PBE-SHA1-RC4-40"):
+        old = tmp_path / f"{certpbe}.p12"
+        chosen = ["-certpbe", certpbe] if certpbe else []
+        made = _openssl(*base, *chosen, "-passout", "pass:pw", "-out", str(old))
+        assert made.returncode == 0, made.stderr
+        assert pkcs12.parse_pfx(old.read_bytes(), "pw")[0].certificate.dump() == rsa.der
+        assert load_pkcs12(old.read_bytes(), b"pw").certificate.dump() == rsa.der
     nomac = tmp_path / "nomac.p12"
     made = _openssl(*base, "-certpbe", "PBE-SHA1-3DES", "-nomac", "-passout", "pass:pw",
                     "-out", str(nomac))  # fmt: skip
