@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("native_host.commands.verify_cmd", "verify the S/MIME signatures of a message"),
     "encrypt": ("native_host.commands.encrypt_cmd", "encrypt a message with S/MIME"),
     "decrypt": ("native_host.commands.decrypt_cmd", "decrypt (and verify) an S/MIME message"),
-    "pki": ("native_host.commands.pki_cmd", "run the shared PKI service (ACME CA, directory, TSA)"),
+    "pki": ("shared_pki.service.cli", "run the shared PKI service (ACME CA, directory, TSA)"),
     "host": (
         "native_host.commands.host_cmd",
         "run the native messaging host on stdin/stdout (browsers start this)",

@@ -34,9 +34,9 @@ from shared_pki import mime, sm2, smime, tsp
 from shared_pki.ca import profile
 from shared_pki.cms import signed
 from shared_pki.keys import Certificate, Credential, parse_certificate
-from shared_pki.services import config as service_config
-from shared_pki.services.app import create_app
-from shared_pki.services.store import certificates as certificates_table
+from shared_pki.service import config as service_config
+from shared_pki.service.app import create_app
+from shared_pki.service.storage.store import certificates as certificates_table
 from shared_pki.x509 import sm2_certs
 
 # ---- the world -------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def pki(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # uvicorn with the service's factory, the options passed in the environment.
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory",
-         "shared_pki.services.app:app_from_environment", "--host", "127.0.0.1",
+         "shared_pki.service.app:app_from_environment", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "AUTOSMIME_PKI_DATA": str(data),
