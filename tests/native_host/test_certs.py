@@ -94,7 +94,7 @@ class PkiWorld:
         )
         self.app = create_app(config)
         self.state = self.app.state.service
-        self.hierarchy = self.state.extras["hierarchy"]
+        self.hierarchy = self.state.hierarchy
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})
         self.thread.daemon = True

@@ -33,10 +33,13 @@ Decisions:
 
 from __future__ import annotations
 
+import datetime
 import json
+import secrets
 import time
 from typing import Any
 
+from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from sqlalchemy import Connection, insert, select, update
@@ -63,7 +66,7 @@ from shared_pki.acme.problems import AcmeProblem, ProblemType, malformed, unauth
 from shared_pki.ca import profile
 from shared_pki.errors import PkiError
 from shared_pki.service.acme import transitions as acme_state
-from shared_pki.service.acme.server import Acme, Reply
+from shared_pki.service.acme.http import Acme, Reply
 from shared_pki.service.ca import issuance
 from shared_pki.service.storage.store import (
     authorizations,
@@ -74,12 +77,9 @@ from shared_pki.service.storage.store import (
 )
 
 PEM_CHAIN = "application/pem-certificate-chain"
-ORDERS_PAGE_SIZE = 100
 
 
 def _utc(epoch: float | None) -> Any:
-    import datetime
-
     return None if epoch is None else datetime.datetime.fromtimestamp(epoch, datetime.UTC)
 
 
@@ -280,7 +280,7 @@ def new_order(acme: Acme, request: Request, body: bytes) -> Reply:
                     status=ChallengeStatus.PENDING.value,
                     token_part1=email_reply.new_token(),
                     token_part2=email_reply.new_token(),
-                    from_address=config.mail_from or acme.state.extras["hierarchy"].mail_address,
+                    from_address=config.mail_from or acme.state.hierarchy.mail_address,
                     expires=authz_expires,
                 )
             )
@@ -302,16 +302,13 @@ def new_order(acme: Acme, request: Request, body: bytes) -> Reply:
         order = db.execute(select(orders).where(orders.c.id == order_id)).one()
         doc = order_json(acme, db, order)
 
-    validator = acme.state.extras.get("validator")
-    hook = getattr(validator, "challenge_created", None)
-    if created_challenge is not None and hook is not None:
-        hook(acme.state, created_challenge)
+    validator = acme.state.validator
+    if created_challenge is not None and validator is not None:
+        validator.challenge_created(acme.state, created_challenge)
     return Reply(status=201, body=doc, headers={"Location": acme.url("order", order_id)})
 
 
 def _random_id() -> str:
-    import secrets
-
     return jws.b64url_encode(secrets.token_bytes(12))
 
 
@@ -345,7 +342,7 @@ def list_orders(acme: Acme, request: Request, body: bytes) -> Reply:
         raise malformed("the orders list is read with POST-as-GET (empty payload)")
     if account.id != request.path_params["account_id"]:
         raise unauthorized("this is another account's orders list")
-    page = int(acme.state.extras.get("acme_orders_page_size", ORDERS_PAGE_SIZE))
+    page = acme.state.orders_page_size
     cursor_text = request.query_params.get("cursor", "0")
     if not cursor_text.isdigit() or len(cursor_text) > 9:
         raise malformed("bad cursor")
@@ -446,7 +443,7 @@ def _respond(acme: Acme, row: Row, authz: Row) -> None:
         if row.expires <= now:
             raise _expired_problem()
         raise malformed(f"the authorization is {authz.status}; this challenge cannot be answered")
-    validator = acme.state.extras.get("validator")
+    validator = acme.state.validator
     if validator is None:
         raise AcmeProblem(
             ProblemType.SERVER_INTERNAL,
@@ -513,7 +510,7 @@ def finalize(acme: Acme, request: Request, body: bytes) -> Reply:
     try:
         issued = issuance.issue(
             acme.store,
-            acme.state.extras["hierarchy"],
+            acme.state.hierarchy,
             info,
             account=account.id,
             days=acme.config.certificate_days,
@@ -539,8 +536,6 @@ def finalize(acme: Acme, request: Request, body: bytes) -> Reply:
 
 
 def _pem(der: bytes) -> bytes:
-    from asn1crypto import pem
-
     return pem.armor("CERTIFICATE", der)
 
 
@@ -552,7 +547,7 @@ def get_certificate(acme: Acme, request: Request, body: bytes) -> Reply:
     with acme.store.transaction() as db:
         row = db.execute(select(certificates).where(certificates.c.serial == serial)).first()
     row = _owned(row, account, "certificate")
-    issuing = acme.state.extras["hierarchy"].issuing(row.issuer)
+    issuing = acme.state.hierarchy.issuing(row.issuer)
     return Reply(body=_pem(row.der) + issuing.pem, media_type=PEM_CHAIN)
 
 

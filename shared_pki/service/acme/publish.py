@@ -22,7 +22,7 @@ from shared_pki.acme.objects import normalize_email
 from shared_pki.acme.problems import AcmeProblem, ProblemType
 from shared_pki.errors import KeyLoadError
 from shared_pki.keys import parse_certificate
-from shared_pki.service.acme.server import Acme, Reply
+from shared_pki.service.acme.http import Acme, Reply
 from shared_pki.service.storage.store import authorizations, certificates
 from shared_pki.x509.validate import certificate_addresses
 

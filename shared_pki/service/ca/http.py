@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from shared_pki.ca import crl
 from shared_pki.ca.hierarchy import LABELS
-from shared_pki.service.app import ServiceState
+from shared_pki.service.state import ServiceState
 from shared_pki.service.storage.store import certificates
 
 CA_LABELS = tuple(label for label in LABELS if label.endswith(("-root", "-issuing")))
@@ -32,7 +32,7 @@ class CrlCache:
         self._cached: dict[str, tuple[float, float, bytes]] = {}  # label -> (made, revoked, der)
 
     def get(self, label: str) -> bytes:
-        hierarchy = self.state.extras["hierarchy"]
+        hierarchy = self.state.hierarchy
         family = label.split("-", 1)[0]
         with self.state.store.transaction() as db:
             latest = db.execute(
@@ -77,16 +77,16 @@ def routes(state: ServiceState) -> list[Route]:
     cache = CrlCache(state)
 
     def roots(_request: Request) -> Response:
-        return Response(state.extras["hierarchy"].roots_pem(), media_type=PEM_CHAIN)
+        return Response(state.hierarchy.roots_pem(), media_type=PEM_CHAIN)
 
     def intermediates(_request: Request) -> Response:
-        return Response(state.extras["hierarchy"].intermediates_pem(), media_type=PEM_CHAIN)
+        return Response(state.hierarchy.intermediates_pem(), media_type=PEM_CHAIN)
 
     def certificate(request: Request) -> Response:
         label = request.path_params["label"]
         if label not in CA_LABELS:
             return Response("No such CA certificate.", status_code=404)
-        der = state.extras["hierarchy"].items()[label].der
+        der = state.hierarchy.items()[label].der
         return Response(der, media_type="application/pkix-cert")
 
     def revocation_list(request: Request) -> Response:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from shared_pki.acme.objects import normalize_email
 from shared_pki.acme.problems import AcmeProblem
-from shared_pki.service.app import ServiceState
+from shared_pki.service.state import ServiceState
 from shared_pki.service.storage.store import certificates
 
 PEM_CHAIN = "application/pem-certificate-chain"

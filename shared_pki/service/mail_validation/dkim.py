@@ -6,13 +6,15 @@ with l= anyone could append a response block under someone else's signature).
 
 `dnsfunc` is dkimpy's resolver hook, `dnsfunc(name: bytes, timeout=5) -> bytes | None` for
 the TXT record at `name`; None means dkimpy's own (dnspython, the system's resolvers). Tests
-and deployments with a local zone pass their own (`state.extras["dkim_dns"]`)."""
+and deployments with a local zone pass their own (`ServiceState.dkim_dns`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import dkim
 
 DnsFunc = Callable[..., bytes | None]
 #: Shortest RSA key accepted (RFC 8301: verifiers must not accept keys under 1024 bits).
@@ -39,8 +41,6 @@ def aligned(signing_domain: str, from_domain: str) -> bool:
 
 def verify_dkim(message: bytes, *, from_domain: str, dnsfunc: DnsFunc | None = None) -> DkimResult:
     """Check the DKIM signatures of a raw message (CRLF or LF) for `from_domain`."""
-    import dkim
-
     quiet = logging.getLogger(f"{__name__}.dkimpy")  # dkimpy logs every failure as ERROR
     quiet.setLevel(logging.CRITICAL)
     try:

@@ -1,7 +1,7 @@
 """RFC 8823 challenge mail: the CA's side of `email-reply-00` over real SMTP and IMAP.
 
-`MailValidator` is the ACME server's validator (validation.Validator, registered as
-`state.extras["validator"]` by `install`):
+`MailValidator` is the ACME server's validator (state.Validator, set as `state.validator` by
+`install`):
 
 - `challenge_created(state, id)` (the server's hook after committing a challenge) sends the
   challenge mail on a worker thread: From the challenge's `from`, To the address, Subject
@@ -12,7 +12,7 @@
   process has yet, and wakes this process's reply watcher so the answer is recorded at once.
 
 Sending is claimed in the database (message_id set where it is NULL), so of several processes
-and repeated calls exactly one mails a challenge. The reply side is mail_watcher.ReplyWatcher.
+and repeated calls exactly one mails a challenge. The reply side is watcher.ReplyWatcher.
 """
 
 from __future__ import annotations
@@ -24,172 +24,32 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import update
 
 from shared_pki import smime
 from shared_pki.acme import email_reply
-from shared_pki.acme.objects import EMAIL_REPLY_00, ChallengeStatus, normalize_email
+from shared_pki.acme.objects import EMAIL_REPLY_00
 from shared_pki.acme.problems import AcmeProblem, ProblemType
 from shared_pki.keys import Credential
-from shared_pki.net.mail import (
-    MailConnectionError,
-    MailUrl,
-    open_smtp,
-    parse_mail_url,
-)
+from shared_pki.net.mail import MailConnectionError, open_smtp
 from shared_pki.service.acme import transitions as acme_state
-from shared_pki.service.storage.store import Store, accounts, authorizations, challenges
-
-if TYPE_CHECKING:
-    from shared_pki.service.app import ServiceState
+from shared_pki.service.mail_validation.challenges import (
+    ChallengeInfo,
+    MailSettings,
+    claim_challenge_mail,
+)
+from shared_pki.service.state import ServiceState
+from shared_pki.service.storage.store import challenges
 
 log = logging.getLogger(__name__)
 
-#: Statuses in which a challenge still waits for its reply.
-OPEN_STATUSES = (ChallengeStatus.PENDING.value, ChallengeStatus.PROCESSING.value)
 #: SMTP attempts per challenge mail, and the pause before the second, doubled each time.
 SEND_ATTEMPTS = 3
 SEND_RETRY_SECONDS = 2.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-
-
-@dataclass(frozen=True)
-class MailSettings:
-    """The mail part of ServiceConfig, parsed and checked once."""
-
-    mail_from: str
-    smtp: MailUrl
-    imap: MailUrl
-    dkim_required: bool
-    poll_seconds: float
-
-    @classmethod
-    def from_config(cls, config: Any) -> MailSettings:
-        """MailUrlError (a ValueError) when a URL is unusable; the message hides passwords."""
-        if not config.mail_from:
-            raise ValueError("mail_from (the CA's challenge sender address) is not configured")
-        ca_file = config.mail_ca_file or None
-        return cls(
-            mail_from=normalize_email(config.mail_from),
-            smtp=parse_mail_url(config.smtp_url, protocol="smtp", ca_file=ca_file),
-            imap=parse_mail_url(config.imap_url, protocol="imap", ca_file=ca_file),
-            dkim_required=bool(config.dkim_required),
-            poll_seconds=max(0.1, float(config.imap_poll_seconds)),
-        )
-
-
-def configured(config: Any) -> bool:
-    """True when the CA mailbox is configured (all of mail_from, smtp_url and imap_url)."""
-    return bool(config.mail_from and config.smtp_url and config.imap_url)
-
-
-def settings_of(state: ServiceState) -> MailSettings:
-    """The state's MailSettings, parsed on first use and kept in state.extras."""
-    found = state.extras.get("mail_settings")
-    if found is None:
-        found = state.extras["mail_settings"] = MailSettings.from_config(state.config)
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# Challenges as the mail side sees them
-
-
-@dataclass(frozen=True)
-class ChallengeInfo:
-    """One email-reply-00 challenge row with its address and its account's thumbprint."""
-
-    id: str
-    status: str
-    address: str
-    thumbprint: str
-    token_part1: str
-    token_part2: str
-    from_address: str
-    message_id: str | None
-    sent: float | None
-    expires: float
-
-    def email_challenge(self, lifetime_hours: float) -> email_reply.EmailChallenge:
-        """The pure layer's view (needs message_id: the mail must have been claimed)."""
-        if not self.message_id:
-            raise ValueError(f"challenge {self.id} has no challenge mail yet")
-        expires = datetime.datetime.fromtimestamp(self.expires, datetime.UTC)
-        lifetime = min(datetime.timedelta(hours=lifetime_hours), email_reply.MAX_LIFETIME)
-        return email_reply.EmailChallenge(
-            address=self.address,
-            token_part1=self.token_part1,
-            token_part2=self.token_part2,
-            from_address=self.from_address,
-            message_id=self.message_id,
-            account_thumbprint=self.thumbprint,
-            created=expires - lifetime,
-            expires=expires,
-        )
-
-
-def _challenge_query() -> Any:
-    return (
-        select(
-            challenges,
-            authorizations.c.address.label("address"),
-            accounts.c.thumbprint.label("thumbprint"),
-        )
-        .select_from(
-            challenges.join(authorizations, authorizations.c.id == challenges.c.authorization).join(
-                accounts, accounts.c.id == authorizations.c.account
-            )
-        )
-        .where(challenges.c.type == EMAIL_REPLY_00)
-    )
-
-
-def _info(row: Any) -> ChallengeInfo:
-    return ChallengeInfo(
-        id=row.id,
-        status=row.status,
-        address=row.address,
-        thumbprint=row.thumbprint,
-        token_part1=row.token_part1,
-        token_part2=row.token_part2,
-        from_address=row.from_address,
-        message_id=row.message_id,
-        sent=row.sent,
-        expires=row.expires,
-    )
-
-
-def load_challenge(
-    db: Connection, *, challenge_id: str | None = None, token_part1: str | None = None
-) -> ChallengeInfo | None:
-    """The email-reply-00 challenge with that id or that token-part1 (unique), or None."""
-    query = _challenge_query()
-    if challenge_id is not None:
-        query = query.where(challenges.c.id == challenge_id)
-    elif token_part1 is not None:
-        query = query.where(challenges.c.token_part1 == token_part1)
-    else:
-        raise ValueError("give challenge_id or token_part1")
-    row = db.execute(query).first()
-    return _info(row) if row is not None else None
-
-
-def expired_open_challenges(db: Connection, *, now: float) -> list[str]:
-    """Ids of email-reply-00 challenges still open after their expiry."""
-    query = select(challenges.c.id).where(
-        challenges.c.type == EMAIL_REPLY_00,
-        challenges.c.status.in_(OPEN_STATUSES),
-        challenges.c.expires <= now,
-    )
-    return [challenge_id for (challenge_id,) in db.execute(query)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,37 +67,15 @@ def build_challenge_message(
     return message.as_bytes()
 
 
+def _utc(epoch: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+
 def sign_challenge_message(message: bytes, hierarchy: Any) -> bytes:
     """S/MIME multipart/signed by the CA mail identity, with its issuing chain."""
     identity = hierarchy.mail_identity
     credential = Credential(identity.key, identity.certificate, tuple(hierarchy.chain("intl")))
     return smime.sign_message(message, credential)
-
-
-def _utc(epoch: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-
-
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2]
-
-
-def claim_challenge_mail(store: Store, challenge_id: str) -> ChallengeInfo | None:
-    """Give the challenge its Message-ID unless some process already did; the claimed
-    challenge (message_id set) or None when there is nothing for us to send."""
-    with store.transaction() as db:
-        info = load_challenge(db, challenge_id=challenge_id)
-        if info is None or info.message_id or info.status not in OPEN_STATUSES:
-            return None
-        message_id = email_reply.new_message_id(_domain(info.from_address))
-        claimed = db.execute(
-            update(challenges)
-            .where(challenges.c.id == challenge_id, challenges.c.message_id.is_(None))
-            .values(message_id=message_id)
-        ).rowcount
-        if claimed != 1:
-            return None
-        return load_challenge(db, challenge_id=challenge_id)
 
 
 class MailValidator:
@@ -247,6 +85,7 @@ class MailValidator:
 
     def __init__(
         self,
+        settings: MailSettings,
         *,
         max_workers: int = 4,
         clock: Callable[[], float] = time.time,
@@ -256,6 +95,7 @@ class MailValidator:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="acme-mail-send"
         )
+        self.settings = settings
         self._closing = threading.Event()
         self._clock = clock
         self._attempts = max(1, send_attempts)
@@ -293,7 +133,7 @@ class MailValidator:
         """Claim, build, sign and submit the challenge mail now; True if this call sent it.
         A mail that cannot be sent fails the challenge (problem `connection`), so the client
         learns it instead of waiting for the expiry."""
-        settings = settings_of(state)
+        settings = self.settings
         info = claim_challenge_mail(state.store, challenge_id)
         if info is None:
             return False
@@ -301,7 +141,7 @@ class MailValidator:
         if now >= info.expires:
             self._fail(state, info, ProblemType.UNAUTHORIZED, "the challenge expired unsent")
             return False
-        hierarchy = state.extras["hierarchy"]
+        hierarchy = state.hierarchy
         if hierarchy.mail_address.lower() != info.from_address.lower():
             log.warning(
                 "challenge %s: From %s differs from the CA mail identity's %s; S/MIME "
@@ -379,42 +219,4 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-# ---------------------------------------------------------------------------------------------
-# Registration in the service
-
-
-def install(state: ServiceState) -> MailValidator | None:
-    """Register RFC 8823 mail validation on a service state when the CA mailbox is configured
-    and no other validator was given: the validator as state.extras["validator"], and the
-    reply watcher's start and stop in state.extras["on_startup"] / ["on_shutdown"]. A mail URL
-    that cannot be used fails here, at start-up, with a message naming what is wrong."""
-    if not configured(state.config) or state.extras.get("validator") is not None:
-        return None
-    from shared_pki.service.mail_validation.watcher import ReplyWatcher
-
-    settings = settings_of(state)
-    validator = MailValidator()
-    watcher = ReplyWatcher(state)
-    validator.listeners.append(watcher.wake)
-    state.extras["validator"] = validator
-    state.extras["reply_watcher"] = watcher
-    state.extras.setdefault("on_startup", []).append(watcher.start)
-    state.extras.setdefault("on_shutdown", []).extend([watcher.stop, validator.close])
-    log.info("RFC 8823 mail validation: sending by %s, watching %s", settings.smtp, settings.imap)
-    return validator
-
-
-__all__ = [
-    "OPEN_STATUSES",
-    "ChallengeInfo",
-    "MailSettings",
-    "MailValidator",
-    "build_challenge_message",
-    "claim_challenge_mail",
-    "configured",
-    "expired_open_challenges",
-    "install",
-    "load_challenge",
-    "settings_of",
-    "sign_challenge_message",
-]
+__all__ = ["MailValidator", "build_challenge_message", "sign_challenge_message"]

@@ -38,25 +38,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from shared_pki.acme import email_reply
 from shared_pki.acme.objects import ChallengeStatus
 from shared_pki.acme.problems import AcmeProblem, ProblemType
 from shared_pki.net.mail import MailConnectionError, open_imap
 from shared_pki.service.acme import transitions as acme_state
-from shared_pki.service.mail_validation.dkim import verify_dkim
-from shared_pki.service.mail_validation.sender import (
+from shared_pki.service.mail_validation.challenges import (
     OPEN_STATUSES,
+    MailSettings,
     expired_open_challenges,
     load_challenge,
-    settings_of,
 )
-
-if TYPE_CHECKING:
-    from imapclient import IMAPClient
-
-    from shared_pki.service.app import ServiceState
+from shared_pki.service.mail_validation.dkim import verify_dkim
+from shared_pki.service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ def judge_reply(state: ServiceState, raw: bytes, *, now: float) -> Judgement:
         result = verify_dkim(
             raw,
             from_domain=info.address.rpartition("@")[2],
-            dnsfunc=state.extras.get("dkim_dns"),
+            dnsfunc=state.dkim_dns,
         )
         if not result.valid:
             problem = AcmeProblem(ProblemType.INCORRECT_RESPONSE, result.detail)
@@ -211,6 +210,7 @@ class ReplyWatcher:
     def __init__(
         self,
         state: ServiceState,
+        settings: MailSettings,
         *,
         force_poll: bool = False,
         sweep_seconds: float = 60.0,
@@ -219,7 +219,7 @@ class ReplyWatcher:
         processed_folder: str = PROCESSED_FOLDER,
     ) -> None:
         self.state = state
-        self.settings = settings_of(state)
+        self.settings = settings
         self.force_poll = force_poll
         self.sweep_seconds = sweep_seconds
         self.recheck_seconds = recheck_seconds
@@ -330,8 +330,6 @@ class ReplyWatcher:
             self._wait(client, idle)
 
     def _ensure_folder(self, client: IMAPClient) -> None:
-        from imapclient.exceptions import IMAPClientError
-
         if not client.folder_exists(self.processed_folder):
             try:
                 client.create_folder(self.processed_folder)
@@ -471,8 +469,6 @@ def _announced_new_mail(client: IMAPClient) -> bool:
 
 def _quietly(action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Mailbox bookkeeping that may fail when another process moved the message first."""
-    from imapclient.exceptions import IMAPClientError
-
     try:
         action(*args, **kwargs)
     except IMAPClientError as exc:

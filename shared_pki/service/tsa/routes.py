@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from shared_pki import tsp
 from shared_pki.keys import Certificate, Credential
-from shared_pki.service.app import ServiceState
+from shared_pki.service.state import ServiceState
 
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"
@@ -27,7 +27,7 @@ def unique_serial() -> int:
 
 
 def routes(state: ServiceState) -> list[Route]:
-    hierarchy = state.extras["hierarchy"]
+    hierarchy = state.hierarchy
 
     def fresh(cert: Certificate) -> Certificate:
         # Parsed anew from DER for the token's certificate set. Root cause, seen with py-spy:

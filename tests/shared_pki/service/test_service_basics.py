@@ -83,7 +83,7 @@ def _publish(client: TestClient, address: str, family: str = "intl", **times: fl
     """Issue a real certificate for address from the service's own CA and record it as the
     ACME finalize step does (the directory reads what issuance wrote)."""
     state = client.app.state.service
-    hierarchy = state.extras["hierarchy"]
+    hierarchy = state.hierarchy
     if family == "sm2":
         key = sm2.generate_private_key()
         csr = sm2_certs.build_csr(key, emails=(address,))

@@ -14,13 +14,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from harness.acme_client import AcmeClient, assert_problem, csr_for, new_key
+from harness.short_circuit import ShortCircuitValidator
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from shared_pki.acme import jws
 from shared_pki.ca.crl import crl_entries
 from shared_pki.service import config as service_config
-from shared_pki.service.acme.validation import ShortCircuitValidator
 from shared_pki.service.app import create_app
 from shared_pki.service.storage.store import certificates, challenges
 
@@ -28,8 +28,8 @@ from shared_pki.service.storage.store import certificates, challenges
 @pytest.fixture(scope="module")
 def acme_http(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     config = service_config.load(tmp_path_factory.mktemp("acme"), {"db_url": db_url})
-    extras = {"validator": ShortCircuitValidator(), "acme_orders_page_size": 2}
-    with TestClient(create_app(config, extras=extras)) as http:
+    app = create_app(config, validator=ShortCircuitValidator(), orders_page_size=2)
+    with TestClient(app) as http:
         yield http
 
 
@@ -101,7 +101,7 @@ def test_whole_enrollment_to_a_published_verified_certificate(
     assert authz["status"] == "pending" and authz["identifier"]["value"] == "alice@example.test"
     (challenge,) = authz["challenges"]
     assert challenge["type"] == "email-reply-00" and challenge["status"] == "pending"
-    hierarchy = acme_http.app.state.service.extras["hierarchy"]
+    hierarchy = acme_http.app.state.service.hierarchy
     assert challenge["from"] == hierarchy.mail_address
     assert len(jws.b64url_decode(challenge["token"])) == 24  # token-part2: 192 bits
     store = acme_http.app.state.service.store
@@ -151,7 +151,7 @@ def test_dual_pair_shares_one_validated_authorization(
     assert acme.finalize(second, csr_for(address, new_key("sm2"))).status_code == 200
     intl_chain = acme.certificate(acme.poll(first_url, "valid")["certificate"])
     sm2_chain = acme.certificate(acme.poll(second_url, "valid")["certificate"])
-    hierarchy = acme_http.app.state.service.extras["hierarchy"]
+    hierarchy = acme_http.app.state.service.hierarchy
     assert split_pem(sm2_chain)[1].encode() == hierarchy.sm2_issuing.pem
     verify_chain(acme_http, intl_chain, tmp_path)
     verify_chain(acme_http, sm2_chain, tmp_path, "-vfyopt", "distid:1234567812345678")
@@ -174,7 +174,7 @@ def test_no_reuse_of_valid_authorizations_when_switched_off(
         tmp_path_factory.mktemp("noreuse"),
         {"db_url": db_url, "reuse_valid_authorizations": False},
     )
-    app = create_app(config, extras={"validator": ShortCircuitValidator()})
+    app = create_app(config, validator=ShortCircuitValidator())
     with TestClient(app) as http:
         client = AcmeClient(http, directory_url(http))
         client.register()

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness.acme_client import AcmeClient, assert_problem
+from harness.short_circuit import ShortCircuitValidator
 from starlette.testclient import TestClient
 
 from shared_pki.acme import jws
 from shared_pki.service import config as service_config
-from shared_pki.service.acme.validation import ShortCircuitValidator
 from shared_pki.service.app import create_app
 
 
@@ -26,7 +26,7 @@ def http(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Test
         tmp_path_factory.mktemp("pki"),
         {"db_url": db_url, "public_url": "http://testserver"},
     )
-    app = create_app(config, extras={"validator": ShortCircuitValidator()})
+    app = create_app(config, validator=ShortCircuitValidator())
     with TestClient(app) as client:
         yield client
 

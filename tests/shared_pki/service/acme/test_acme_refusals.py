@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 from harness.acme_client import AcmeClient, assert_problem, csr_for, new_key, problem_type
+from harness.short_circuit import ShortCircuitValidator
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from shared_pki.acme import jws
 from shared_pki.service import config as service_config
-from shared_pki.service.acme.validation import ShortCircuitValidator
 from shared_pki.service.app import create_app
 from shared_pki.service.storage.store import authorizations, challenges
 
@@ -27,8 +27,7 @@ def make_app(
     **settings: object,
 ) -> TestClient:
     config = service_config.load(tmp_path_factory.mktemp("acme"), {"db_url": db_url, **settings})
-    extras = {"validator": ShortCircuitValidator()} if validator else {}
-    return TestClient(create_app(config, extras=extras))
+    return TestClient(create_app(config, validator=ShortCircuitValidator() if validator else None))
 
 
 @pytest.fixture(scope="module")

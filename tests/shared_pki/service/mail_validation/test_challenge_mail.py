@@ -33,10 +33,11 @@ from shared_pki.acme import email_reply
 from shared_pki.acme.jws import b64url_encode
 from shared_pki.ca import hierarchy as ca_hierarchy
 from shared_pki.service.acme import transitions as acme_state
-from shared_pki.service.app import ServiceState
 from shared_pki.service.config import ServiceConfig
+from shared_pki.service.mail_validation.challenges import MailSettings
 from shared_pki.service.mail_validation.dkim import zone_resolver
-from shared_pki.service.mail_validation.sender import MailValidator, install
+from shared_pki.service.mail_validation.install import install
+from shared_pki.service.mail_validation.sender import MailValidator
 from shared_pki.service.mail_validation.watcher import (
     KEYWORD,
     PROCESSED_FOLDER,
@@ -44,6 +45,7 @@ from shared_pki.service.mail_validation.watcher import (
     Verdict,
     sweep_expired,
 )
+from shared_pki.service.state import ServiceState
 from shared_pki.service.storage.store import (
     Store,
     accounts,
@@ -117,13 +119,14 @@ class Rig:
 
     stack: MailStack
     state: ServiceState
+    settings: MailSettings
     validator: MailValidator
     watchers: list[ReplyWatcher] = field(default_factory=list)
 
     # -- the CA side ---------------------------------------------------------------------------
 
     def watch(self, **options: Any) -> ReplyWatcher:
-        watcher = ReplyWatcher(self.state, **options)
+        watcher = ReplyWatcher(self.state, self.settings, **options)
         self.validator.listeners.append(watcher.wake)
         self.watchers.append(watcher)
         assert watcher.start()
@@ -347,12 +350,10 @@ def rig_factory(
         service_config = ServiceConfig(
             data_dir=folder, db_url=f"sqlite:///{folder / 'pki.sqlite3'}", **settings
         )
-        state = ServiceState(service_config, Store(service_config.db_url))
-        state.extras["hierarchy"] = hierarchy
-        state.extras["dkim_dns"] = zone_resolver(
-            {f"{SELECTOR}._domainkey.example.test": dkim_key[1]}
-        )
-        rig = Rig(mail_stack, state, MailValidator(retry_seconds=0.1))
+        state = ServiceState(service_config, Store(service_config.db_url), hierarchy)
+        state.dkim_dns = zone_resolver({f"{SELECTOR}._domainkey.example.test": dkim_key[1]})
+        settings = MailSettings.from_config(service_config)
+        rig = Rig(mail_stack, state, settings, MailValidator(settings, retry_seconds=0.1))
         rigs.append(rig)
         return rig
 
@@ -590,7 +591,7 @@ def test_dkim_required_and_missing_fails(rig_factory: Callable[..., Rig]) -> Non
 def test_dkim_by_another_domain_fails(rig_factory: Callable[..., Rig], dkim_key: Any) -> None:
     rig = rig_factory(dkim_required=True)
     # The attacker's own domain, with its key really published: valid, but not aligned.
-    rig.state.extras["dkim_dns"] = zone_resolver({f"{SELECTOR}._domainkey.evil.test": dkim_key[1]})
+    rig.state.dkim_dns = zone_resolver({f"{SELECTOR}._domainkey.evil.test": dkim_key[1]})
     rig.watch()
     challenge = rig.new_challenge()
     rig.send(challenge)
@@ -644,7 +645,7 @@ def test_two_watchers_on_one_store_decide_once(rig: Rig) -> None:
     challenge = rig.new_challenge()
     rig.send(challenge)
     rig.post(challenge)
-    second = ReplyWatcher(rig.state)
+    second = ReplyWatcher(rig.state, rig.settings)
     second._key = ("another process", "")  # what a second process would have
     rig.watchers.append(second)
     assert second.start()
@@ -663,7 +664,7 @@ def test_two_watchers_on_one_store_decide_once(rig: Rig) -> None:
 
 def test_one_watcher_per_mailbox_and_store_in_a_process(rig: Rig) -> None:
     first = rig.watch()
-    twin = ReplyWatcher(rig.state)
+    twin = ReplyWatcher(rig.state, rig.settings)
     assert twin.start() is False and not twin.alive
     twin.stop()
     assert first.alive  # stopping the twin does not stop the running one
@@ -678,39 +679,39 @@ def test_one_watcher_per_mailbox_and_store_in_a_process(rig: Rig) -> None:
 
 def test_install_registers_validator_and_watcher_hooks(rig_factory: Callable[..., Rig]) -> None:
     rig = rig_factory()
-    state = ServiceState(
-        rig.state.config, rig.state.store, {"hierarchy": rig.state.extras["hierarchy"]}
-    )
-    validator = install(state)
-    assert isinstance(validator, MailValidator) and state.extras["validator"] is validator
-    watcher = state.extras["reply_watcher"]
-    assert watcher.start in state.extras["on_startup"]
-    assert watcher.stop in state.extras["on_shutdown"]
-    for hook in state.extras["on_startup"]:
+    state = ServiceState(rig.state.config, rig.state.store, rig.state.hierarchy)
+    installed = install(state)
+    assert installed is not None
+    validator, watcher = installed.validator, installed.watcher
+    assert isinstance(validator, MailValidator) and state.validator is validator
+    assert watcher.start in state.on_startup
+    assert watcher.stop in state.on_shutdown
+    for hook in state.on_startup:
         hook()
     try:
         wait_for(watcher.connected.is_set, "the installed watcher")
     finally:
-        for hook in state.extras["on_shutdown"]:
+        for hook in state.on_shutdown:
             hook()
     assert not watcher.alive
     # An explicit validator (the short circuit of tests and the benchmark) is kept.
     marker = object()
-    other = ServiceState(rig.state.config, rig.state.store, {"validator": marker})
-    assert install(other) is None and other.extras["validator"] is marker
+    other = ServiceState(rig.state.config, rig.state.store, rig.state.hierarchy, marker)  # type: ignore[arg-type]
+    assert install(other) is None and other.validator is marker
 
 
 def test_the_app_runs_the_watcher_for_its_lifespan(tmp_path: Path, mail_stack: MailStack) -> None:
+    from harness.short_circuit import ShortCircuitValidator
     from starlette.testclient import TestClient
 
     from shared_pki.service import config as service_config
-    from shared_pki.service.acme.validation import ShortCircuitValidator, Validator
     from shared_pki.service.app import create_app
+    from shared_pki.service.state import Validator
 
     config = service_config.load(tmp_path / "pki", mail_urls(mail_stack))
     app = create_app(config)
-    state = app.state.service
-    validator, watcher = state.extras["validator"], state.extras["reply_watcher"]
+    installed = app.state.mail_validation
+    validator, watcher = installed.validator, installed.watcher
     assert isinstance(validator, MailValidator) and isinstance(validator, Validator)
     assert not watcher.alive
     with TestClient(app) as client:
@@ -718,6 +719,6 @@ def test_the_app_runs_the_watcher_for_its_lifespan(tmp_path: Path, mail_stack: M
         wait_for(watcher.connected.is_set, "the app's watcher", lambda: watcher.last_error)
     assert not watcher.alive
     # A validator given by the caller wins; no watcher then.
-    injected = create_app(config, extras={"validator": ShortCircuitValidator()})
-    assert "reply_watcher" not in injected.state.service.extras
+    injected = create_app(config, validator=ShortCircuitValidator())
+    assert injected.state.mail_validation is None
     injected.state.service.store.close()
