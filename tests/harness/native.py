@@ -37,15 +37,22 @@ class HostProcess:
     """`python -m native_host` with the caller's origin in argv, exactly as a browser starts it."""
 
     def __init__(
-        self, config: Path, origin: str = ORIGIN, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        origin: str = ORIGIN,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        """env: variables to set for the host on top of ours (AUTOSMIME_PROFILE, keyring...)."""
+        """env: variables to set for the host on top of ours (AUTOSMIME_PROFILE, keyring...);
+        program: what starts the host (default `python -m native_host`)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "native_host", "--config", str(config), origin],
+            [*(program or [sys.executable, "-m", "native_host"]), "--config", str(config), origin],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=cwd,
         )
         self._chunks = ChunkAssembler()
         self.frames_seen: list[int] = []

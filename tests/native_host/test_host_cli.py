@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives.serialization import pkcs12
+from harness.desktop import DesktopInstall
 from harness.mail import MailStack
+from harness.native import HostProcess, write_host_config
 
 from native_host.keystore import Keystore
 from native_host.profile import open_profile
+from shared_pki.service.cli import SERVER_MODULES
 
 _spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
 assert _spec is not None and _spec.loader is not None
@@ -56,6 +59,9 @@ class Result:
 class Device:
     address: str
     folder: Path
+    #: What runs `autosmime` (default: this checkout's sources with this interpreter).
+    program: tuple[str, ...] = (sys.executable, "-m", "native_host.cli")
+    cwd: Path = ROOT
 
     @property
     def profile(self) -> Path:
@@ -73,12 +79,12 @@ class Device:
     def run(self, *args: str, stdin: str = "", **extra: str) -> Result:
         """`autosmime --profile DIR ARGS...` as a person or a script runs it."""
         done = subprocess.run(
-            [sys.executable, "-m", "native_host.cli", "--profile", str(self.profile), *args],
+            [*self.program, "--profile", str(self.profile), *args],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env(**extra),
         )
         return Result(done.returncode, done.stdout, done.stderr)
@@ -99,32 +105,40 @@ def one_line_failure(result: Result, command: str, code: str) -> str:
     return lines[0]
 
 
+def set_up_device(device: Device, world: PkiWorld, mail_stack: MailStack, roots: Path) -> Device:
+    """Keys issued by the world's CA, and the account added with `autosmime account add`."""
+    address = device.address
+    world.add(device.keystore(), world.issue(address))
+    user = address.replace("@", "%40")
+    added = device.run(
+        "--json", "account", "add", address,
+        "--imap", f"imaps://{user}@127.0.0.1:{mail_stack.imaps_port}",
+        "--smtp", f"smtp://{user}@127.0.0.1:{mail_stack.smtp_port}",
+        "--ca-file", str(mail_stack.ca_cert_path),
+        "--pki", world.url, "--pki-roots", str(roots),
+        "--password-stdin",
+        stdin=mail_stack.users[address] + "\n",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+    assert added.json()["address"] == address and added.json()["pki"]["url"] == world.url
+    assert mail_stack.users[address] not in added.stdout + added.stderr
+    return device
+
+
+def roots_file(world: PkiWorld, folder: Path) -> Path:
+    roots = folder / "roots.pem"
+    roots.write_bytes(b"".join(asn1_pem.armor("CERTIFICATE", c.dump()) for c in world.roots))
+    return roots
+
+
 @pytest.fixture(scope="module")
 def devices(
     world: PkiWorld, mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Device]:
     tmp = tmp_path_factory.mktemp("cli")
-    roots = tmp / "roots.pem"
-    roots.write_bytes(b"".join(asn1_pem.armor("CERTIFICATE", c.dump()) for c in world.roots))
-    found = {}
-    for address in (ALICE, BOB):
-        device = Device(address, tmp / address.split("@")[0])
-        world.add(device.keystore(), world.issue(address))
-        user = address.replace("@", "%40")
-        added = device.run(
-            "--json", "account", "add", address,
-            "--imap", f"imaps://{user}@127.0.0.1:{mail_stack.imaps_port}",
-            "--smtp", f"smtp://{user}@127.0.0.1:{mail_stack.smtp_port}",
-            "--ca-file", str(mail_stack.ca_cert_path),
-            "--pki", world.url, "--pki-roots", str(roots),
-            "--password-stdin",
-            stdin=mail_stack.users[address] + "\n",
-        )  # fmt: skip
-        assert added.code == 0, added.stderr
-        assert added.json()["address"] == address and added.json()["pki"]["url"] == world.url
-        assert mail_stack.users[address] not in added.stdout + added.stderr
-        found[address] = device
-    return found
+    roots = roots_file(world, tmp)
+    devices = {address: Device(address, tmp / address.split("@")[0]) for address in (ALICE, BOB)}
+    return {a: set_up_device(d, world, mail_stack, roots) for a, d in devices.items()}
 
 
 def test_account_list_and_certs_list(devices: dict[str, Device]) -> None:
@@ -441,3 +455,56 @@ def test_renew_does_nothing_until_the_window_then_renews(
     assert {k["backup"]["state"] for k in keys} == {"proven"}
     held_in = {k["backup"]["messageId"] for k in keys}
     assert len(held_in) == 1 and held_in != {enrolled.json()["backupMessageId"]}, keys
+
+
+# ---- a desktop install: `pip install .` without the server extra ------------------------------
+
+
+def test_a_desktop_install_without_the_server_extra_sends_and_opens(
+    world: PkiWorld, mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """The installed `autosmime` of a fresh environment without [server]: the host answers,
+    alice sends signed, timestamped and encrypted mail, bob opens it, and `pki serve` says
+    which extra it needs."""
+    desktop = DesktopInstall(tmp_path / "desktop")
+    assert not [m for m in SERVER_MODULES if desktop.has_module(m)]
+    assert desktop.has_module("native_host") and desktop.has_module("imapclient")
+
+    served = subprocess.run(
+        [str(desktop.autosmime), "pki", "serve", "--data", str(tmp_path / "pki")],
+        capture_output=True, text=True, timeout=60, cwd=desktop.work,
+    )  # fmt: skip
+    assert served.returncode == 2, served
+    assert "pip install 'autosmime[server]'" in served.stderr
+    assert not (tmp_path / "pki").exists()
+
+    config, _log = write_host_config(tmp_path / "host")
+    host = HostProcess(config, program=[str(desktop.autosmime), "host"], cwd=desktop.work)
+    try:
+        hello = host.call("hello", {})
+    finally:
+        host.close()
+    assert hello["ok"] and "compose.send" in hello["result"]["ops"], hello
+
+    roots = roots_file(world, tmp_path)
+    alice, bob = (
+        set_up_device(
+            Device(a, tmp_path / a.split("@")[0], (str(desktop.autosmime),), desktop.work),
+            world, mail_stack, roots,
+        )
+        for a in (ALICE, BOB)
+    )  # fmt: skip
+    body = tmp_path / "body.txt"
+    body.write_text("From a desktop install.\n", encoding="utf-8")
+    sent = alice.run(
+        "--json", "send", "--from", ALICE, "--to", BOB, "--subject", "Desktop",
+        "--body-file", str(body),
+    )  # fmt: skip
+    assert sent.code == 0, sent.stderr
+    outcome = sent.json()
+    assert outcome["signed"] and outcome["encrypted"] and outcome["timestamped"], outcome
+    opened = bob.run("--json", "open", "--message-id", outcome["messageId"], "--folder", "INBOX")
+    assert opened.code == 0, opened.stderr
+    view = opened.json()
+    assert view["security"]["verified"] and view["security"]["decrypted"]
+    assert "From a desktop install." in view["text"]
