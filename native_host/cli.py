@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.profile:
-        from native_host.profile import ENV_PROFILE
+        from native_host.infrastructure.profile import ENV_PROFILE
 
         os.environ[ENV_PROFILE] = os.path.abspath(os.path.expanduser(args.profile))
     return int(args.run(args) or 0)

@@ -48,7 +48,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class CliContext:
-    """What an op handler may use (see native_host.host.OpContext): progress goes to stderr."""
+    """What an op handler may use (see transport.host.OpContext): progress goes to stderr."""
 
     origin = "cli"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from native_host import state
-from native_host.state import AccountPki, HostError, operation, progress_of, text_param
+from native_host.ops import state
+from native_host.ops.state import AccountPki, HostError, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         pki = AccountPki(pki_url, roots.encode("ascii", "replace"), text_param(params, "pkiCaFile"))
     host = state.current()
     if not password and not token:
-        from native_host.accounts import PASSWORD
+        from native_host.domain.accounts import PASSWORD
 
         if not host.accounts.credentials.get(address, PASSWORD):  # type: ignore[arg-type]
             raise HostError(

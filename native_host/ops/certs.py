@@ -7,8 +7,8 @@ import datetime
 import hashlib
 from typing import Any
 
-from native_host import state
-from native_host.state import HostError, operation, text_param
+from native_host.ops import state
+from native_host.ops.state import HostError, operation, text_param
 
 
 def _iso(moment: datetime.datetime) -> str:

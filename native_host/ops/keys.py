@@ -1,6 +1,6 @@
 """Operations on this profile's keys: keys.export (PKCS#12 for other mail programs), enroll
-(automatic enrollment, native_host.enrollment), backup.create and backup.restore (the backup
-in the person's own mailbox, native_host.backups).
+(automatic enrollment, native_host.domain.enrollment), backup.create and backup.restore (the backup
+in the person's own mailbox, native_host.domain.backups).
 
 Secrets: the PKCS#12 password and recovery codes are taken and never logged; the PKCS#12 file
 is returned because the person asked for it, and a recovery code only when enrollment made a
@@ -12,8 +12,8 @@ import base64
 import contextlib
 from typing import Any
 
-from native_host import state
-from native_host.state import HostError, bool_param, operation, progress_of, text_param
+from native_host.ops import state
+from native_host.ops.state import HostError, bool_param, operation, progress_of, text_param
 
 FLAVOURS = {"modern": "modern", "legacy": "legacy", "p12": "modern", "p12-legacy": "legacy"}
 
@@ -61,7 +61,7 @@ def export(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Enroll params.address (default: the only account) with its account's PKI service:
     keys, RFC 8823 challenge by mail, certificates, backup; resumes an interrupted run."""
-    from native_host import enrollment
+    from native_host.domain import enrollment
 
     host = state.current()
     address, pki = host.pki(text_param(params, "address"))
@@ -107,7 +107,7 @@ def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     (default 30): new key pairs through the same automatic enrollment, old keys kept
     (superseded, still decrypting). The extension calls it daily; `autosmime renew` is the
     same for cron or a systemd timer."""
-    from native_host import enrollment
+    from native_host.domain import enrollment
 
     host = state.current()
     address, pki = host.pki(text_param(params, "address"))
@@ -146,7 +146,7 @@ def _every_key(host: state.HostState, address: str) -> list[str]:
 
 
 def _code(host: state.HostState, address: str, params: dict[str, Any]) -> str:
-    from native_host import backups
+    from native_host.domain import backups
 
     given = text_param(params, "recoveryCode")
     code = given or backups.stored_recovery_code(host.profile, address)
@@ -164,7 +164,7 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     mailbox under the recovery code (params.recoveryCode, else the one kept in the keyring),
     read it back and prove it. The code must open the newest existing backup, so one code
     keeps every key; keys only older backups hold are carried over."""
-    from native_host import backups
+    from native_host.domain import backups
     from shared_pki import backup as backup_format
 
     progress = progress_of(ctx)
@@ -195,7 +195,7 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def restore(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Restore every key of the newest backup of params.address from the mailbox with
     params.recoveryCode; a wrong code or a tampered backup changes nothing."""
-    from native_host import backups
+    from native_host.domain import backups
 
     progress = progress_of(ctx)
     host = state.current()

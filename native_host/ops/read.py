@@ -9,8 +9,8 @@ import contextlib
 import datetime
 from typing import Any
 
-from native_host import state
-from native_host.state import (
+from native_host.ops import state
+from native_host.ops.state import (
     HostError,
     base64_param,
     bool_param,
@@ -95,7 +95,7 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Open params.raw (base64 of the message) or the message params.messageId in
     params.folder (default: INBOX, Sent, All Mail) of params.account (default: the only one).
     params.allowRemote loads remote images (https only)."""
-    from native_host import reading
+    from native_host.domain import reading
 
     progress = progress_of(ctx)
     host = state.current()

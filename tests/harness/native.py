@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from native_host.browser_ids import GECKO_ID, chromium_id, chromium_origin
-from native_host.framing import read_frame, write_frame
 from native_host.protocol import MAX_HOST_TO_BROWSER, ChunkAssembler, encode, split_into_frames
+from native_host.transport.browser_ids import GECKO_ID, chromium_id, chromium_origin
+from native_host.transport.framing import read_frame, write_frame
 
 ORIGIN = chromium_origin(chromium_id())
 

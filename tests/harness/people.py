@@ -17,8 +17,8 @@ from asn1crypto import pem as asn1_pem
 from harness.browser import ExtensionProfile
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
-from native_host.keystore import Keystore
-from native_host.profile import open_profile
+from native_host.domain.keystore import Keystore
+from native_host.infrastructure.profile import open_profile
 
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
 TESTS = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from harness.mail import MailStack, free_port
 from harness.tls import self_signed
 from keyring.errors import PasswordDeleteError
 
-from native_host.accounts import (
+from native_host.domain.accounts import (
     PASSWORD,
     XOAUTH2,
     Account,
@@ -27,7 +27,7 @@ from native_host.accounts import (
     Accounts,
     KeyringCredentialStore,
 )
-from native_host.mail_settings import (
+from native_host.infrastructure.mail_settings import (
     Security,
     Server,
     SettingsError,
@@ -39,7 +39,7 @@ from native_host.mail_settings import (
     provider_for_mx,
     resolve,
 )
-from native_host.mailbox import Credentials, MailError, MailErrorCode
+from native_host.infrastructure.mailbox import Credentials, MailError, MailErrorCode
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 SERVICE = "autosmime-test"

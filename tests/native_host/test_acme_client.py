@@ -1,4 +1,4 @@
-"""native_host.acme_client: the RFC 8555 protocol against the real PKI service under uvicorn (the
+"""infrastructure.acme_client: the RFC 8555 protocol against the real PKI service under uvicorn (the
 short-circuit validator: mail is not what these tests are about; test_enrollment.py runs the
 real RFC 8823 validation), and its transport rules (Retry-After, badNonce, TLS trust, errors in
 words) against a scripted HTTP server."""
@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from harness.acme_client import ServerProcess, free_port
 from harness.tls import self_signed
 
-from native_host.acme_client import (
+from native_host.domain.enrollment import build_csr
+from native_host.infrastructure.acme_client import (
     AccountKeyStore,
     AcmeBadResponse,
     AcmeClient,
@@ -33,8 +34,7 @@ from native_host.acme_client import (
     PkiSettings,
     parse_retry_after,
 )
-from native_host.enrollment import build_csr
-from native_host.profile import open_profile
+from native_host.infrastructure.profile import open_profile
 from shared_pki import sm2
 from shared_pki.acme.problems import ProblemType
 

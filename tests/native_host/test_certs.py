@@ -1,4 +1,4 @@
-"""native_host.certs and native_host.timestamping against the real PKI service (uvicorn in a
+"""domain.certs and domain.timestamping against the real PKI service (uvicorn in a
 thread on a free loopback port: directory, CA files and TSA over real HTTP).
 
 The `PkiWorld` below (service + certificates issued by its CA + keystores) is also what
@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from harness import pki as test_pki
 from sqlalchemy import insert
 
-from native_host import certs as certs_module
-from native_host.certs import CertificateBook, HttpResponse, http_fetch
-from native_host.keystore import Keystore
-from native_host.timestamping import timestamp_signature
+from native_host.domain import certs as certs_module
+from native_host.domain.certs import CertificateBook, HttpResponse, http_fetch
+from native_host.domain.keystore import Keystore
+from native_host.domain.timestamping import timestamp_signature
 from shared_pki import mime, sm2, smime, tsp
 from shared_pki.ca import profile
 from shared_pki.cms import signed

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from native_host.browser_ids import GECKO_ID, chromium_id
-from native_host.browsers import Roots
-from native_host.doctor import Finding, diagnose, probe_host
-from native_host.install import InstallError, install
+from native_host.installation.browsers import Roots
+from native_host.installation.doctor import Finding, diagnose, probe_host
+from native_host.installation.install import InstallError, install
 from native_host.protocol import VERSION
+from native_host.transport.browser_ids import GECKO_ID, chromium_id
 
 if TYPE_CHECKING:
     from conftest import Home, MemoryRegistry

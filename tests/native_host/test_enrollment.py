@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 from harness.mail import MailStack, free_port
 
-from native_host import backups
-from native_host import enrollment as enr
-from native_host.acme_client import PkiSettings
-from native_host.keystore import Keystore
-from native_host.mail_settings import MailSettings, resolve
-from native_host.mailbox import Credentials, Mailbox
-from native_host.profile import Profile, open_profile
+from native_host.domain import backups
+from native_host.domain import enrollment as enr
+from native_host.domain.keystore import Keystore
+from native_host.infrastructure.acme_client import PkiSettings
+from native_host.infrastructure.mail_settings import MailSettings, resolve
+from native_host.infrastructure.mailbox import Credentials, Mailbox
+from native_host.infrastructure.profile import Profile, open_profile
 from shared_pki import backup, smime
 from shared_pki.keys import Credential, parse_certificate
 from shared_pki.x509.validate import certificate_addresses
@@ -522,9 +522,9 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from native_host import enrollment as enr
-from native_host.acme_client import PkiSettings
-from native_host.profile import open_profile
+from native_host.domain import enrollment as enr
+from native_host.infrastructure.acme_client import PkiSettings
+from native_host.infrastructure.profile import open_profile
 from test_enrollment_child import mailbox
 
 target = int(sys.argv[1])
@@ -554,8 +554,8 @@ def test_a_killed_host_process_resumes_in_another_process(
     roots.write_bytes(pki.roots_pem)
     helper = tmp_path / "test_enrollment_child.py"
     helper.write_text(
-        "from native_host.mail_settings import resolve\n"
-        "from native_host.mailbox import Credentials, Mailbox\n"
+        "from native_host.infrastructure.mail_settings import resolve\n"
+        "from native_host.infrastructure.mailbox import Credentials, Mailbox\n"
         "def mailbox():\n"
         f"    settings = resolve({ALICE!r}, imap_url={settings_url(mail_stack, 'imap')!r},\n"
         f"                       smtp_url={settings_url(mail_stack, 'smtp')!r})\n"

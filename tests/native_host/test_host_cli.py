@@ -25,8 +25,8 @@ from harness.desktop import DesktopInstall
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
 
-from native_host.keystore import Keystore
-from native_host.profile import open_profile
+from native_host.domain.keystore import Keystore
+from native_host.infrastructure.profile import open_profile
 from shared_pki.service.cli import SERVER_MODULES
 
 _spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
@@ -344,7 +344,7 @@ def test_enroll_backup_and_restore_on_a_new_device(
 
 def forget_backups(stack: MailStack, *users: str) -> None:
     """Remove the users' backup folders, so that the next enrollment is a first one."""
-    from native_host.backups import FOLDER
+    from native_host.domain.backups import FOLDER
 
     for user in users:
         client = stack.imap_client(user)

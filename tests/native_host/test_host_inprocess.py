@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from native_host import ops
-from native_host.framing import read_frame
-from native_host.host import Host, Log
 from native_host.protocol import encode
+from native_host.transport.framing import read_frame
+from native_host.transport.host import Host, Log
 
 ORIGIN = "chrome-extension://test/"
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from native_host import browsers
-from native_host.browser_ids import GECKO_ID, HOST_DESCRIPTION, HOST_NAME, chromium_id
-from native_host.browsers import Roots
-from native_host.install import InstallError, install, uninstall
+from native_host.installation import browsers
+from native_host.installation.browsers import Roots
+from native_host.installation.install import InstallError, install, uninstall
+from native_host.transport.browser_ids import GECKO_ID, HOST_DESCRIPTION, HOST_NAME, chromium_id
 
 if TYPE_CHECKING:
     from conftest import Home, MemoryRegistry

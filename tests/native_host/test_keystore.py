@@ -1,4 +1,4 @@
-"""native_host.keystore: keys sealed under the profile's master secret, statuses, never deleted,
+"""domain.keystore: keys sealed under the profile's master secret, statuses, never deleted,
 atomic and concurrent-safe writes, and PKCS#12 export read by OpenSSL and imported by gpgsm."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from asn1crypto import pkcs12 as asn1_p12
 from cryptography.hazmat.primitives import hashes, serialization
 from harness import pki, sm_pki
 
-from native_host import keystore as ks
-from native_host import profile as prof
+from native_host.domain import keystore as ks
+from native_host.infrastructure import profile as prof
 from shared_pki import backup, pkcs12, sm2
 from shared_pki.ca.keystore import seal_key
 
@@ -213,7 +213,7 @@ CRASH = textwrap.dedent(
     """
     import os, sys
     from cryptography.hazmat.primitives.asymmetric import ec
-    from native_host import keystore as ks
+    from native_host.domain import keystore as ks
     calls = {"n": 0}
     real = os.replace
     def crashing(src, dst):
@@ -266,7 +266,7 @@ ADDER = textwrap.dedent(
     """
     import sys
     from cryptography.hazmat.primitives.asymmetric import ec
-    from native_host import keystore as ks
+    from native_host.domain import keystore as ks
     store = ks.Keystore(sys.argv[1], bytes(range(32)))
     for _ in range(3):
         key_id = store.add_key(sys.argv[2], "intl", ec.generate_private_key(ec.SECP256R1()))

@@ -1,4 +1,4 @@
-"""native_host.mailbox against the real mail stack (Dovecot IMAP/IMAPS + aiosmtpd submission)."""
+"""infrastructure.mailbox against the real mail stack (Dovecot IMAP/IMAPS + aiosmtpd submission)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from harness.mail import MailStack, free_port
 from harness.tls import self_signed
 
-from native_host.mail_settings import MailSettings, Security, Server, resolve
-from native_host.mailbox import (
+from native_host.infrastructure.mail_settings import MailSettings, Security, Server, resolve
+from native_host.infrastructure.mailbox import (
     Credentials,
     Mailbox,
     MailError,

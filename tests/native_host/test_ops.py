@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
 
-from native_host.keystore import Keystore
-from native_host.profile import open_profile
+from native_host.domain.keystore import Keystore
+from native_host.infrastructure.profile import open_profile
 from native_host.protocol import SCHEMA
 
 _spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))

@@ -1,4 +1,4 @@
-"""native_host.profile: which folder, its permissions, the keyring service per profile, and the
+"""infrastructure.profile: which folder, its permissions, the keyring service per profile, and the
 master secret kept only in a keyring confined to the test's folder (keyrings.alt's plaintext
 file backend under $XDG_DATA_HOME, chosen with the standard PYTHON_KEYRING_BACKEND)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from native_host import profile as prof
+from native_host.infrastructure import profile as prof
 
 CONFINED = "keyrings.alt.file.PlaintextKeyring"
 

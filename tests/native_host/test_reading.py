@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from native_host.certs import CertificateBook
-from native_host.reading import open_message
-from native_host.sanitize import PLACEHOLDER
-from native_host.sending import Attachment, ComposeRequest, build_messages
+from native_host.domain.certs import CertificateBook
+from native_host.domain.reading import open_message
+from native_host.domain.sanitize import PLACEHOLDER
+from native_host.domain.sending import Attachment, ComposeRequest, build_messages
 from shared_pki import mime, smime
 from shared_pki.keys import Credential
 

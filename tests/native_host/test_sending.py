@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 from harness.mail import MailStack, free_port
 
-from native_host.certs import CertificateBook
-from native_host.keystore import Keystore
-from native_host.mail_settings import MailSettings, Security, Server, resolve
-from native_host.mailbox import Credentials, Mailbox, Outbox
-from native_host.sending import (
+from native_host.domain.certs import CertificateBook
+from native_host.domain.keystore import Keystore
+from native_host.domain.sending import (
     MAX_ATTACHMENTS,
     Attachment,
     ComposeRequest,
@@ -25,6 +23,8 @@ from native_host.sending import (
     TooLarge,
     compose_send,
 )
+from native_host.infrastructure.mail_settings import MailSettings, Security, Server, resolve
+from native_host.infrastructure.mailbox import Credentials, Mailbox, Outbox
 from shared_pki import mime
 from shared_pki.cms import enveloped
 from shared_pki.errors import NoMatchingKey

@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO
 
-from native_host import browsers as browser_table
-from native_host.browser_ids import GECKO_ID, HOST_NAME, chromium_id, chromium_origin
-from native_host.browsers import CHROMIUM, Roots
-from native_host.framing import read_frame, write_frame
-from native_host.install import (
+from native_host.installation import browsers as browser_table
+from native_host.installation.browsers import CHROMIUM, Roots
+from native_host.installation.install import (
     InstallError,
     Registry,
     Target,
@@ -35,6 +33,8 @@ from native_host.install import (
     resolve_targets,
 )
 from native_host.protocol import ProtocolError, encode
+from native_host.transport.browser_ids import GECKO_ID, HOST_NAME, chromium_id, chromium_origin
+from native_host.transport.framing import read_frame, write_frame
 
 TIMEOUT = 5.0
 HELLO: dict[str, Any] = {"id": 1, "op": "hello", "params": {}}

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from asn1crypto import pem as asn1_pem
 
-from native_host.profile import file_lock, private_folder, write_private
+from native_host.infrastructure.profile import file_lock, private_folder, write_private
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.sm import BOTH_IDS
 from shared_pki.cms.verify import VerificationResult

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from native_host.browser_ids import HOST_NAME
+from native_host.transport.browser_ids import HOST_NAME
 
 CHROMIUM = "chromium"
 FIREFOX = "firefox"
@@ -35,8 +35,8 @@ class Roots:
 
     @classmethod
     def current(cls) -> Roots:
-        """The running user's folders, from native_host.paths and the environment."""
-        from native_host import paths
+        """The running user's folders, from native_host.infrastructure.paths and the environment."""
+        from native_host.infrastructure import paths
 
         env = os.environ
         home = Path(env.get("HOME") or Path.home())

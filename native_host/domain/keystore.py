@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from native_host.profile import (
+from native_host.infrastructure.profile import (
     Profile,
     file_lock,
     master_secret,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from native_host import paths
+from native_host.infrastructure import paths
 
 ENV_PROFILE = "AUTOSMIME_PROFILE"
 ENV_KEYRING = "PYTHON_KEYRING_BACKEND"

@@ -42,8 +42,8 @@ from imapclient import IMAPClient
 from imapclient import imapclient as _imapclient_module
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from native_host.mail_settings import MailSettings, Security, Server
-from native_host.profile import write_private
+from native_host.infrastructure.mail_settings import MailSettings, Security, Server
+from native_host.infrastructure.profile import write_private
 
 try:  # POSIX: one flush at a time per outbox, across processes
     import fcntl

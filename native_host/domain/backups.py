@@ -32,15 +32,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from native_host.keystore import (
+from native_host.domain.keystore import (
     Keystore,
     KeystoreError,
     key_id_of,
     key_type_of,
     normalize_address,
 )
-from native_host.mailbox import Mailbox, MailError, classify
-from native_host.profile import Profile
+from native_host.infrastructure.mailbox import Mailbox, MailError, classify
+from native_host.infrastructure.profile import Profile
 from shared_pki import backup
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from native_host.profile import Profile, master_secret, private_folder, write_private
+from native_host.infrastructure.profile import Profile, master_secret, private_folder, write_private
 from shared_pki.acme import jws
 from shared_pki.acme.objects import (
     Account,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from native_host.certs import CertsError, Fetch, http_fetch
+from native_host.domain.certs import CertsError, Fetch, http_fetch
 from shared_pki import mime, tsp
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 
-from native_host.certs import CertificateBook
-from native_host.keystore import Keystore
-from native_host.mailbox import Mailbox
-from native_host.sanitize import sanitize_html
+from native_host.domain.certs import CertificateBook
+from native_host.domain.keystore import Keystore
+from native_host.domain.sanitize import sanitize_html
+from native_host.infrastructure.mailbox import Mailbox
 from shared_pki import mime, smime, tsp
 from shared_pki.cms import ciphers, enveloped
 from shared_pki.cms import suite as _suite

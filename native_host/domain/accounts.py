@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from native_host.mail_settings import (
+from native_host.infrastructure.mail_settings import (
     AUTOCONFIG_TIMEOUT,
     AUTOCONFIG_URLS,
     Fetcher,
@@ -23,14 +23,14 @@ from native_host.mail_settings import (
     normalize_address,
     resolve,
 )
-from native_host.mailbox import (
+from native_host.infrastructure.mailbox import (
     DEFAULT_TIMEOUT,
     Credentials,
     Mailbox,
     MailError,
     MailErrorCode,
 )
-from native_host.profile import file_lock, write_private
+from native_host.infrastructure.profile import file_lock, write_private
 
 ACCOUNTS_VERSION = 1
 #: Kinds of secret kept per address.

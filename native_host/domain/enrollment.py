@@ -28,11 +28,11 @@ says which step is next and what earlier steps produced. A crash or kill at any 
   challenge mail of this order is told from older ones (RFC 8823 gives the client no other way:
   token-part1 travels only by mail);
 - the reply is built once and journaled before it is submitted, and submitted through an
-  outbox (native_host.mailbox.Outbox) that records what the server accepted, so a restart
+  outbox (infrastructure.mailbox.Outbox) that records what the server accepted, so a restart
   never sends a second reply (the one window SMTP leaves: a crash between the server's 250 and
   the outbox's fsync'd record);
 - new keys become current only after a backup holding them was appended to the mailbox and
-  read back and proven (native_host.backups); until then they stay pending and unused.
+  read back and proven (native_host.domain.backups); until then they stay pending and unused.
 
 The challenge mail is accepted only when: From is the challenge's `from`, To the address,
 Subject `ACME: <token-part1>`, `Auto-Submitted: auto-generated; type=acme`, a Message-ID, and a
@@ -72,17 +72,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from native_host import backups
-from native_host.acme_client import (
+from native_host.domain import backups
+from native_host.domain.keystore import Keystore, UnknownKey, normalize_address
+from native_host.infrastructure.acme_client import (
     AccountKeyStore,
     AcmeClient,
     AcmeError,
     AcmeServerError,
     PkiSettings,
 )
-from native_host.keystore import Keystore, UnknownKey, normalize_address
-from native_host.mailbox import Mailbox, MailError, classify
-from native_host.profile import Profile, private_folder, write_private
+from native_host.infrastructure.mailbox import Mailbox, MailError, classify
+from native_host.infrastructure.profile import Profile, private_folder, write_private
 from shared_pki import backup, sm2, smime
 from shared_pki.acme import email_reply
 from shared_pki.acme.objects import EMAIL_REPLY_00, Challenge

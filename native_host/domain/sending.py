@@ -29,10 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from native_host.certs import CertificateBook, CertsError, Fetch, http_fetch, normalize
-from native_host.keystore import Keystore
-from native_host.mailbox import Mailbox, MailError
-from native_host.timestamping import TimestampInfo, timestamp_signature
+from native_host.domain.certs import CertificateBook, CertsError, Fetch, http_fetch, normalize
+from native_host.domain.keystore import Keystore
+from native_host.domain.timestamping import TimestampInfo, timestamp_signature
+from native_host.infrastructure.mailbox import Mailbox, MailError
 from shared_pki import mime, smime
 from shared_pki.cms import digests, enveloped, signed
 from shared_pki.cms import suite as _suite

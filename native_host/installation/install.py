@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
-from native_host import browsers as browser_table
-from native_host.browser_ids import (
+from native_host.installation import browsers as browser_table
+from native_host.installation.browsers import CHROMIUM, Browser, Roots
+from native_host.transport.browser_ids import (
     GECKO_ID,
     HOST_DESCRIPTION,
     HOST_NAME,
     chromium_id,
     chromium_origin,
 )
-from native_host.browsers import CHROMIUM, Browser, Roots
 
 RECEIPT_NAME = "install-receipt.json"
 HOST_CONFIG_NAME = "host.json"

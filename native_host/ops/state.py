@@ -3,7 +3,7 @@ into protocol errors a person can act on.
 
 Which profile: `--profile DIR` (the command line sets AUTOSMIME_PROFILE for its process), else
 AUTOSMIME_PROFILE (a host the browser starts passes no arguments of ours), else the default
-data folder; see native_host.profile.
+data folder; see native_host.infrastructure.profile.
 
 What the state holds, each made on first use:
 - the profile (folder, keyring service);
@@ -36,15 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from native_host.profile import Profile, open_profile, write_private
+from native_host.infrastructure.profile import Profile, open_profile, write_private
 from native_host.protocol import ProtocolError
 
 if TYPE_CHECKING:  # the heavy modules load only with the ops that need them
-    from native_host.accounts import Account, Accounts
-    from native_host.acme_client import PkiSettings
-    from native_host.certs import CertificateBook
-    from native_host.keystore import Keystore
-    from native_host.mailbox import Mailbox
+    from native_host.domain.accounts import Account, Accounts
+    from native_host.domain.certs import CertificateBook
+    from native_host.domain.keystore import Keystore
+    from native_host.infrastructure.acme_client import PkiSettings
+    from native_host.infrastructure.mailbox import Mailbox
     from shared_pki.keys import Certificate
 
 ACCOUNTS_FILE = "accounts.json"
@@ -122,12 +122,12 @@ class AccountPki:
 
     def settings(self) -> PkiSettings:
         """The ACME client's view (enrollment)."""
-        from native_host.acme_client import PkiSettings
+        from native_host.infrastructure.acme_client import PkiSettings
 
         return PkiSettings(self.acme_directory_url, self.roots_pem, self.tls_ca_file)
 
     def fetch(self) -> Callable[..., Any]:
-        from native_host.certs import http_fetch
+        from native_host.domain.certs import http_fetch
 
         if self.tls_ca_file is None:
             return http_fetch
@@ -146,7 +146,7 @@ class AccountPki:
 
 
 def _address_key(address: str) -> str:
-    from native_host.mail_settings import normalize_address
+    from native_host.infrastructure.mail_settings import normalize_address
 
     return normalize_address(address)
 
@@ -169,7 +169,7 @@ class HostState:
     def accounts(self) -> Accounts:
         with self._lock:
             if self._accounts is None:
-                from native_host.accounts import Accounts, KeyringCredentialStore
+                from native_host.domain.accounts import Accounts, KeyringCredentialStore
 
                 store = KeyringCredentialStore(self.profile.keyring_service, self.profile.keyring())
                 self._accounts = Accounts(self.profile.root / ACCOUNTS_FILE, store)
@@ -179,7 +179,7 @@ class HostState:
     def keystore(self) -> Keystore:
         with self._lock:
             if self._keystore is None:
-                from native_host.keystore import Keystore
+                from native_host.domain.keystore import Keystore
 
                 self._keystore = Keystore.for_profile(self.profile)
             return self._keystore
@@ -264,7 +264,7 @@ class HostState:
 
     def book(self, address: str | None = None) -> CertificateBook:
         """The certificate book of the account's PKI service."""
-        from native_host.certs import CertificateBook
+        from native_host.domain.certs import CertificateBook
 
         _address, pki = self.pki(address)
         return CertificateBook(self.profile.cache_dir, pki.roots(), pki.base, fetch=pki.fetch())
@@ -314,7 +314,7 @@ def current() -> HostState:
     """The state of this process's profile (AUTOSMIME_PROFILE, else the default), made once;
     a changed AUTOSMIME_PROFILE makes a new one."""
     global _STATE
-    from native_host.profile import profile_root
+    from native_host.infrastructure.profile import profile_root
 
     with _STATE_LOCK:
         if _STATE is None or _STATE.profile.root != profile_root(None):
@@ -335,33 +335,33 @@ def reset() -> None:
 # protocol error code each becomes. Looked up by name: a module that was never imported cannot
 # have raised, so nothing is imported here.
 _CODES: dict[str, str] = {
-    "native_host.sending.MissingCertificates": "missing_certificates",
-    "native_host.sending.InvalidRequest": "bad_params",
-    "native_host.sending.TooLarge": "bad_params",
-    "native_host.sending.NoSigningKey": "not_configured",
-    "native_host.sending.ComposeError": "op_failed",
-    "native_host.mailbox.MailError": "mail_failed",
-    "native_host.mail_settings.SettingsError": "bad_params",
-    "native_host.accounts.AccountError": "op_failed",
-    "native_host.profile.NoKeyring": "not_configured",
-    "native_host.profile.KeyringFailed": "not_configured",
-    "native_host.profile.ProfileError": "op_failed",
+    "native_host.domain.sending.MissingCertificates": "missing_certificates",
+    "native_host.domain.sending.InvalidRequest": "bad_params",
+    "native_host.domain.sending.TooLarge": "bad_params",
+    "native_host.domain.sending.NoSigningKey": "not_configured",
+    "native_host.domain.sending.ComposeError": "op_failed",
+    "native_host.infrastructure.mailbox.MailError": "mail_failed",
+    "native_host.infrastructure.mail_settings.SettingsError": "bad_params",
+    "native_host.domain.accounts.AccountError": "op_failed",
+    "native_host.infrastructure.profile.NoKeyring": "not_configured",
+    "native_host.infrastructure.profile.KeyringFailed": "not_configured",
+    "native_host.infrastructure.profile.ProfileError": "op_failed",
     "keyring.errors.KeyringError": "not_configured",
-    "native_host.keystore.UnknownKey": "not_configured",
-    "native_host.keystore.KeystoreError": "op_failed",
-    "native_host.certs.CertsError": "op_failed",
-    "native_host.reading.ReadError": "op_failed",
-    "native_host.acme_client.AcmeError": "op_failed",
-    "native_host.enrollment.RecoveryCodeNeeded": "recovery_code",
-    "native_host.enrollment.EnrollmentError": "op_failed",
-    "native_host.backups.BackupError": "op_failed",
+    "native_host.domain.keystore.UnknownKey": "not_configured",
+    "native_host.domain.keystore.KeystoreError": "op_failed",
+    "native_host.domain.certs.CertsError": "op_failed",
+    "native_host.domain.reading.ReadError": "op_failed",
+    "native_host.infrastructure.acme_client.AcmeError": "op_failed",
+    "native_host.domain.enrollment.RecoveryCodeNeeded": "recovery_code",
+    "native_host.domain.enrollment.EnrollmentError": "op_failed",
+    "native_host.domain.backups.BackupError": "op_failed",
     "shared_pki.backup.RecoveryCodeError": "recovery_code",
     "shared_pki.backup.WrongRecoveryCode": "recovery_code",
     "shared_pki.errors.PkiError": "op_failed",
 }
 
 _NEXT_STEP: dict[str, str] = {
-    "native_host.sending.NoSigningKey": " Run `autosmime enroll` or start the setup in the "
+    "native_host.domain.sending.NoSigningKey": " Run `autosmime enroll` or start the setup in the "
     "extension.",
     "keyring.errors.KeyringError": " Check that the keyring is unlocked, or choose a backend "
     "with PYTHON_KEYRING_BACKEND.",

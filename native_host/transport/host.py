@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from native_host import ops
-from native_host.framing import read_frame, write_frame
 from native_host.protocol import (
     MAX_HOST_TO_BROWSER,
     ChunkAssembler,
@@ -27,6 +26,7 @@ from native_host.protocol import (
     progress_event,
     split_into_frames,
 )
+from native_host.transport.framing import read_frame, write_frame
 
 #: Threads for ops marked long in native_host.ops (enroll, send, open...): they run beside the
 #: loop, which keeps answering hello, echo and the other short ops meanwhile.
@@ -55,14 +55,14 @@ class HostConfig:
 
     @classmethod
     def load(cls, path: str | None) -> HostConfig:
-        from native_host import paths
+        from native_host.infrastructure import paths
 
         data: dict[str, Any] = {}
         if path:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
         else:
-            from native_host.browser_ids import default_allowed
+            from native_host.transport.browser_ids import default_allowed
 
             data = default_allowed()
         allowed = set(data.get("allowed_origins", [])) | set(data.get("allowed_extensions", []))
