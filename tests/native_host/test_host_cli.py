@@ -6,7 +6,6 @@ failures exit non-zero with one line on stderr."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import stat
@@ -24,18 +23,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from harness.desktop import DesktopInstall
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
+from harness.pki_world import PkiWorld
 
 from native_host.domain.keystore import Keystore
 from native_host.infrastructure.profile import open_profile
 from shared_pki.service.cli import SERVER_MODULES
-
-_spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
-assert _spec is not None and _spec.loader is not None
-_world = sys.modules.setdefault("_world", importlib.util.module_from_spec(_spec))
-if not hasattr(_world, "PkiWorld"):
-    _spec.loader.exec_module(_world)
-PkiWorld, Person = _world.PkiWorld, _world.Person
-world = _world.world  # the module-scoped fixture
 
 pytestmark = pytest.mark.mail
 

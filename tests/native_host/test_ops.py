@@ -6,8 +6,6 @@ its CA as the ACME finalize step does, see test_certs.PkiWorld)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +17,11 @@ from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives.serialization import pkcs12
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
+from harness.pki_world import Person, PkiWorld
 
 from native_host.domain.keystore import Keystore
 from native_host.infrastructure.profile import open_profile
 from native_host.protocol import SCHEMA
-
-_spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
-assert _spec is not None and _spec.loader is not None
-_world = sys.modules.setdefault("_world", importlib.util.module_from_spec(_spec))
-if not hasattr(_world, "PkiWorld"):
-    _spec.loader.exec_module(_world)
-PkiWorld, Person = _world.PkiWorld, _world.Person
-world = _world.world  # the module-scoped fixture
 
 pytestmark = pytest.mark.mail
 

@@ -4,10 +4,10 @@ HTML, remote images, and old mail under a superseded key."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
+
+from harness.pki_world import PkiWorld, run
 
 from native_host.domain.certs import CertificateBook
 from native_host.domain.reading import open_message
@@ -15,14 +15,6 @@ from native_host.domain.sanitize import PLACEHOLDER
 from native_host.domain.sending import Attachment, ComposeRequest, build_messages
 from shared_pki import mime, smime
 from shared_pki.keys import Credential
-
-_spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
-assert _spec is not None and _spec.loader is not None
-_world = sys.modules.setdefault("_world", importlib.util.module_from_spec(_spec))
-if not hasattr(_world, "PkiWorld"):
-    _spec.loader.exec_module(_world)
-PkiWorld, run = _world.PkiWorld, _world.run
-world = _world.world  # the module-scoped fixture
 
 HOSTILE = """<html><head><style>p{}</style><script>steal()</script></head>
 <body onload="steal()"><p>Dear <b onclick="x()">Bob</b></p>

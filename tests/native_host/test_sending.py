@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from harness.mail import MailStack, free_port
+from harness.pki_world import Person, PkiWorld, run
 
 from native_host.domain.certs import CertificateBook
 from native_host.domain.keystore import Keystore
@@ -28,14 +27,6 @@ from native_host.infrastructure.mailbox import Credentials, Mailbox, Outbox
 from shared_pki import mime
 from shared_pki.cms import enveloped
 from shared_pki.errors import NoMatchingKey
-
-_spec = importlib.util.spec_from_file_location("_world", Path(__file__).with_name("test_certs.py"))
-assert _spec is not None and _spec.loader is not None
-_world = sys.modules.setdefault("_world", importlib.util.module_from_spec(_spec))
-if not hasattr(_world, "PkiWorld"):
-    _spec.loader.exec_module(_world)
-PkiWorld, Person, run = _world.PkiWorld, _world.Person, _world.run
-world = _world.world  # the module-scoped fixture
 
 pytestmark = pytest.mark.mail
 
