@@ -33,7 +33,7 @@ pytestmark = pytest.mark.mail
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 

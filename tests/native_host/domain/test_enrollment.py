@@ -45,7 +45,7 @@ ALICE = "alice@example.test"
 CA = "carol@example.test"
 DEADLINE = 30.0
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------------------------------------
