@@ -97,7 +97,7 @@ def test_master_secret_lives_in_the_keyring_only(keyring_env, tmp_path: Path) ->
 def test_master_secret_is_the_same_in_another_process(keyring_env, tmp_path: Path) -> None:
     profile = prof.open_profile(tmp_path / "p")
     code = (
-        "import sys; from native_host import profile as p; "
+        "import sys; from native_host.infrastructure import profile as p; "
         "sys.stdout.write(p.master_secret(p.open_profile(sys.argv[1])).hex())"
     )
     env = keyring_env.env(**{prof.ENV_KEYRING: CONFINED, "PATH": os.environ["PATH"]})
@@ -118,7 +118,7 @@ def test_master_secret_is_the_same_in_another_process(keyring_env, tmp_path: Pat
 def test_profile_from_env_in_a_subprocess(keyring_env, tmp_path: Path) -> None:
     """A host started by a browser passes no arguments: AUTOSMIME_PROFILE finds the state."""
     chosen = prof.open_profile(tmp_path / "chosen")
-    code = "from native_host import profile as p; print(p.open_profile().profile_id)"
+    code = "from native_host.infrastructure import profile as p; print(p.open_profile().profile_id)"
     env = keyring_env.env(AUTOSMIME_PROFILE=str(chosen.root), PATH=os.environ["PATH"])
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
     assert out.stdout.decode().strip() == chosen.profile_id
