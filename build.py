@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from native_host.installation import browsers, install  # noqa: E402
-from native_host.transport import browser_ids  # noqa: E402
 from native_host.protocol import SCHEMA  # noqa: E402
+from native_host.transport import browser_ids  # noqa: E402
 
 SOURCE = ROOT / "extension"
 # Files under extension/ that are for development only and never ship.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from native_host.errors import HostError
 from native_host.infrastructure.mail_settings import (
     AUTOCONFIG_TIMEOUT,
     AUTOCONFIG_URLS,
@@ -39,7 +40,7 @@ XOAUTH2 = "xoauth2"  # an OAuth2 access token
 KINDS = (PASSWORD, XOAUTH2)
 
 
-class AccountError(ValueError):
+class AccountError(HostError, ValueError):
     """An account operation that cannot be done; the message says why."""
 
 

@@ -39,6 +39,7 @@ from native_host.domain.keystore import (
     key_type_of,
     normalize_address,
 )
+from native_host.errors import HostError
 from native_host.infrastructure.mailbox import Mailbox, MailError, classify
 from native_host.infrastructure.profile import Profile
 from shared_pki import backup
@@ -51,14 +52,10 @@ OLD_KEYWORD = "$AutosmimeReplaced"
 CODE_ENTRY = "recovery-code:{address}"
 
 
-class BackupError(Exception):
+class BackupError(HostError):
     """A backup operation that cannot be done; `code` is stable, str() is for people."""
 
     code = "backup_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NoBackup(BackupError):

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from asn1crypto import pem as asn1_pem
 
+from native_host.errors import HostError
 from native_host.infrastructure.profile import file_lock, private_folder, write_private
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.sm import BOTH_IDS
@@ -68,14 +69,10 @@ __all__ = [
 ]
 
 
-class CertsError(Exception):
+class CertsError(HostError):
     """A certificate lookup that cannot be done; `code` is stable, the message is for people."""
 
     code = "certs_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class FetchError(CertsError):

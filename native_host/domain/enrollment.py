@@ -74,6 +74,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from native_host.domain import backups
 from native_host.domain.keystore import Keystore, UnknownKey, normalize_address
+from native_host.errors import HostError
 from native_host.infrastructure.acme_client import (
     AccountKeyStore,
     AcmeClient,
@@ -124,7 +125,7 @@ Progress = Callable[[int, int, str], None]
 # Errors and results
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(HostError):
     """Enrollment stopped. `code` is stable; str() says what happened and what to do;
     `transient`: running enroll again later may finish it (the journal keeps the progress)."""
 
@@ -138,6 +139,7 @@ class EnrollmentError(Exception):
 
 class RecoveryCodeNeeded(EnrollmentError):
     code = "recovery_code_needed"
+    protocol_code = "recovery_code"
 
 
 class ChallengeMailMissing(EnrollmentError):

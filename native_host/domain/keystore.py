@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from native_host.errors import HostError
 from native_host.infrastructure.profile import (
     Profile,
     file_lock,
@@ -75,18 +76,15 @@ LEGACY_REFUSAL = (
 )
 
 
-class KeystoreError(Exception):
+class KeystoreError(HostError):
     """A keystore operation that cannot be done; `code` is stable, the message is for people."""
 
     code = "keystore_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
 
 class UnknownKey(KeystoreError):
     code = "unknown_key"
+    protocol_code = "not_configured"
 
 
 class KeystoreCorrupt(KeystoreError):

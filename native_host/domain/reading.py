@@ -26,6 +26,7 @@ from email.parser import BytesParser
 from native_host.domain.certs import CertificateBook
 from native_host.domain.keystore import Keystore
 from native_host.domain.sanitize import sanitize_html
+from native_host.errors import HostError
 from native_host.infrastructure.mailbox import Mailbox
 from shared_pki import mime, smime, tsp
 from shared_pki.cms import ciphers, enveloped
@@ -52,12 +53,8 @@ __all__ = [
 ]
 
 
-class ReadError(Exception):
+class ReadError(HostError):
     code = "read_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class MessageNotFound(ReadError):

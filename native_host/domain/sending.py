@@ -32,6 +32,7 @@ from typing import Any
 from native_host.domain.certs import CertificateBook, CertsError, Fetch, http_fetch, normalize
 from native_host.domain.keystore import Keystore
 from native_host.domain.timestamping import TimestampInfo, timestamp_signature
+from native_host.errors import HostError
 from native_host.infrastructure.mailbox import Mailbox, MailError
 from shared_pki import mime, smime
 from shared_pki.cms import digests, enveloped, signed
@@ -60,28 +61,28 @@ __all__ = [
 # ---- errors ----------------------------------------------------------------------------------
 
 
-class ComposeError(Exception):
+class ComposeError(HostError):
     """The message cannot be sent as asked; `code` is stable, the message is for people."""
 
     code = "compose_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
 
 class InvalidRequest(ComposeError):
     code = "invalid_request"
+    protocol_code = "bad_params"
 
 
 class TooLarge(ComposeError):
     code = "too_large"
+    protocol_code = "bad_params"
 
 
 class NoSigningKey(ComposeError):
     """The sender has no current key (with a certificate) of the suite."""
 
     code = "no_signing_key"
+    protocol_code = "not_configured"
+    advice = " Run `autosmime enroll` or start the setup in the extension."
 
 
 class MissingCertificates(ComposeError):
@@ -89,6 +90,7 @@ class MissingCertificates(ComposeError):
     to the reasons found (not in the directory, expired, untrusted...)."""
 
     code = "missing_certificates"
+    protocol_code = "missing_certificates"
 
     def __init__(self, missing: Mapping[str, Sequence[str]], suite: str) -> None:
         self.missing = {address: tuple(reasons) for address, reasons in missing.items()}

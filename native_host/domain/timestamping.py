@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from native_host.domain.certs import CertsError, Fetch, http_fetch
+from native_host.errors import HostError
 from shared_pki import mime, tsp
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate
@@ -61,14 +62,10 @@ class TimestampOutcome(NamedTuple):
     problem: str | None
 
 
-class TimestampMissing(Exception):
+class TimestampMissing(HostError):
     """No usable token could be had; the message is a sentence for people."""
 
     code = "timestamp_missing"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def request_token(

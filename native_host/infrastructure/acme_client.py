@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from native_host.errors import HostError
 from native_host.infrastructure.profile import Profile, master_secret, private_folder, write_private
 from shared_pki.acme import jws
 from shared_pki.acme.objects import (
@@ -100,14 +101,10 @@ _WORDS: dict[ProblemType, str] = {
 }
 
 
-class AcmeError(Exception):
+class AcmeError(HostError):
     """Something went wrong talking to the certificate authority; str() says what."""
 
     code = "acme_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class AcmeConnectionError(AcmeError):

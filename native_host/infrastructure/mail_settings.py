@@ -33,6 +33,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from native_host.errors import HostError
+
 AUTOCONFIG_TIMEOUT = 5.0
 AUTOCONFIG_MAX_BYTES = 256 * 1024
 AUTOCONFIG_URLS = (
@@ -49,8 +51,10 @@ class Security(StrEnum):
     PLAIN = "plain"  # no TLS at all: accepted only towards loopback
 
 
-class SettingsError(ValueError):
+class SettingsError(HostError, ValueError):
     """Settings that cannot be used or found; the message says why in plain words."""
+
+    protocol_code = "bad_params"
 
 
 def is_loopback(host: str) -> bool:

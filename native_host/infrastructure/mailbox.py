@@ -42,6 +42,7 @@ from imapclient import IMAPClient
 from imapclient import imapclient as _imapclient_module
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from native_host.errors import HostError
 from native_host.infrastructure.mail_settings import MailSettings, Security, Server
 from native_host.infrastructure.profile import write_private
 
@@ -73,7 +74,7 @@ class MailErrorCode(StrEnum):
     PROTOCOL = "protocol"  # anything else the server answered that we cannot use
 
 
-class MailError(Exception):
+class MailError(HostError):
     """A mailbox operation failed. `code` says which part, `part` which server (imap/smtp),
     `transient` whether trying again later may help; str() is a sentence a person can act on."""
 
@@ -86,12 +87,20 @@ class MailError(Exception):
         *,
         transient: bool = True,
     ) -> None:
+        super().__init__(f"{message} {advice}".strip())
         self.code = code
         self.part = part
         self.message = message
         self.advice = advice
         self.transient = transient
-        super().__init__(f"{message} {advice}".strip())
+
+    protocol_code = "mail_failed"
+
+    def protocol_message(self) -> str:
+        """Which server failed first (IMAP:, SMTP:), then the sentence and the advice."""
+        text = " ".join((str(self) or type(self).__name__).split())
+        part = str(self.part).upper()
+        return text if not part or text.upper().startswith(part) else f"{part}: {text}"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from native_host.errors import HostError
 from native_host.infrastructure import paths
 
 ENV_PROFILE = "AUTOSMIME_PROFILE"
@@ -44,26 +45,24 @@ MASTER_SECRET_BYTES = 32
 SUBFOLDERS = ("keys", "cache", "outbox")
 
 
-class ProfileError(Exception):
+class ProfileError(HostError):
     """A profile that cannot be used; `code` is stable, the message is for people."""
 
     code = "profile_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NoKeyring(ProfileError):
     """No keyring backend that can keep the master secret."""
 
     code = "no_keyring"
+    protocol_code = "not_configured"
 
 
 class KeyringFailed(ProfileError):
     """The keyring backend is there but refused to read or store (locked, no D-Bus, ...)."""
 
     code = "keyring_failed"
+    protocol_code = "not_configured"
 
 
 _HOW_TO_CHOOSE = (

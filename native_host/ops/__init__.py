@@ -1,7 +1,8 @@
 """The registry of operations the extension may ask for: op name -> "module:function".
 
 Modules are imported only when their op is first called, so the host starts fast. A handler
-takes (params, ctx) and returns a JSON-able result or raises ProtocolError. Every op is
+takes (params, ctx) and returns a JSON-able result or raises a
+native_host.errors.HostError (its protocol code with it). Every op is
 described in protocol.json's "ops" map (its one definition); the `autosmime` subcommands call
 the same handlers (native_host.commands.op_runner), so both paths are one code path.
 

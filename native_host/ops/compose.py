@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from native_host.errors import BadParams
 from native_host.ops import state
-from native_host.ops.state import HostError, operation, progress_of
+from native_host.ops.state import operation, progress_of
 
 STEPS = 4
 
@@ -21,7 +22,7 @@ def send(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     progress = progress_of(ctx)
     if not isinstance(params.get("from"), str) or not params["from"]:
-        raise HostError("bad_params", "from is needed (the sender's address).")
+        raise BadParams("from is needed (the sender's address).")
     request = ComposeRequest.from_json(params)
     host = state.current()
     account = host.account(request.sender)

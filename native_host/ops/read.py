@@ -9,9 +9,9 @@ import contextlib
 import datetime
 from typing import Any
 
+from native_host.errors import BadParams, HostError
 from native_host.ops import state
 from native_host.ops.state import (
-    HostError,
     base64_param,
     bool_param,
     operation,
@@ -101,11 +101,11 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     host = state.current()
     message_id = text_param(params, "messageId")
     if ("raw" in params) == bool(message_id):
-        raise HostError("bad_params", "Give raw (the message in base64) or messageId, not both.")
+        raise BadParams("Give raw (the message in base64) or messageId, not both.")
     account = text_param(params, "account")
     anchors = host.trust_anchors()
     book = None
-    with contextlib.suppress(state.HostError):  # no account or PKI: nothing to harvest into
+    with contextlib.suppress(HostError):  # no account or PKI: nothing to harvest into
         book = host.book(account)
     options = {
         "keystore": host.keystore,

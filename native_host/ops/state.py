@@ -30,14 +30,14 @@ import functools
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from native_host.errors import BadParams, NotConfigured, OpFailed, as_host_error
 from native_host.infrastructure.profile import Profile, open_profile, write_private
-from native_host.protocol import ProtocolError
 
 if TYPE_CHECKING:  # the heavy modules load only with the ops that need them
     from native_host.domain.accounts import Account, Accounts
@@ -57,19 +57,6 @@ NO_ACCOUNT = (
 )
 
 
-class HostError(Exception):
-    """A failure already in protocol terms: `code` is one of protocol.json's error codes."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def not_configured(message: str) -> HostError:
-    return HostError("not_configured", message)
-
-
 # ---- PKI settings per account -----------------------------------------------------------------
 
 
@@ -85,11 +72,9 @@ class AccountPki:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise HostError("bad_params", f"The PKI service URL {self.url!r} is not http(s).")
+            raise BadParams(f"The PKI service URL {self.url!r} is not http(s).")
         if not self.roots():
-            raise HostError(
-                "bad_params", "The PKI roots hold no certificate (give the service's roots PEM)."
-            )
+            raise BadParams("The PKI roots hold no certificate (give the service's roots PEM).")
 
     @property
     def base(self) -> str:
@@ -116,9 +101,7 @@ class AccountPki:
             return load_certificates(bytes(self.roots_pem))
         except (PkiError, ValueError) as error:
             message = getattr(error, "message", str(error))
-            raise HostError(
-                "bad_params", f"The PKI roots are not certificates: {message}"
-            ) from None
+            raise BadParams(f"The PKI roots are not certificates: {message}") from None
 
     def settings(self) -> PkiSettings:
         """The ACME client's view (enrollment)."""
@@ -190,17 +173,17 @@ class HostState:
         """The account of address; without one, the only account (several: say which)."""
         listed = self.accounts.list_accounts()
         if not listed:
-            raise not_configured(NO_ACCOUNT)
+            raise NotConfigured(NO_ACCOUNT)
         if address is None or address == "":
             if len(listed) == 1:
                 return listed[0]
             names = ", ".join(a.address for a in listed)
-            raise HostError("bad_params", f"Several accounts are set up ({names}); say which one.")
+            raise BadParams(f"Several accounts are set up ({names}); say which one.")
         wanted = _address_key(address)
         for account in listed:
             if account.address == wanted:
                 return account
-        raise not_configured(
+        raise NotConfigured(
             f"No account {wanted} is set up: run `autosmime account add {wanted}` or open the "
             "extension's setup."
         )
@@ -223,9 +206,9 @@ class HostState:
         except FileNotFoundError:
             return {}
         except ValueError as error:
-            raise HostError("op_failed", f"{path} is damaged ({error}).") from None
+            raise OpFailed(f"{path} is damaged ({error}).") from None
         if document.get("format") != PKI_FORMAT:
-            raise HostError("op_failed", f"{path} has format {document.get('format')!r}.")
+            raise OpFailed(f"{path} has format {document.get('format')!r}.")
         return dict(document.get("accounts") or {})
 
     def set_pki(self, address: str, pki: AccountPki) -> None:
@@ -248,7 +231,7 @@ class HostState:
         account = self.account(address)
         found = self.pki_of(account.address)
         if found is None:
-            raise not_configured(
+            raise NotConfigured(
                 f"No PKI service is set up for {account.address}: run `autosmime account add "
                 f"{account.address} --pki URL --pki-roots FILE` or open the extension's setup."
             )
@@ -331,82 +314,20 @@ def reset() -> None:
 
 # ---- errors -----------------------------------------------------------------------------------
 
-# The building blocks' typed errors, by "module.Class" anywhere in the exception's MRO, and the
-# protocol error code each becomes. Looked up by name: a module that was never imported cannot
-# have raised, so nothing is imported here.
-_CODES: dict[str, str] = {
-    "native_host.domain.sending.MissingCertificates": "missing_certificates",
-    "native_host.domain.sending.InvalidRequest": "bad_params",
-    "native_host.domain.sending.TooLarge": "bad_params",
-    "native_host.domain.sending.NoSigningKey": "not_configured",
-    "native_host.domain.sending.ComposeError": "op_failed",
-    "native_host.infrastructure.mailbox.MailError": "mail_failed",
-    "native_host.infrastructure.mail_settings.SettingsError": "bad_params",
-    "native_host.domain.accounts.AccountError": "op_failed",
-    "native_host.infrastructure.profile.NoKeyring": "not_configured",
-    "native_host.infrastructure.profile.KeyringFailed": "not_configured",
-    "native_host.infrastructure.profile.ProfileError": "op_failed",
-    "keyring.errors.KeyringError": "not_configured",
-    "native_host.domain.keystore.UnknownKey": "not_configured",
-    "native_host.domain.keystore.KeystoreError": "op_failed",
-    "native_host.domain.certs.CertsError": "op_failed",
-    "native_host.domain.reading.ReadError": "op_failed",
-    "native_host.infrastructure.acme_client.AcmeError": "op_failed",
-    "native_host.domain.enrollment.RecoveryCodeNeeded": "recovery_code",
-    "native_host.domain.enrollment.EnrollmentError": "op_failed",
-    "native_host.domain.backups.BackupError": "op_failed",
-    "shared_pki.backup.RecoveryCodeError": "recovery_code",
-    "shared_pki.backup.WrongRecoveryCode": "recovery_code",
-    "shared_pki.errors.PkiError": "op_failed",
-}
-
-_NEXT_STEP: dict[str, str] = {
-    "native_host.domain.sending.NoSigningKey": " Run `autosmime enroll` or start the setup in the "
-    "extension.",
-    "keyring.errors.KeyringError": " Check that the keyring is unlocked, or choose a backend "
-    "with PYTHON_KEYRING_BACKEND.",
-}
-
-
-def _names(exc: BaseException) -> Iterator[str]:
-    for cls in type(exc).__mro__:
-        yield f"{cls.__module__}.{cls.__qualname__}"
-
-
-def protocol_error(exc: BaseException) -> ProtocolError | None:
-    """The protocol error for a typed failure, or None for anything else (a bug)."""
-    if isinstance(exc, ProtocolError):
-        return exc
-    if isinstance(exc, HostError):
-        return ProtocolError(exc.code, exc.message)
-    for name in _names(exc):
-        code = _CODES.get(name)
-        if code is None:
-            continue
-        text = getattr(exc, "message", None)
-        if not isinstance(text, str) or not text or code == "mail_failed":
-            text = str(exc) or type(exc).__name__
-        if code == "mail_failed":
-            part = getattr(exc, "part", None)
-            if part and not text.upper().startswith(str(part).upper()):
-                text = f"{str(part).upper()}: {text}"
-        advice = next((_NEXT_STEP[n] for n in _names(exc) if n in _NEXT_STEP), "")
-        return ProtocolError(code, " ".join((text.strip() + advice).split()))
-    return None
-
 
 def operation(
     handler: Callable[[dict[str, Any], Any], Any],
 ) -> Callable[[dict[str, Any], Any], Any]:
-    """Wrap an op handler: typed failures become ProtocolErrors; bugs stay bugs."""
+    """Wrap an op handler: the libraries' typed failures leave it as HostErrors (see
+    native_host.errors.as_host_error); bugs stay bugs."""
 
     @functools.wraps(handler)
     def wrapped(params: dict[str, Any], ctx: Any) -> Any:
         try:
             return handler(params, ctx)
         except Exception as exc:
-            error = protocol_error(exc)
-            if error is None:
+            error = as_host_error(exc)
+            if error is None or error is exc:
                 raise
             raise error from None
 
@@ -420,17 +341,17 @@ def text_param(params: dict[str, Any], name: str, *, required: bool = False) -> 
     value = params.get(name)
     if value is None or value == "":
         if required:
-            raise HostError("bad_params", f"{name} is needed.")
+            raise BadParams(f"{name} is needed.")
         return None
     if not isinstance(value, str):
-        raise HostError("bad_params", f"{name} must be text.")
+        raise BadParams(f"{name} must be text.")
     return value
 
 
 def bool_param(params: dict[str, Any], name: str, default: bool = False) -> bool:
     value = params.get(name, default)
     if not isinstance(value, bool):
-        raise HostError("bad_params", f"{name} must be true or false.")
+        raise BadParams(f"{name} must be true or false.")
     return value
 
 
@@ -440,11 +361,11 @@ def base64_param(params: dict[str, Any], name: str) -> bytes:
 
     value = params.get(name)
     if not isinstance(value, str):
-        raise HostError("bad_params", f"{name} must be base64 text.")
+        raise BadParams(f"{name} must be base64 text.")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise HostError("bad_params", f"{name} is not base64.") from None
+        raise BadParams(f"{name} is not base64.") from None
 
 
 def progress_of(ctx: Any) -> Callable[[int, int, str], None]:
@@ -456,10 +377,8 @@ def progress_of(ctx: Any) -> Callable[[int, int, str], None]:
 __all__ = [
     "NO_ACCOUNT",
     "AccountPki",
-    "HostError",
     "HostState",
     "current",
     "operation",
-    "protocol_error",
     "reset",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from native_host import ops
+from native_host.errors import HostError, as_host_error
 from native_host.protocol import (
     MAX_HOST_TO_BROWSER,
     ChunkAssembler,
@@ -145,9 +146,12 @@ class Host:
             for frame in split_into_frames(message, MAX_HOST_TO_BROWSER):
                 write_frame(self.out, frame)
 
-    def fail(self, error: ProtocolError) -> None:
-        self.log.event("error", code=error.code, id=error.msg_id)
-        self.send(error_reply(error.msg_id, error.code, error.message))
+    def fail(self, error: HostError, msg_id: Any = None) -> None:
+        """Answer with error's protocol code and sentence (for msg_id, else the id it carries)."""
+        if msg_id is None:
+            msg_id = getattr(error, "msg_id", None)
+        self.log.event("error", code=error.protocol_code, id=msg_id)
+        self.send(error_reply(msg_id, error.protocol_code, error.protocol_message()))
 
     def serve(self) -> int:
         """Answer frames until input ends; exit status 0 unless the caller is not allowed."""
@@ -214,15 +218,14 @@ class Host:
             try:
                 result = handler(params, OpContext(self, msg_id))
                 reply = ok_reply(msg_id, result)
-            except ProtocolError as error:
-                if error.msg_id is None:
-                    error.msg_id = msg_id
-                self.fail(error)
-                return
-            except Exception as error:  # the host must survive any handler bug
-                frames = traceback.extract_tb(error.__traceback__)
+            except Exception as exc:  # typed failures answer in words; the host survives bugs
+                error = as_host_error(exc)
+                if error is not None:
+                    self.fail(error, msg_id)
+                    return
+                frames = traceback.extract_tb(exc.__traceback__)
                 where = [f"{f.filename}:{f.lineno}:{f.name}" for f in frames]
-                self.log.event("internal", id=msg_id, type=type(error).__name__, where=where)
+                self.log.event("internal", id=msg_id, type=type(exc).__name__, where=where)
                 self.send(
                     error_reply(
                         msg_id,
