@@ -100,6 +100,7 @@ def call(
             params = params()
         handler = ops.resolve(op)
         assert handler is not None, op
+        ops.check_params(op, params)
         result = handler(params, context)
         status = 0
         if finish is not None:

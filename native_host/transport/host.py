@@ -216,6 +216,7 @@ class Host:
         started = time.monotonic()
         try:
             try:
+                ops.check_params(op, params)
                 result = handler(params, OpContext(self, msg_id))
                 reply = ok_reply(msg_id, result)
             except Exception as exc:  # typed failures answer in words; the host survives bugs

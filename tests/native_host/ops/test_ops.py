@@ -16,7 +16,7 @@ import pytest
 from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives.serialization import pkcs12
 from harness.mail import MailStack
-from harness.native import HostProcess, write_host_config
+from harness.native import HostProcess, check_result, write_host_config
 from harness.pki_world import Person, PkiWorld
 
 from native_host.domain.keystore import Keystore
@@ -98,6 +98,7 @@ class Device:
             if message.get("event") == "progress":
                 self.events.append(message)
                 continue
+            check_result(op, message)
             return message
 
     def ok(self, op: str, params: dict[str, Any], msg_id: Any = 1) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from native_host import ops
-from native_host.protocol import encode
+from native_host.protocol import SCHEMA, encode
 from native_host.transport.framing import read_frame
 from native_host.transport.host import Host, Log
 
@@ -24,6 +24,7 @@ def test_a_crashing_handler_becomes_an_internal_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(ops.OPS, "test.boom", f"{__name__}:boom")
+    monkeypatch.setitem(SCHEMA["ops"], "test.boom", {"params": {"type": "object"}, "long": False})
     requests = [
         {"id": 1, "op": "test.boom", "params": {"payload": "SECRET"}},
         {"id": 2, "op": "echo", "params": {"payload": "ok"}},
