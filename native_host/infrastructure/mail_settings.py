@@ -18,7 +18,6 @@ HTTPS only), a short timeout, a size cap, and an XML parser that refuses DTDs an
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import ssl
 import urllib.error
@@ -34,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from native_host.errors import HostError
+from shared_pki.net.mail import is_loopback
 
 AUTOCONFIG_TIMEOUT = 5.0
 AUTOCONFIG_MAX_BYTES = 256 * 1024
@@ -55,17 +55,6 @@ class SettingsError(HostError, ValueError):
     """Settings that cannot be used or found; the message says why in plain words."""
 
     protocol_code = "bad_params"
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback IP literals (no name is resolved)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

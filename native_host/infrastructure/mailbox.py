@@ -45,6 +45,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from native_host.errors import HostError
 from native_host.infrastructure.mail_settings import MailSettings, Security, Server
 from native_host.infrastructure.profile import write_private
+from shared_pki.net.mail import StartTlsMissing, Tls, connect_imap, connect_smtp
 
 try:  # POSIX: one flush at a time per outbox, across processes
     import fcntl
@@ -63,6 +64,14 @@ HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.default)
 
 # ---------------------------------------------------------------------------------------------
 # Errors
+
+
+#: The shared connection layer's name for each way a server of the settings is protected.
+TLS: dict[Security, Tls] = {
+    Security.SSL: "implicit",
+    Security.STARTTLS: "starttls",
+    Security.PLAIN: "none",
+}
 
 
 class MailErrorCode(StrEnum):
@@ -539,18 +548,10 @@ class Mailbox:
         context = self.ssl_context()
         client: IMAPClient | None = None
         try:
-            client = IMAPClient(
-                server.host,
-                port=server.port,
-                ssl=server.security is Security.SSL,
-                ssl_context=context if server.security is Security.SSL else None,
+            client = connect_imap(
+                server.host, server.port, tls=TLS[server.security], context=context,
                 timeout=self.timeout,
-            )
-            if server.security is Security.STARTTLS:
-                if client.has_capability("STARTTLS"):
-                    client.starttls(ssl_context=context)
-                elif not server.loopback:
-                    raise _starttls_missing(server)
+            )  # fmt: skip
             if self.credentials.xoauth2_token:
                 client.oauth2_login(server.username, self.credentials.xoauth2_token)
             else:
@@ -559,6 +560,8 @@ class Mailbox:
             if self.settings.imap_id and client.has_capability("ID"):
                 client.id_({"name": "autosmime", "version": "1"})
             return client
+        except StartTlsMissing:
+            raise _starttls_missing(server) from None
         except Exception as exc:
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -571,25 +574,10 @@ class Mailbox:
         context = self.ssl_context()
         client: smtplib.SMTP | None = None
         try:
-            if server.security is Security.SSL:
-                client = smtplib.SMTP_SSL(
-                    server.host,
-                    server.port,
-                    local_hostname=EHLO_NAME,
-                    timeout=self.timeout,
-                    context=context,
-                )
-            else:
-                client = smtplib.SMTP(
-                    server.host, server.port, local_hostname=EHLO_NAME, timeout=self.timeout
-                )
-            client.ehlo()
-            if server.security is Security.STARTTLS:
-                if client.has_extn("starttls"):
-                    client.starttls(context=context)
-                    client.ehlo()
-                elif not server.loopback:
-                    raise _starttls_missing(server)
+            client = connect_smtp(
+                server.host, server.port, tls=TLS[server.security], context=context,
+                timeout=self.timeout, local_hostname=EHLO_NAME,
+            )  # fmt: skip
             token = self.credentials.xoauth2_token
             if token:
                 initial = f"user={server.username}\x01auth=Bearer {token}\x01\x01"
@@ -603,6 +591,8 @@ class Mailbox:
                 assert self.credentials.password is not None
                 client.login(server.username, self.credentials.password)
             return client
+        except StartTlsMissing:
+            raise _starttls_missing(server) from None
         except Exception as exc:
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -1,5 +1,10 @@
-"""The CA's own mailbox as URLs: `smtp://`, `smtps://`, `imap://`, `imaps://` with user and
-password, and the connections they open.
+"""Mail connections with one TLS policy, for the native host (the person's mailbox) and the
+PKI service (the CA's mailbox): `connect_smtp` and `connect_imap` open a connection and protect
+it (implicit TLS, or STARTTLS, which a server must offer unless it is on loopback, where plain
+text may stay), and log in to nothing; each side logs in its own way and says what failed in
+its own words. Certificates are always verified, against the context the caller gives.
+
+For the service, the CA mailbox as URLs (`open_smtp`, `open_imap` log in too):
 
     smtp://USER:PASSWORD@HOST:PORT      submission (587), STARTTLS
     smtps://USER:PASSWORD@HOST:PORT     implicit TLS (465)
@@ -22,11 +27,11 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-if TYPE_CHECKING:
-    from imapclient import IMAPClient
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
 
 SMTP_SCHEMES = {"smtp": (587, False), "smtps": (465, True)}
 IMAP_SCHEMES = {"imap": (143, False), "imaps": (993, True)}
@@ -42,14 +47,99 @@ class MailConnectionError(OSError):
     """A mail server could not be reached, refused TLS or refused the login."""
 
 
+class StartTlsMissing(MailConnectionError):
+    """A server off loopback that does not offer STARTTLS: logging in would send the password
+    in plain text, so the connection is refused."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"{host}:{port} does not offer STARTTLS")
+        self.host = host
+        self.port = port
+
+
 def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback IP literals; other names are not resolved."""
-    if host.lower().rstrip(".") == "localhost":
+    """True for `localhost` and loopback IP literals (brackets allowed); no name is resolved."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: How a connection is protected: TLS from the first byte; STARTTLS (required unless the
+#: server is on loopback); none at all (loopback only).
+Tls = Literal["implicit", "starttls", "none"]
+
+
+def _plain_allowed(host: str, port: int) -> None:
+    if not is_loopback(host):
+        raise StartTlsMissing(host, port)
+
+
+def connect_smtp(
+    host: str,
+    port: int,
+    *,
+    tls: Tls,
+    context: ssl.SSLContext,
+    timeout: float = DEFAULT_TIMEOUT,
+    local_hostname: str | None = None,
+) -> smtplib.SMTP:
+    """An SMTP connection protected as `tls` says, EHLO done, not logged in (the caller logs
+    in, and closes it on failure). StartTlsMissing when the policy refuses the server; OSError
+    and smtplib's errors otherwise."""
+    if tls == "none":
+        _plain_allowed(host, port)
+    if tls == "implicit":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            host, port, local_hostname=local_hostname, timeout=timeout, context=context
+        )
+    else:
+        client = smtplib.SMTP(host, port, local_hostname=local_hostname, timeout=timeout)
+    try:
+        client.ehlo()
+        if tls == "starttls":
+            if client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            else:
+                _plain_allowed(host, port)
+    except BaseException:
+        _close_smtp(client)
+        raise
+    return client
+
+
+def connect_imap(
+    host: str,
+    port: int,
+    *,
+    tls: Tls,
+    context: ssl.SSLContext,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> IMAPClient:
+    """An IMAP connection protected as `tls` says, not logged in (see connect_smtp)."""
+    if tls == "none":
+        _plain_allowed(host, port)
+    client = IMAPClient(
+        host,
+        port=port,
+        ssl=tls == "implicit",
+        ssl_context=context if tls == "implicit" else None,
+        timeout=timeout,
+    )
+    try:
+        if tls == "starttls":
+            if client.has_capability("STARTTLS"):
+                client.starttls(ssl_context=context)
+            else:
+                _plain_allowed(host, port)
+    except BaseException:
+        _close_imap(client)
+        raise
+    return client
 
 
 @dataclass(frozen=True)
@@ -76,6 +166,10 @@ class MailUrl:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def tls(self) -> Tls:
+        return "implicit" if self.implicit_tls else "starttls"
 
     @property
     def redacted(self) -> str:
@@ -154,24 +248,14 @@ def open_smtp(url: MailUrl, *, timeout: float = DEFAULT_TIMEOUT) -> smtplib.SMTP
     context = url.ssl_context()
     client: smtplib.SMTP | None = None
     try:
-        if url.implicit_tls:
-            client = smtplib.SMTP_SSL(url.host, url.port, timeout=timeout, context=context)
-        else:
-            client = smtplib.SMTP(url.host, url.port, timeout=timeout)
-        client.ehlo()
-        if not url.implicit_tls:
-            if client.has_extn("starttls"):
-                client.starttls(context=context)
-                client.ehlo()
-            elif not url.loopback:
-                raise MailConnectionError(
-                    f"{url}: the server does not offer STARTTLS; refusing to log in without TLS"
-                )
+        client = connect_smtp(url.host, url.port, tls=url.tls, context=context, timeout=timeout)
         client.login(url.user, url.password)
         return client
-    except MailConnectionError:
+    except StartTlsMissing:
         _close_smtp(client)
-        raise
+        raise MailConnectionError(
+            f"{url}: the server does not offer STARTTLS; refusing to log in without TLS"
+        ) from None
     except smtplib.SMTPAuthenticationError as exc:
         _close_smtp(client)
         raise MailConnectionError(f"{url}: login refused ({exc.smtp_code})") from None
@@ -188,33 +272,19 @@ def _close_smtp(client: smtplib.SMTP | None) -> None:
 
 def open_imap(url: MailUrl, *, timeout: float = DEFAULT_TIMEOUT) -> IMAPClient:
     """A logged-in IMAPClient following url's TLS policy (mailbox not yet selected)."""
-    from imapclient import IMAPClient
-    from imapclient.exceptions import IMAPClientError, LoginError
-
     if url.protocol != "imap":
         raise ValueError("open_imap needs an imap:// or imaps:// URL")
     context = url.ssl_context()
     client: IMAPClient | None = None
     try:
-        client = IMAPClient(
-            url.host,
-            port=url.port,
-            ssl=url.implicit_tls,
-            ssl_context=context if url.implicit_tls else None,
-            timeout=timeout,
-        )
-        if not url.implicit_tls:
-            if client.has_capability("STARTTLS"):
-                client.starttls(ssl_context=context)
-            elif not url.loopback:
-                raise MailConnectionError(
-                    f"{url}: the server does not offer STARTTLS; refusing to log in without TLS"
-                )
+        client = connect_imap(url.host, url.port, tls=url.tls, context=context, timeout=timeout)
         client.login(url.user, url.password)
         return client
-    except MailConnectionError:
+    except StartTlsMissing:
         _close_imap(client)
-        raise
+        raise MailConnectionError(
+            f"{url}: the server does not offer STARTTLS; refusing to log in without TLS"
+        ) from None
     except LoginError:
         _close_imap(client)
         raise MailConnectionError(f"{url}: login refused") from None
@@ -240,6 +310,10 @@ __all__ = [
     "MailConnectionError",
     "MailUrl",
     "MailUrlError",
+    "StartTlsMissing",
+    "Tls",
+    "connect_imap",
+    "connect_smtp",
     "is_loopback",
     "open_imap",
     "open_smtp",

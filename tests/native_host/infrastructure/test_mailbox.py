@@ -29,6 +29,7 @@ from native_host.infrastructure.mailbox import (
     SendError,
     crlf,
 )
+from shared_pki.net import mail as net_mail
 
 pytestmark = pytest.mark.mail
 
@@ -203,7 +204,7 @@ def test_missing_starttls_is_refused_unless_loopback(monkeypatch: pytest.MonkeyP
             source="test",
         )
         # Pretend the host is remote: the loopback exemption must not apply.
-        monkeypatch.setattr(Server, "loopback", property(lambda self: False))
+        monkeypatch.setattr(net_mail, "is_loopback", lambda host: False)
         box = Mailbox(settings, Credentials(password="secret-never-sent"), timeout=5)
         for connect in (box.imap_connect, box.smtp_connect):
             with pytest.raises(MailError) as failure:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ from harness.mail import MailStack
 from shared_pki.net.mail import (
     MailConnectionError,
     MailUrlError,
+    StartTlsMissing,
+    connect_imap,
+    connect_smtp,
     is_loopback,
     open_imap,
     open_smtp,
@@ -244,3 +248,10 @@ def test_untrusted_certificate_and_wrong_password_are_refused(
     url = f"imaps://carol%40example.test:{right}@{host}:{mail_stack.imaps_port}"
     with pytest.raises(MailConnectionError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
         open_imap(parse_mail_url(url, protocol="imap", ca_file=other_ca))
+
+
+def test_no_tls_at_all_is_refused_off_loopback_before_connecting() -> None:
+    context = ssl.create_default_context()
+    for connect in (connect_smtp, connect_imap):
+        with pytest.raises(StartTlsMissing):
+            connect("192.0.2.1", 25, tls="none", context=context, timeout=1)  # TEST-NET-1
