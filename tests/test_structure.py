@@ -167,3 +167,20 @@ def test_the_server_modules_name_the_extra() -> None:
     from shared_pki.service import cli
 
     assert set(SERVER_ONLY) == cli.SERVER_MODULES
+
+
+LONG_MODULE = 500
+
+
+def test_long_native_host_modules_say_they_are_one_cohesive_thing() -> None:
+    """docs/DESIGN.md: no module over about 500 lines unless it is one cohesive thing and says
+    so in its docstring."""
+    unsplit = []
+    for module, path in MODULES.items():
+        if not module.startswith("native_host"):
+            continue
+        text = path.read_text("utf-8")
+        docstring = " ".join((ast.get_docstring(ast.parse(text)) or "").split())
+        if text.count("\n") > LONG_MODULE and "one cohesive thing" not in docstring.lower():
+            unsplit.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+    assert not unsplit, "\n".join(unsplit)

@@ -1,4 +1,5 @@
-"""Finding correspondents' certificates: `certs.lookup` (issue 6, point 5).
+"""Finding correspondents' certificates: `certs.lookup` (issue 6, point 5). One cohesive
+thing: the certificate book, its cache and the directory fetch it validates.
 
 A CertificateBook answers, per address, with the certificates that may be encrypted to now and
 where they came from:

@@ -1,5 +1,8 @@
 """Automatic enrollment: RFC 8555 + RFC 8823 against the project's ACME CA, resumable.
 
+One cohesive thing, long on purpose: the resumable state machine, its journal and its steps
+share the journal's invariants (written before every effect), which one file keeps in view.
+
 `enroll(address, ...)` takes an address from nothing to current, backed-up keys:
 
     step            stage shown to the person

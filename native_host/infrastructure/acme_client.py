@@ -1,4 +1,6 @@
 """The host's RFC 8555 client for the project's ACME CA (RFC 8823 `email` identifiers).
+One cohesive thing: transport, nonces, account key and flows of one protocol client (why it is
+ours and not certbot's `acme` package: docs/DESIGN.md, Decisions).
 
 Transport: the standard library's http.client, one kept-alive connection per origin (a stale
 kept-alive connection is reopened once). HTTPS is verified, against `tls_ca_file` when the

@@ -1,5 +1,6 @@
 """Where a mailbox's IMAP and SMTP servers are: explicit URLs, the bundled provider table, or the
-domain's autoconfig file, in that order.
+domain's autoconfig file, in that order. One cohesive thing: the three sources and their
+checks answer one question.
 
 Explicit settings are URLs as in the PKI service's mail options, without the password::
 

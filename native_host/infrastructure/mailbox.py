@@ -13,6 +13,8 @@
   the raw bytes of the first message whose headers match.
 
 The message format is the caller's: this module moves bytes (line ends made CRLF on the wire).
+One cohesive thing: one class over one account's two servers. Its errors are in mail_errors.py,
+the on-disk outbox in outbox.py (both importable from here too).
 """
 
 from __future__ import annotations
@@ -21,36 +23,34 @@ import contextlib
 import datetime
 import email.parser
 import email.policy
-import hashlib
-import json
 import os
 import re
-import secrets
 import smtplib
-import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from imapclient import IMAPClient
 from imapclient import imapclient as _imapclient_module
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from native_host.errors import HostError
-from native_host.infrastructure.mail_settings import MailSettings, Security, Server
-from native_host.infrastructure.profile import write_private
+from native_host.infrastructure.mail_errors import (  # the mailbox's errors, importable here too
+    MailError,
+    MailErrorCode,
+    RecipientRefused,
+    SendError,
+    _recipient_refusal,
+    _smtp_text,
+    _starttls_missing,
+    classify,
+)
+from native_host.infrastructure.mail_settings import MailSettings, Security
+from native_host.infrastructure.outbox import FlushResult, Outbox, OutboxEntry, _message_id
 from shared_pki.net.mail import StartTlsMissing, Tls, connect_imap, connect_smtp
-
-try:  # POSIX: one flush at a time per outbox, across processes
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_TIMEOUT = 30.0
 #: What we say in EHLO: an address literal rather than this computer's name.
@@ -62,235 +62,12 @@ ALL = _imapclient_module.ALL
 HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.default)
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
 #: The shared connection layer's name for each way a server of the settings is protected.
 TLS: dict[Security, Tls] = {
     Security.SSL: "implicit",
     Security.STARTTLS: "starttls",
     Security.PLAIN: "none",
 }
-
-
-class MailErrorCode(StrEnum):
-    DNS = "dns"  # the server name does not resolve
-    CONNECT = "connect"  # refused, timed out, unreachable, connection dropped
-    TLS = "tls"  # certificate not trusted, wrong name, no STARTTLS, handshake failure
-    AUTH = "auth"  # login refused
-    REFUSED = "refused"  # the server refused the sender, a recipient or the message
-    PROTOCOL = "protocol"  # anything else the server answered that we cannot use
-
-
-class MailError(HostError):
-    """A mailbox operation failed. `code` says which part, `part` which server (imap/smtp),
-    `transient` whether trying again later may help; str() is a sentence a person can act on."""
-
-    def __init__(
-        self,
-        code: MailErrorCode,
-        part: str,
-        message: str,
-        advice: str = "",
-        *,
-        transient: bool = True,
-    ) -> None:
-        super().__init__(f"{message} {advice}".strip())
-        self.code = code
-        self.part = part
-        self.message = message
-        self.advice = advice
-        self.transient = transient
-
-    protocol_code = "mail_failed"
-
-    def protocol_message(self) -> str:
-        """Which server failed first (IMAP:, SMTP:), then the sentence and the advice."""
-        text = " ".join((str(self) or type(self).__name__).split())
-        part = str(self.part).upper()
-        return text if not part or text.upper().startswith(part) else f"{part}: {text}"
-
-
-@dataclass(frozen=True)
-class RecipientRefused:
-    """Why the SMTP server refused one recipient."""
-
-    address: str
-    smtp_code: int
-    reply: str
-    kind: str  # "address" (no such mailbox), "policy" (relay/spam), "temporary", "refused"
-
-    @property
-    def permanent(self) -> bool:
-        return self.smtp_code >= 500
-
-
-class SendError(MailError):
-    """Submission failed; `refused` has the per-recipient reasons when the server gave them."""
-
-    def __init__(
-        self,
-        code: MailErrorCode,
-        message: str,
-        advice: str = "",
-        *,
-        refused: dict[str, RecipientRefused] | None = None,
-        transient: bool = True,
-    ) -> None:
-        super().__init__(code, "smtp", message, advice, transient=transient)
-        self.refused = refused or {}
-
-
-def _recipient_refusal(address: str, code: int, reply: bytes | str) -> RecipientRefused:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    enhanced = re.match(r"\s*([245])\.(\d{1,3})\.\d{1,3}", text)
-    if code < 500:
-        kind = "temporary"
-    elif enhanced and enhanced[2] == "1":
-        kind = "address"
-    elif enhanced and enhanced[2] == "7":
-        kind = "policy"
-    else:
-        kind = "refused"
-    return RecipientRefused(address, code, text.strip(), kind)
-
-
-_CONNECT_ADVICE = (
-    "Check the server name and port, and that this computer can reach it "
-    "(a firewall or captive portal may be in the way)."
-)
-_TLS_PORT_ADVICE = (
-    "Check the port and security: ports 993 and 465 use TLS from the start (imaps://, smtps://), "
-    "143 and 587 use STARTTLS (imap://, smtp://)."
-)
-
-
-def classify(exc: BaseException, server: Server, *, ca_file: str | None = None) -> MailError:
-    """A low-level failure as a MailError in plain words."""
-    what = f"the {server.protocol.upper()} server {server.host}:{server.port}"
-    part = server.protocol
-    if isinstance(exc, MailError):
-        return exc
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or str(exc)
-        # 62: X509_V_ERR_HOSTNAME_MISMATCH, 64: X509_V_ERR_IP_ADDRESS_MISMATCH
-        if exc.verify_code in (62, 64) or "mismatch" in reason.lower():
-            return MailError(
-                MailErrorCode.TLS,
-                part,
-                f"The certificate of {what} is for another name than {server.host}.",
-                "Use the server name the provider documents; if it is right, someone may be "
-                "intercepting the connection.",
-            )
-        anchor = f"the CA file {ca_file}" if ca_file else "this computer's trusted authorities"
-        return MailError(
-            MailErrorCode.TLS,
-            part,
-            f"The certificate of {what} is not trusted by {anchor} ({reason}).",
-            "If the server uses a private or self-signed certificate, give its CA certificate "
-            "as the CA file; otherwise something may be intercepting the connection.",
-        )
-    if isinstance(exc, ssl.SSLError):
-        return MailError(
-            MailErrorCode.TLS,
-            part,
-            f"The TLS handshake with {what} failed ({exc.reason or exc}).",
-            _TLS_PORT_ADVICE,
-        )
-    if isinstance(exc, socket.gaierror):
-        return MailError(
-            MailErrorCode.DNS,
-            part,
-            f"The server name {server.host} does not resolve ({exc.strerror or exc}).",
-            "Check the name for typos and that this computer is online.",
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return MailError(
-            MailErrorCode.CONNECT,
-            part,
-            f"{what[0].upper()}{what[1:]} refused the connection.",
-            "Check the port, and that the server (or Bridge) is running. " + _CONNECT_ADVICE,
-        )
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return MailError(
-            MailErrorCode.CONNECT,
-            part,
-            f"{what[0].upper()}{what[1:]} did not answer in time.",
-            _CONNECT_ADVICE,
-        )
-    if isinstance(exc, LoginError):
-        return MailError(
-            MailErrorCode.AUTH,
-            part,
-            f"{what[0].upper()}{what[1:]} refused the login for {server.username} "
-            f"({_imap_text(exc)}).",
-            "Check the user name and password; many providers need an app password or an "
-            "authorization code, and IMAP access switched on in the web settings.",
-            transient=False,
-        )
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return MailError(
-            MailErrorCode.AUTH,
-            part,
-            f"{what[0].upper()}{what[1:]} refused the login for {server.username} "
-            f"({exc.smtp_code} {_smtp_text(exc.smtp_error)}).",
-            "Check the user name and password; many providers need an app password or an "
-            "authorization code for SMTP.",
-            transient=False,
-        )
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return MailError(
-            MailErrorCode.AUTH,
-            part,
-            f"{what[0].upper()}{what[1:]} offers no login (AUTH) here.",
-            "Use the submission port (587 with STARTTLS or 465 with TLS), not port 25.",
-            transient=False,
-        )
-    if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | EOFError):
-        return MailError(
-            MailErrorCode.CONNECT,
-            part,
-            f"{what[0].upper()}{what[1:]} closed the connection ({exc}).",
-            _TLS_PORT_ADVICE,
-        )
-    if isinstance(exc, OSError):
-        return MailError(
-            MailErrorCode.CONNECT,
-            part,
-            f"Cannot connect to {what} ({exc.strerror or exc}).",
-            _CONNECT_ADVICE,
-        )
-    return MailError(
-        MailErrorCode.PROTOCOL,
-        part,
-        f"{what[0].upper()}{what[1:]} answered something unexpected ({type(exc).__name__}: "
-        f"{_imap_text(exc)}).",
-        "Try again later; if it persists, check the server settings.",
-    )
-
-
-def _imap_text(exc: BaseException) -> str:
-    text = str(exc.args[0] if exc.args else exc)
-    if text.startswith(("b'", 'b"')):
-        text = text[2:-1]
-    return text.strip() or type(exc).__name__
-
-
-def _smtp_text(reply: bytes | str) -> str:
-    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply).strip()
-
-
-def _starttls_missing(server: Server) -> MailError:
-    return MailError(
-        MailErrorCode.TLS,
-        server.protocol,
-        f"The {server.protocol.upper()} server {server.host}:{server.port} does not offer "
-        "STARTTLS, so the password would travel unencrypted; refused.",
-        _TLS_PORT_ADVICE,
-        transient=False,
-    )
-
 
 # ---------------------------------------------------------------------------------------------
 # Credentials and results
@@ -326,157 +103,6 @@ class FoundMessage:
 def crlf(data: bytes) -> bytes:
     """Bare LF line ends as CRLF, as SMTP and IMAP want them (CRLF stays as it is)."""
     return re.sub(rb"(?<!\r)\n", b"\r\n", data)
-
-
-def _message_id(data: bytes) -> str | None:
-    end = re.search(rb"\r?\n\r?\n", data)
-    headers = HEADER_PARSER.parsebytes(data[: end.end()] if end else data)
-    value = headers.get("Message-ID")
-    return str(value).strip() if value else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Outbox
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    path: Path
-    envelope_from: str
-    recipients: tuple[str, ...]
-    message_id: str | None
-    key: str
-    file_sent: bool
-
-    @property
-    def id(self) -> str:
-        return self.path.stem
-
-    def read_message(self) -> bytes:
-        data = self.path.read_bytes()
-        return data[data.index(b"\n") + 1 :]
-
-
-@dataclass(frozen=True)
-class FlushResult:
-    id: str
-    message_id: str | None
-    status: str  # "sent", "already-sent", "failed", "filed"
-    error: MailError | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class Outbox:
-    """Messages waiting for submission, one file each, plus a journal of what the server took.
-
-    A message is written (fsync'd) before it is submitted; after the server accepted it, its key
-    (Message-ID + envelope) is appended to `sent.log` (fsync'd) and only then the file deleted.
-    A crash between acceptance and the journal write is the one window where a retry could send
-    twice: SMTP offers no way to ask whether a message arrived.
-    Messages whose Sent copy is still to be filed wait in `to-file/`.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.path / "to-file").mkdir(mode=0o700, exist_ok=True)
-        self.journal = self.path / "sent.log"
-
-    @staticmethod
-    def key_for(message: bytes, envelope_from: str, recipients: Iterable[str]) -> str:
-        """Same Message-ID and envelope = same submission (Bcc copies differ by envelope)."""
-        message_id = _message_id(message)
-        basis = message_id.encode() if message_id else hashlib.sha256(message).digest()
-        envelope = "\0".join([envelope_from.lower(), *sorted(r.lower() for r in recipients)])
-        return hashlib.sha256(basis + b"\0" + envelope.encode()).hexdigest()
-
-    def put(
-        self,
-        message: bytes,
-        envelope_from: str,
-        recipients: Sequence[str],
-        *,
-        file_sent: bool = False,
-        folder: str = "",
-    ) -> OutboxEntry:
-        meta = {
-            "from": envelope_from,
-            "to": list(recipients),
-            "message_id": _message_id(message),
-            "key": self.key_for(message, envelope_from, recipients),
-            "file_sent": file_sent,
-        }
-        name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.msg"
-        path = (self.path / folder if folder else self.path) / name
-        write_private(path, json.dumps(meta).encode() + b"\n" + message)
-        return self._entry(path, meta)
-
-    @staticmethod
-    def _entry(path: Path, meta: dict[str, Any]) -> OutboxEntry:
-        return OutboxEntry(
-            path=path,
-            envelope_from=meta["from"],
-            recipients=tuple(meta["to"]),
-            message_id=meta.get("message_id"),
-            key=meta["key"],
-            file_sent=bool(meta.get("file_sent")),
-        )
-
-    def _read(self, folder: Path) -> list[OutboxEntry]:
-        entries = []
-        for path in sorted(folder.glob("*.msg")):
-            with path.open("rb") as handle:
-                meta = json.loads(handle.readline())
-            entries.append(self._entry(path, meta))
-        return entries
-
-    def entries(self) -> list[OutboxEntry]:
-        """Messages still to be submitted, oldest first."""
-        return self._read(self.path)
-
-    def to_file(self) -> list[OutboxEntry]:
-        """Sent messages whose copy still has to be filed in Sent."""
-        return self._read(self.path / "to-file")
-
-    def sent_keys(self) -> set[str]:
-        try:
-            return set(self.journal.read_text().split())
-        except FileNotFoundError:
-            return set()
-
-    def mark_sent(self, key: str) -> None:
-        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, key.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def remove(self, entry: OutboxEntry) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            entry.path.unlink()
-        _fsync_dir(entry.path.parent)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One submitter at a time (another process flushing the same outbox waits)."""
-        with (self.path / ".lock").open("a") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------

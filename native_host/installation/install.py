@@ -1,4 +1,6 @@
 """Register the native messaging host with browsers, and take that registration back exactly.
+One cohesive thing: install and uninstall must write and remove exactly the same things, and
+the receipt both share is what ties them.
 
 install() writes a launcher, the host configuration, one manifest per browser and (Windows)
 registry values, and records every one of them with a hash in a receipt. uninstall() removes
