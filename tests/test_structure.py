@@ -114,7 +114,16 @@ LAYERS: dict[str, list[str]] = {
     ],
     "service.app": ["shared_pki.service.app", "shared_pki.service.serve"],
     "service.cli": ["shared_pki.service.cli", "shared_pki.service"],
+    # native_host sits on the library and net (never on the service)
+    "host.base": ["native_host", "native_host.errors", "native_host.protocol"],
+    "host.infrastructure": ["native_host.infrastructure"],
+    "host.domain": ["native_host.domain"],
+    "host.ops": ["native_host.ops"],
+    "host.transport": ["native_host.transport"],
+    "host.installation": ["native_host.installation"],
+    "host.cli": ["native_host.commands", "native_host.cli", "native_host.__main__"],
 }  # fmt: skip
+SERVICE_LAYERS = {layer for layer in LAYERS if layer.startswith("service")}
 ORDER = list(LAYERS)
 
 
@@ -128,14 +137,15 @@ def layer_of(module: str) -> str | None:
     return best[1] if best else None
 
 
-@pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("shared_pki")])
-def test_shared_pki_imports_only_downward(module: str) -> None:
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_layer_imports_only_downward(module: str) -> None:
     own = layer_of(module)
     assert own is not None, f"{module} belongs to no layer: add it to LAYERS and the design"
     upward = []
     for target, line, _nested in imports_of(module):
         theirs = layer_of(target)
-        if theirs is None or ORDER.index(theirs) > ORDER.index(own):
+        wrong_side = own.startswith("host") and theirs in SERVICE_LAYERS
+        if theirs is None or ORDER.index(theirs) > ORDER.index(own) or wrong_side:
             upward.append(f"{MODULES[module].name}:{line} imports {target} ({theirs})")
     assert not upward, f"{module} ({own}) imports upward:\n" + "\n".join(upward)
 
