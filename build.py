@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from native_host import browser_ids, browsers, install  # noqa: E402
+from native_host.installation import browsers, install  # noqa: E402
 from native_host.protocol import SCHEMA  # noqa: E402
+from native_host.transport import browser_ids  # noqa: E402
 
 SOURCE = ROOT / "extension"
 # Files under extension/ that are for development only and never ship.

@@ -282,7 +282,8 @@ def collect(runs: int, warmups: int) -> Samples:
     from harness.gmail_fixture import GmailServer
     from harness.gmail_story import open_browser
     from harness.mail import MailStack
-    from harness.people import load_world_module, make_person
+    from harness.people import make_person
+    from harness.pki_world import PkiWorld
     from playwright.sync_api import sync_playwright
 
     with (
@@ -291,7 +292,7 @@ def collect(runs: int, warmups: int) -> Samples:
     ):
         root = Path(scratch)
         extension = build_extension(root / "dist")
-        world = load_world_module().PkiWorld(root / "world")
+        world = PkiWorld(root / "world")
         try:
             people = {
                 name: make_person(root / name, extension, f"{name}@example.test", world, stack)

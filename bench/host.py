@@ -1,11 +1,11 @@
 """Host-side figures next to `openssl cms` doing the same crypto in the same run (medians).
 
 - message.open of an encrypted, signed 100 KB and 10 MB message: the host's reader
-  (native_host.reading.open_message: decrypt, verify, timestamps, MIME, sanitizing) in-process,
+  (domain.reading.open_message: decrypt, verify, timestamps, MIME, sanitizing) in-process,
   plus the native-messaging transfer of the raw message into the real host process (an `echo`
   of the same size), next to `openssl cms -decrypt | openssl cms -verify`.
 - compose.send to 10 recipients, SMTP excluded: building the signed and encrypted copies
-  (native_host.sending.build_messages, no TSA) next to `openssl cms -sign | -encrypt`.
+  (native_host.domain.sending.build_messages, no TSA) next to `openssl cms -sign | -encrypt`.
 - enrollment wall time: `autosmime enroll` (both suites, real RFC 8823 mail through the local
   Dovecot + SMTP stack, `autosmime pki serve`) from start to stored certificates and proven
   backup, next to the floor of the same command failing fast (process start and imports).
@@ -25,9 +25,9 @@ from pathlib import Path
 from harness import pki
 from harness.native import HostProcess, write_host_config
 
-from native_host.keystore import Keystore
-from native_host.reading import open_message
-from native_host.sending import Attachment, ComposeRequest, build_messages
+from native_host.domain.keystore import Keystore
+from native_host.domain.reading import open_message
+from native_host.domain.sending import Attachment, ComposeRequest, build_messages
 from shared_pki import smime
 from shared_pki.keys import Credential
 

@@ -96,7 +96,7 @@ BROWSER_LOOP = """async ({ calls, spawns, host }) => {
 def browser_round_trips(profile: ExtensionProfile, calls: int, spawns: int) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
-    from native_host.browser_ids import HOST_NAME
+    from native_host.transport.browser_ids import HOST_NAME
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(**launch_options(profile))

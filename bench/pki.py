@@ -50,9 +50,9 @@ def publish(data: Path, db_url: str | None = None) -> None:
     from sqlalchemy import insert
 
     from shared_pki.ca import profile
-    from shared_pki.services import ca_state
-    from shared_pki.services import config as service_config
-    from shared_pki.services.store import Store, certificates
+    from shared_pki.service import config as service_config
+    from shared_pki.service.ca import material as ca_state
+    from shared_pki.service.storage.store import Store, certificates
 
     data.mkdir(parents=True, exist_ok=True)
     # One load generator is one client: lift the per-client limit for the measurement.

@@ -2,6 +2,6 @@
 
 import sys
 
-from native_host.host import main
+from native_host.transport.host import main
 
 sys.exit(main(sys.argv[1:]))

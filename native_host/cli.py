@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("native_host.commands.verify_cmd", "verify the S/MIME signatures of a message"),
     "encrypt": ("native_host.commands.encrypt_cmd", "encrypt a message with S/MIME"),
     "decrypt": ("native_host.commands.decrypt_cmd", "decrypt (and verify) an S/MIME message"),
-    "pki": ("native_host.commands.pki_cmd", "run the shared PKI service (ACME CA, directory, TSA)"),
+    "pki": ("shared_pki.service.cli", "run the shared PKI service (ACME CA, directory, TSA)"),
     "host": (
         "native_host.commands.host_cmd",
         "run the native messaging host on stdin/stdout (browsers start this)",
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.profile:
-        from native_host.profile import ENV_PROFILE
+        from native_host.infrastructure.profile import ENV_PROFILE
 
         os.environ[ENV_PROFILE] = os.path.abspath(os.path.expanduser(args.profile))
     return int(args.run(args) or 0)

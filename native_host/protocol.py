@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
+from native_host.errors import HostError
+
 SCHEMA: dict[str, Any] = json.loads(
     resources.files("native_host").joinpath("protocol.json").read_text("utf-8")
 )
@@ -23,16 +25,20 @@ CHUNK_RAW_BYTES = LIMITS["chunkRawBytes"]
 MAX_MESSAGE_BYTES = LIMITS["maxMessageBytes"]
 
 
-class ProtocolError(Exception):
-    """A typed, human-readable failure that becomes an error reply; code is one of ERROR_CODES."""
+class ProtocolError(HostError):
+    """A failure of the channel or of a request's shape (bad_json, bad_chunk, unknown_op...),
+    or any code given here; msg_id is the request's id when it could be read."""
 
     def __init__(self, code: str, message: str, msg_id: Any = None) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"undeclared error code {code!r}")
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.protocol_code = code
         self.msg_id = msg_id
+
+    @property
+    def code(self) -> str:
+        return self.protocol_code
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from harness.mail import MailStack
+from harness.pki_world import PkiWorld
 from harness.postgres import PostgresServer
 
 
@@ -21,3 +22,13 @@ def postgres() -> Iterator[PostgresServer]:
     """A throw-away PostgreSQL cluster with one database (`postgres.url`), once per session."""
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PkiWorld]:
+    """The real PKI service in this process, its CA issuing certificates (harness.pki_world)."""
+    service = PkiWorld(tmp_path_factory.mktemp("world"))
+    try:
+        yield service
+    finally:
+        service.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from native_host.browser_ids import GECKO_ID, HOST_NAME, chromium_id, chromium_origin
 from native_host.protocol import SCHEMA
+from native_host.transport.browser_ids import GECKO_ID, HOST_NAME, chromium_id, chromium_origin
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from native_host.doctor import diagnose
-    from native_host.install import InstallError
+    from native_host.installation.doctor import diagnose
+    from native_host.installation.install import InstallError
 
     try:
         findings = diagnose(

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from native_host.host import main
+    from native_host.transport.host import main
 
     argv = ["--config", args.config] if args.config else []
     return main(argv + list(args.caller))

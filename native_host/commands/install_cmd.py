@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from native_host import browsers
-    from native_host.browser_ids import HOST_NAME
-    from native_host.install import InstallError, install
+    from native_host.installation import browsers
+    from native_host.installation.install import InstallError, install
+    from native_host.transport.browser_ids import HOST_NAME
 
     try:
         result = install(args.browser, args.user_data_dir, args.extension_id)

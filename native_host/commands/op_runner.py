@@ -20,18 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from native_host.errors import HostError, as_host_error
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_QUEUED = 75
 
 
-class CommandError(Exception):
+class CommandError(HostError):
     """A command-line problem found before the op runs (a file that cannot be read...)."""
 
     def __init__(self, message: str, code: str = "bad_params") -> None:
         super().__init__(message)
-        self.message = message
-        self.code = code
+        self.protocol_code = code
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class CliContext:
-    """What an op handler may use (see native_host.host.OpContext): progress goes to stderr."""
+    """What an op handler may use (see transport.host.OpContext): progress goes to stderr."""
 
     origin = "cli"
 
@@ -89,7 +90,6 @@ def call(
     turns the result into what is printed and the exit status (e.g. writes a file); then the
     result is printed as JSON (--json) or shown for people by `show`."""
     from native_host import ops
-    from native_host.protocol import ProtocolError
 
     progress = getattr(args, "progress", None)
     if progress is None:
@@ -100,15 +100,19 @@ def call(
             params = params()
         handler = ops.resolve(op)
         assert handler is not None, op
+        ops.check_params(op, params)
         result = handler(params, context)
         status = 0
         if finish is not None:
             result, status = finish(result)
-    except (CommandError, ProtocolError) as error:
-        code = EXIT_USAGE if error.code == "bad_params" else EXIT_FAILED
-        return fail(command, error.code, error.message, code)
     except KeyboardInterrupt:
         return fail(command, "interrupted", "Stopped; run the command again to go on.", 130)
+    except Exception as exc:
+        error = as_host_error(exc)
+        if error is None:
+            raise
+        code = EXIT_USAGE if error.protocol_code == "bad_params" else EXIT_FAILED
+        return fail(command, error.protocol_code, error.protocol_message(), code)
     if wants_json(args):
         json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

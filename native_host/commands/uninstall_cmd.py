@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from native_host.install import InstallError, uninstall
+    from native_host.installation.install import InstallError, uninstall
 
     try:
         result = uninstall(args.browser, args.user_data_dir)

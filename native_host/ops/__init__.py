@@ -1,19 +1,27 @@
 """The registry of operations the extension may ask for: op name -> "module:function".
 
 Modules are imported only when their op is first called, so the host starts fast. A handler
-takes (params, ctx) and returns a JSON-able result or raises ProtocolError. Every op is
-described in protocol.json's "ops" map (its one definition); the `autosmime` subcommands call
-the same handlers (native_host.commands.op_runner), so both paths are one code path.
+takes (params, ctx) and returns a JSON-able result or raises a native_host.errors.HostError
+(its protocol code with it). Every op is defined in protocol.json's "ops" map: description,
+callers, params and result schemas, and whether it is long. OPS must name exactly those ops
+(tests/native_host/ops/test_registry.py); LONG is read from there. `check_params` validates
+a request's params against the op's schema before its handler runs; the host and the
+`autosmime` subcommands (native_host.commands.op_runner) both call it and then the same
+handler, so both paths are one code path.
 
-LONG ops (network, mail, big messages, key derivation) run on the host's thread pool, so the
+Long ops (network, mail, big messages, key derivation) run on the host's thread pool, so the
 loop keeps answering hello, echo and short ops while they work.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
+
+from native_host.errors import BadParams
+from native_host.protocol import SCHEMA
 
 OPS: dict[str, str] = {
     "hello": "native_host.ops.diagnostics:hello",
@@ -31,19 +39,9 @@ OPS: dict[str, str] = {
     "backup.restore": "native_host.ops.keys:restore",
 }
 
-LONG: frozenset[str] = frozenset(
-    {
-        "account.configure",  # real IMAP and SMTP logins
-        "certs.lookup",  # the directory over HTTP
-        "compose.send",
-        "message.open",  # IMAP fetches, big messages
-        "keys.export",  # PKCS#12 key derivation
-        "enroll",
-        "keys.renew",
-        "backup.create",
-        "backup.restore",
-    }
-)
+#: Ops run on the host's pool (network, mail, big messages, key derivation): "long" in
+#: protocol.json.
+LONG: frozenset[str] = frozenset(op for op, spec in SCHEMA["ops"].items() if spec["long"])
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -60,3 +58,46 @@ def resolve(op: str) -> Handler | None:
 def is_long(op: str) -> bool:
     """Whether op runs on the host's pool rather than in the reading loop."""
     return op in LONG
+
+
+def check_params(op: str, params: dict[str, Any]) -> None:
+    """BadParams naming the field when params do not fit the op's params schema in
+    protocol.json; the handler never sees such a request."""
+    try:
+        _params_validator(op)(params)
+    except _schema_error() as error:
+        raise BadParams(_sentence(op, error)) from None
+
+
+@functools.cache
+def _params_validator(op: str) -> Callable[[Any], Any]:
+    # fastjsonschema turns each schema into Python code once, on the op's first request:
+    # importing it costs about 8 ms of the host's cold start where jsonschema costs 70-100 ms.
+    import fastjsonschema
+
+    return fastjsonschema.compile(SCHEMA["ops"][op]["params"])
+
+
+def _schema_error() -> type[Exception]:
+    import fastjsonschema
+
+    return fastjsonschema.JsonSchemaValueException
+
+
+def _sentence(op: str, error: Any) -> str:
+    """A sentence naming the field: fastjsonschema says "data.to[0] must be string"."""
+    field = str(error.name).removeprefix("data").lstrip(".") or "params"
+    detail = str(error.message).replace(str(error.name), "", 1).strip()
+    if error.rule == "required":
+        missing = ", ".join(sorted(set(error.rule_definition) - set(error.value or {})))
+        where = f" in {field}" if field != "params" else ""
+        return f"{op}: {missing} is needed{where}."
+    if error.rule == "additionalProperties":
+        unknown = ", ".join(
+            sorted(set(error.value or {}) - set(error.definition.get("properties", {})))
+        )
+        where = f" of {field}" if field != "params" else ""
+        return f"{op}: {unknown} is not a parameter{where}."
+    if error.rule in ("anyOf", "oneOf"):
+        detail = "has the wrong type or value"
+    return f"{op}: {field} {detail}."

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from native_host import state
-from native_host.state import AccountPki, HostError, operation, progress_of, text_param
+from native_host.errors import BadParams
+from native_host.ops import state
+from native_host.ops.state import AccountPki, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
@@ -42,10 +43,9 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     pki_url = text_param(params, "pkiUrl")
     roots = text_param(params, "pkiRoots")
     if password and token:
-        raise HostError("bad_params", "Give a password or an XOAUTH2 token, not both.")
+        raise BadParams("Give a password or an XOAUTH2 token, not both.")
     if bool(pki_url) != bool(roots):
-        raise HostError(
-            "bad_params",
+        raise BadParams(
             "Give the PKI service's URL and its roots PEM together (the roots are configured, "
             "never fetched and trusted on first use).",
         )
@@ -54,11 +54,10 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         pki = AccountPki(pki_url, roots.encode("ascii", "replace"), text_param(params, "pkiCaFile"))
     host = state.current()
     if not password and not token:
-        from native_host.accounts import PASSWORD
+        from native_host.domain.accounts import PASSWORD
 
         if not host.accounts.credentials.get(address, PASSWORD):  # type: ignore[arg-type]
-            raise HostError(
-                "bad_params",
+            raise BadParams(
                 f"No password for {address}: give its password or app password (`autosmime "
                 "account add ADDRESS --password-stdin`, or the extension's setup).",
             )

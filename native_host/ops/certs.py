@@ -7,8 +7,9 @@ import datetime
 import hashlib
 from typing import Any
 
-from native_host import state
-from native_host.state import HostError, operation, text_param
+from native_host.errors import BadParams
+from native_host.ops import state
+from native_host.ops.state import operation, text_param
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -75,9 +76,9 @@ def lookup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         or not addresses
         or not all(isinstance(a, str) and a for a in addresses)
     ):
-        raise HostError("bad_params", "addresses must be a non-empty list of mail addresses.")
+        raise BadParams("addresses must be a non-empty list of mail addresses.")
     if len(addresses) > 500:
-        raise HostError("bad_params", "At most 500 addresses can be looked up at once.")
+        raise BadParams("At most 500 addresses can be looked up at once.")
     book = state.current().book(text_param(params, "account"))
     found = book.lookup(addresses)
     return {"results": [found[a].to_json() for a in dict.fromkeys(addresses)]}

@@ -1,4 +1,4 @@
-"""compose.send: a webmail compose to signed, timestamped, encrypted mail (native_host.sending
+"""compose.send: a webmail compose to signed, timestamped, encrypted mail (domain.sending
 does the work; this op finds the sender's account, keys, certificate book and TSA)."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from native_host import state
-from native_host.state import HostError, operation, progress_of
+from native_host.errors import BadParams
+from native_host.ops import state
+from native_host.ops.state import operation, progress_of
 
 STEPS = 4
 
@@ -17,11 +18,11 @@ def send(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Send one message (the ComposeRequest JSON; attachments' data in base64). Recipients
     without a certificate fail the call before anything is sent; a server that cannot take the
     message now leaves it in the outbox (status "queued"), sent before the next message."""
-    from native_host.sending import ComposeRequest, compose_send
+    from native_host.domain.sending import ComposeRequest, compose_send
 
     progress = progress_of(ctx)
     if not isinstance(params.get("from"), str) or not params["from"]:
-        raise HostError("bad_params", "from is needed (the sender's address).")
+        raise BadParams("from is needed (the sender's address).")
     request = ComposeRequest.from_json(params)
     host = state.current()
     account = host.account(request.sender)

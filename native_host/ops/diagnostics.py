@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from native_host import __version__
-from native_host.protocol import LIMITS, VERSION, ProtocolError
+from native_host.errors import BadParams
+from native_host.protocol import LIMITS, VERSION
 
 
 def hello(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -32,9 +33,9 @@ def echo(params: dict[str, Any], ctx: Any) -> Any:
     """Return params["payload"]; with params["progress"] = N, first report N progress steps."""
     steps = params.get("progress", 0)
     if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 1000:
-        raise ProtocolError("bad_params", "progress must be an integer from 0 to 1000.")
+        raise BadParams("progress must be an integer from 0 to 1000.")
     if "payload" not in params:
-        raise ProtocolError("bad_params", "echo needs a payload.")
+        raise BadParams("echo needs a payload.")
     for done in range(1, steps + 1):
         ctx.progress(done, steps, "echoing")
     return params["payload"]

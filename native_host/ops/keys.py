@@ -1,6 +1,6 @@
 """Operations on this profile's keys: keys.export (PKCS#12 for other mail programs), enroll
-(automatic enrollment, native_host.enrollment), backup.create and backup.restore (the backup
-in the person's own mailbox, native_host.backups).
+(automatic enrollment, native_host.domain.enrollment), backup.create and backup.restore (the backup
+in the person's own mailbox, native_host.domain.backups).
 
 Secrets: the PKCS#12 password and recovery codes are taken and never logged; the PKCS#12 file
 is returned because the person asked for it, and a recovery code only when enrollment made a
@@ -12,8 +12,9 @@ import base64
 import contextlib
 from typing import Any
 
-from native_host import state
-from native_host.state import HostError, bool_param, operation, progress_of, text_param
+from native_host.errors import BadParams, NeedsRecoveryCode, NotConfigured
+from native_host.ops import state
+from native_host.ops.state import bool_param, operation, progress_of, text_param
 
 FLAVOURS = {"modern": "modern", "legacy": "legacy", "p12": "modern", "p12-legacy": "legacy"}
 
@@ -25,24 +26,24 @@ def export(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     older clients and gpgsm), under params.password."""
     flavour = FLAVOURS.get(str(params.get("flavour") or "modern"))
     if flavour is None:
-        raise HostError("bad_params", "flavour must be modern or legacy.")
+        raise BadParams("flavour must be modern or legacy.")
     password = params.get("password")
     if not isinstance(password, str) or not password:
-        raise HostError("bad_params", "A password for the PKCS#12 file is needed.")
+        raise BadParams("A password for the PKCS#12 file is needed.")
     progress = progress_of(ctx)
     keystore = state.current().keystore
     address = text_param(params, "address")
     key_ids = params.get("keyIds")
     if key_ids is not None:
         if not isinstance(key_ids, list) or not all(isinstance(k, str) for k in key_ids):
-            raise HostError("bad_params", "keyIds must be a list of key ids.")
+            raise BadParams("keyIds must be a list of key ids.")
         selection: Any = key_ids
     elif address:
         selection = address
     else:
         selection = [record.key_id for record in keystore.records()]
     if not selection:
-        raise state.not_configured(
+        raise NotConfigured(
             "This profile holds no keys yet: run `autosmime enroll` or start the setup in the "
             "extension."
         )
@@ -61,16 +62,16 @@ def export(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Enroll params.address (default: the only account) with its account's PKI service:
     keys, RFC 8823 challenge by mail, certificates, backup; resumes an interrupted run."""
-    from native_host import enrollment
+    from native_host.domain import enrollment
 
     host = state.current()
     address, pki = host.pki(text_param(params, "address"))
     suites = params.get("suites") or list(enrollment.SUITES)
     if not isinstance(suites, list) or not set(suites) <= set(enrollment.SUITES) or not suites:
-        raise HostError("bad_params", "suites must be a list of intl and/or sm.")
+        raise BadParams("suites must be a list of intl and/or sm.")
     intl_key = text_param(params, "intlKey") or "ecdsa-p256"
     if intl_key not in enrollment.INTL_KEYS:
-        raise HostError("bad_params", f"intlKey must be one of {', '.join(enrollment.INTL_KEYS)}.")
+        raise BadParams(f"intlKey must be one of {', '.join(enrollment.INTL_KEYS)}.")
     with contextlib.closing(host.mailbox(address)) as mailbox:
         result = enrollment.enroll(
             address,
@@ -107,13 +108,13 @@ def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     (default 30): new key pairs through the same automatic enrollment, old keys kept
     (superseded, still decrypting). The extension calls it daily; `autosmime renew` is the
     same for cron or a systemd timer."""
-    from native_host import enrollment
+    from native_host.domain import enrollment
 
     host = state.current()
     address, pki = host.pki(text_param(params, "address"))
     window = params.get("windowDays", 30)
     if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 365:
-        raise HostError("bad_params", "windowDays must be a number of days from 1 to 365.")
+        raise BadParams("windowDays must be a number of days from 1 to 365.")
     with contextlib.closing(host.mailbox(address)) as mailbox:
         result = enrollment.renew_if_due(
             address,
@@ -146,13 +147,12 @@ def _every_key(host: state.HostState, address: str) -> list[str]:
 
 
 def _code(host: state.HostState, address: str, params: dict[str, Any]) -> str:
-    from native_host import backups
+    from native_host.domain import backups
 
     given = text_param(params, "recoveryCode")
     code = given or backups.stored_recovery_code(host.profile, address)
     if not code:
-        raise HostError(
-            "recovery_code",
+        raise NeedsRecoveryCode(
             f"The recovery code of {address} is needed (it is not kept on this device).",
         )
     return code
@@ -164,7 +164,7 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     mailbox under the recovery code (params.recoveryCode, else the one kept in the keyring),
     read it back and prove it. The code must open the newest existing backup, so one code
     keeps every key; keys only older backups hold are carried over."""
-    from native_host import backups
+    from native_host.domain import backups
     from shared_pki import backup as backup_format
 
     progress = progress_of(ctx)
@@ -173,7 +173,7 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     code = backup_format.parse_recovery_code(_code(host, address, params))
     keystore = host.keystore
     if not keystore.records(address):
-        raise state.not_configured(f"{address} has no keys to back up yet: run `autosmime enroll`.")
+        raise NotConfigured(f"{address} has no keys to back up yet: run `autosmime enroll`.")
     with contextlib.closing(host.mailbox(address)) as mailbox:
         progress(0, 3, "Reading the backups in your mailbox")
         existing = backups.list_backups(mailbox, address)
@@ -195,7 +195,7 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def restore(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Restore every key of the newest backup of params.address from the mailbox with
     params.recoveryCode; a wrong code or a tampered backup changes nothing."""
-    from native_host import backups
+    from native_host.domain import backups
 
     progress = progress_of(ctx)
     host = state.current()

@@ -9,9 +9,9 @@ import contextlib
 import datetime
 from typing import Any
 
-from native_host import state
-from native_host.state import (
-    HostError,
+from native_host.errors import BadParams, HostError
+from native_host.ops import state
+from native_host.ops.state import (
     base64_param,
     bool_param,
     operation,
@@ -95,17 +95,17 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Open params.raw (base64 of the message) or the message params.messageId in
     params.folder (default: INBOX, Sent, All Mail) of params.account (default: the only one).
     params.allowRemote loads remote images (https only)."""
-    from native_host import reading
+    from native_host.domain import reading
 
     progress = progress_of(ctx)
     host = state.current()
     message_id = text_param(params, "messageId")
     if ("raw" in params) == bool(message_id):
-        raise HostError("bad_params", "Give raw (the message in base64) or messageId, not both.")
+        raise BadParams("Give raw (the message in base64) or messageId, not both.")
     account = text_param(params, "account")
     anchors = host.trust_anchors()
     book = None
-    with contextlib.suppress(state.HostError):  # no account or PKI: nothing to harvest into
+    with contextlib.suppress(HostError):  # no account or PKI: nothing to harvest into
         book = host.book(account)
     options = {
         "keystore": host.keystore,

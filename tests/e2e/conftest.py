@@ -63,9 +63,9 @@ def gmail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def pki_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from harness.people import load_world_module
+    from harness.pki_world import PkiWorld
 
-    world = load_world_module().PkiWorld(tmp_path_factory.mktemp("world"))
+    world = PkiWorld(tmp_path_factory.mktemp("world"))
     try:
         yield world
     finally:

@@ -39,7 +39,7 @@ from harness.people import BrowserPerson, b64
 from harness.pki_service import PkiServe, forget_backups
 from playwright.sync_api import expect
 
-from native_host.backups import FOLDER, OLD_KEYWORD
+from native_host.domain.backups import FOLDER, OLD_KEYWORD
 from shared_pki import backup as backup_format
 from shared_pki.pkcs12 import parse_pfx
 

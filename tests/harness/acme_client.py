@@ -220,13 +220,13 @@ def assert_problem(response: httpx.Response, kind: str, status: int) -> dict[str
 
 def short_circuit_app() -> Any:
     """uvicorn factory: the service app of AUTOSMIME_PKI_DATA with the ShortCircuitValidator."""
-    from shared_pki.services import app as service_app
-    from shared_pki.services import config as service_config
-    from shared_pki.services.validation import ShortCircuitValidator
+    from harness.short_circuit import ShortCircuitValidator
+    from shared_pki.service import app as service_app
+    from shared_pki.service import config as service_config
 
     overrides = json.loads(os.environ.get(service_app.OVERRIDES_ENV, "{}"))
     config = service_config.load(Path(os.environ[service_app.DATA_ENV]), overrides)
-    return service_app.create_app(config, extras={"validator": ShortCircuitValidator()})
+    return service_app.create_app(config, validator=ShortCircuitValidator())
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.browser import ExtensionProfile, launch_options, service_worker
 from harness.pki_service import KEYRING
-from native_host import browser_ids
+from native_host.transport import browser_ids
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "e2e" / "artifacts"
 

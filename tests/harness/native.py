@@ -9,9 +9,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from native_host.browser_ids import GECKO_ID, chromium_id, chromium_origin
-from native_host.framing import read_frame, write_frame
-from native_host.protocol import MAX_HOST_TO_BROWSER, ChunkAssembler, encode, split_into_frames
+import jsonschema
+
+from native_host.protocol import (
+    MAX_HOST_TO_BROWSER,
+    SCHEMA,
+    ChunkAssembler,
+    encode,
+    split_into_frames,
+)
+from native_host.transport.browser_ids import GECKO_ID, chromium_id, chromium_origin
+from native_host.transport.framing import read_frame, write_frame
 
 ORIGIN = chromium_origin(chromium_id())
 
@@ -37,15 +45,22 @@ class HostProcess:
     """`python -m native_host` with the caller's origin in argv, exactly as a browser starts it."""
 
     def __init__(
-        self, config: Path, origin: str = ORIGIN, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        origin: str = ORIGIN,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
-        """env: variables to set for the host on top of ours (AUTOSMIME_PROFILE, keyring...)."""
+        """env: variables to set for the host on top of ours (AUTOSMIME_PROFILE, keyring...);
+        program: what starts the host (default `python -m native_host`)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "native_host", "--config", str(config), origin],
+            [*(program or [sys.executable, "-m", "native_host"]), "--config", str(config), origin],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=cwd,
         )
         self._chunks = ChunkAssembler()
         self.frames_seen: list[int] = []
@@ -81,9 +96,12 @@ class HostProcess:
                 return json.loads(joined)
 
     def call(self, op: str, params: dict[str, Any], msg_id: Any = 1) -> dict[str, Any]:
+        """One request and its reply; a successful reply's result is checked against the op's
+        result schema in protocol.json."""
         self.send({"id": msg_id, "op": op, "params": params})
         reply = self.receive()
         assert reply is not None, "the host closed the channel"
+        check_result(op, reply)
         return reply
 
     def close(self, timeout: float = 10) -> int:
@@ -97,8 +115,16 @@ class HostProcess:
         return code
 
 
+def check_result(op: str, reply: dict[str, Any]) -> None:
+    """A reply's result against protocol.json's result schema of op (errors: their envelope
+    is checked by whoever validates whole messages)."""
+    spec = SCHEMA["ops"].get(op)
+    if reply.get("ok") is True and spec is not None:
+        jsonschema.Draft202012Validator(spec["result"]).validate(reply["result"])
+
+
 def frame(body: bytes) -> bytes:
     return len(body).to_bytes(4, "little") + body
 
 
-__all__ = ["ORIGIN", "HostProcess", "encode", "frame", "write_host_config"]
+__all__ = ["ORIGIN", "HostProcess", "check_result", "encode", "frame", "write_host_config"]

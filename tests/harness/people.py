@@ -1,13 +1,11 @@
 """Two people with real keys, accounts and browsers: alice and bob against the real PKI service
-(test_certs.PkiWorld: directory, TSA, certificates issued by its CA as ACME finalize does) and
+(pki_world.PkiWorld: directory, TSA, certificates issued by its CA as ACME finalize does) and
 the real mail stack. Each person has a host profile (AUTOSMIME_PROFILE), a file keyring, and an
 ExtensionProfile whose Chromium starts the real host with that environment."""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,22 +15,11 @@ from asn1crypto import pem as asn1_pem
 from harness.browser import ExtensionProfile
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
-from native_host.keystore import Keystore
-from native_host.profile import open_profile
+from native_host.domain.keystore import Keystore
+from native_host.infrastructure.profile import open_profile
 
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
 TESTS = Path(__file__).resolve().parents[1]
-
-
-def load_world_module() -> Any:
-    """tests/native_host/test_certs.py (PkiWorld, Person, the `world` fixture), loaded once."""
-    name = "_world"
-    spec = importlib.util.spec_from_file_location(name, TESTS / "native_host" / "test_certs.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
-    if not hasattr(module, "PkiWorld"):
-        spec.loader.exec_module(module)
-    return module
 
 
 def quoted(address: str) -> str:

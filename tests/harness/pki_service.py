@@ -43,7 +43,7 @@ def mail_urls(stack: MailStack, address: str) -> dict[str, str]:
 
 def forget_backups(stack: MailStack, address: str) -> None:
     """Delete address's backup folder, so that its next enrollment is a first one."""
-    from native_host.backups import FOLDER
+    from native_host.domain.backups import FOLDER
 
     client = stack.imap_client(address)
     try:

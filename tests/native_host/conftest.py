@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from native_host.browsers import Roots
+from native_host.installation.browsers import Roots
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from harness.native import ORIGIN, encode, frame, write_host_config
 
 from native_host.cli import COMMANDS
-from native_host.framing import read_frame
+from native_host.transport.framing import read_frame
 
 
 def autosmime(*args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:

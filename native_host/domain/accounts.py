@@ -1,0 +1,312 @@
+"""Mail accounts of one profile: settings in a JSON file (no secrets, 0600), credentials in the
+keyring through a `CredentialStore`.
+
+`Accounts.configure()` fills the servers in (explicit URLs, then the provider table, then
+autoconfig), proves them with a real IMAP and SMTP login, and only then stores anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from native_host.errors import HostError
+from native_host.infrastructure.mail_settings import (
+    AUTOCONFIG_TIMEOUT,
+    AUTOCONFIG_URLS,
+    Fetcher,
+    MailSettings,
+    normalize_address,
+    resolve,
+)
+from native_host.infrastructure.mailbox import (
+    DEFAULT_TIMEOUT,
+    Credentials,
+    Mailbox,
+    MailError,
+    MailErrorCode,
+)
+from native_host.infrastructure.profile import file_lock, write_private
+
+ACCOUNTS_VERSION = 1
+#: Kinds of secret kept per address.
+PASSWORD = "password"  # password, app password or authorization code
+XOAUTH2 = "xoauth2"  # an OAuth2 access token
+KINDS = (PASSWORD, XOAUTH2)
+
+
+class AccountError(HostError, ValueError):
+    """An account operation that cannot be done; the message says why."""
+
+
+class CredentialStore(Protocol):
+    """Secrets per (address, kind). Implementations: KeyringCredentialStore, or a test double."""
+
+    def get(self, address: str, kind: str) -> str | None: ...
+
+    def set(self, address: str, kind: str, secret: str) -> None: ...
+
+    def delete(self, address: str, kind: str) -> None: ...
+
+
+class KeyringCredentialStore:
+    """CredentialStore over `keyring`, under one service name (the profile decides it).
+
+    Entries are named `<kind>:<address>`. `backend` defaults to keyring's configured one, which
+    the standard keyring environment variables (PYTHON_KEYRING_BACKEND) can force.
+    """
+
+    def __init__(self, service: str, backend: Any = None) -> None:
+        self.service = service
+        self._backend = backend
+
+    def _keyring(self) -> Any:
+        if self._backend is not None:
+            return self._backend
+        import keyring
+
+        return keyring.get_keyring()
+
+    @staticmethod
+    def _name(address: str, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown credential kind {kind!r}")
+        return f"{kind}:{normalize_address(address)}"
+
+    def get(self, address: str, kind: str) -> str | None:
+        return self._keyring().get_password(self.service, self._name(address, kind))
+
+    def set(self, address: str, kind: str, secret: str) -> None:
+        self._keyring().set_password(self.service, self._name(address, kind), secret)
+
+    def delete(self, address: str, kind: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        with contextlib.suppress(PasswordDeleteError):
+            self._keyring().delete_password(self.service, self._name(address, kind))
+
+
+@dataclass(frozen=True)
+class Account:
+    """One configured address: its servers, how to trust them, which secret it uses."""
+
+    settings: MailSettings
+    credential: str = PASSWORD  # which kind of secret the CredentialStore holds
+    ca_file: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.settings.address
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.settings.to_json(),
+            "credential": self.credential,
+            "ca_file": self.ca_file,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Account:
+        return cls(
+            settings=MailSettings.from_json(data),
+            credential=str(data.get("credential", PASSWORD)),
+            ca_file=data.get("ca_file"),
+        )
+
+
+class Accounts:
+    """The accounts of one profile. `path` is the accounts JSON file (the caller decides where,
+    usually in the profile folder); `credentials` keeps the secrets."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        credentials: CredentialStore,
+        *,
+        autoconfig_urls: Sequence[str] = AUTOCONFIG_URLS,
+        fetch: Fetcher | None = None,
+        autoconfig_timeout: float = AUTOCONFIG_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.path = Path(path)
+        self.credentials = credentials
+        self.autoconfig_urls = tuple(autoconfig_urls)
+        self.fetch = fetch
+        self.autoconfig_timeout = autoconfig_timeout
+        self.timeout = timeout
+
+    # ---- file -----------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Account]:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise AccountError(f"cannot read the accounts file {self.path}: {exc}") from None
+        if data.get("version") != ACCOUNTS_VERSION:
+            raise AccountError(
+                f"the accounts file {self.path} has version {data.get('version')!r}; "
+                f"this autosmime reads version {ACCOUNTS_VERSION}"
+            )
+        accounts = (Account.from_json(a) for a in data.get("accounts", []))
+        return {a.address: a for a in accounts}
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def _save(self, accounts: dict[str, Account]) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        body = json.dumps(
+            {
+                "version": ACCOUNTS_VERSION,
+                "accounts": [accounts[a].to_json() for a in sorted(accounts)],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        write_private(self.path, (body + "\n").encode("utf-8"))
+
+    # ---- operations -----------------------------------------------------------------------
+
+    def configure(
+        self,
+        address: str,
+        *,
+        password: str | None = None,
+        xoauth2_token: str | None = None,
+        imap_url: str | None = None,
+        smtp_url: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> Account:
+        """Find the servers, prove them by a real IMAP and SMTP login, then store the settings
+        (file) and the secret (CredentialStore). Adding an existing address replaces it.
+
+        Raises SettingsError (nothing known, bad URL), MailError (login failed: `code` says
+        which part) or AccountError; nothing is stored then.
+        """
+        address = normalize_address(address)
+        if password and xoauth2_token:
+            raise AccountError("give a password or an XOAUTH2 token, not both")
+        kind = XOAUTH2 if xoauth2_token else PASSWORD
+        secret = xoauth2_token or password or self.credentials.get(address, kind)
+        if not secret:
+            raise AccountError(f"no password given for {address}")
+        settings = resolve(
+            address,
+            imap_url=imap_url,
+            smtp_url=smtp_url,
+            autoconfig_urls=self.autoconfig_urls,
+            fetch=self.fetch,
+            timeout=self.autoconfig_timeout,
+        )
+        credentials = (
+            Credentials(xoauth2_token=secret) if kind == XOAUTH2 else Credentials(password=secret)
+        )
+        ca = str(Path(ca_file).resolve()) if ca_file else None
+        settings = self._prove(settings, credentials, ca)
+
+        with file_lock(self._lock_path):  # ops run in parallel: one read-modify-write at a time
+            accounts = self._load()
+            previous = self.credentials.get(address, kind)
+            self.credentials.set(address, kind, secret)
+            account = Account(settings=settings, credential=kind, ca_file=ca)
+            try:
+                self._save({**accounts, address: account})
+            except BaseException:
+                if previous is None:
+                    self.credentials.delete(address, kind)
+                else:
+                    self.credentials.set(address, kind, previous)
+                raise
+        for other in KINDS:
+            if other != kind:
+                self.credentials.delete(address, other)
+        return account
+
+    def _prove(
+        self, settings: MailSettings, credentials: Credentials, ca_file: str | None
+    ) -> MailSettings:
+        """Real logins; when SMTP cannot be reached, the provider's other SMTP ports are tried
+        (465 blocked on a network, 587 open). Returns the settings that worked."""
+        mailbox = Mailbox(settings, credentials, ca_file=ca_file, timeout=self.timeout)
+        mailbox.imap_connect().logout()
+        try:
+            mailbox.smtp_connect().quit()
+            return settings
+        except MailError as first:
+            if first.code not in (MailErrorCode.CONNECT, MailErrorCode.TLS):
+                raise
+            for alternative in settings.smtp_alternatives:
+                trial = replace(settings, smtp=alternative)
+                trial_box = Mailbox(trial, credentials, ca_file=ca_file, timeout=self.timeout)
+                try:
+                    trial_box.smtp_connect().quit()
+                except MailError:
+                    continue
+                return trial
+            raise
+
+    def list_accounts(self) -> list[Account]:
+        accounts = self._load()
+        return [accounts[a] for a in sorted(accounts)]
+
+    def get(self, address: str) -> Account:
+        address = normalize_address(address)
+        account = self._load().get(address)
+        if account is None:
+            raise AccountError(f"no account {address}; add it with `autosmime account add`")
+        return account
+
+    def remove(self, address: str) -> bool:
+        """Forget the account and its secrets; False if there was none."""
+        address = normalize_address(address)
+        with file_lock(self._lock_path):
+            accounts = self._load()
+            found = accounts.pop(address, None)
+            if found is not None:
+                self._save(accounts)
+        for kind in KINDS:
+            self.credentials.delete(address, kind)
+        return found is not None
+
+    def credentials_for(self, address: str) -> Credentials:
+        account = self.get(address)
+        secret = self.credentials.get(account.address, account.credential)
+        if not secret:
+            raise AccountError(
+                f"the keyring holds no {account.credential} for {account.address}; "
+                "add the account again"
+            )
+        if account.credential == XOAUTH2:
+            return Credentials(xoauth2_token=secret)
+        return Credentials(password=secret)
+
+    def mailbox(self, address: str, *, outbox: str | os.PathLike[str] | None = None) -> Mailbox:
+        """A Mailbox for a configured account (`outbox`: its outbox folder, if it sends)."""
+        account = self.get(address)
+        return Mailbox(
+            account.settings,
+            self.credentials_for(address),
+            ca_file=account.ca_file,
+            timeout=self.timeout,
+            outbox=outbox,
+        )
+
+
+__all__ = [
+    "KINDS",
+    "PASSWORD",
+    "XOAUTH2",
+    "Account",
+    "AccountError",
+    "Accounts",
+    "CredentialStore",
+    "KeyringCredentialStore",
+]

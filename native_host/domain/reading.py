@@ -1,0 +1,437 @@
+"""`message.open` (issue 6, point 7): a raw message (or one found by Message-ID through IMAP)
+made into what the extension shows: decoded headers, the text, sanitized HTML, attachments, and
+a security summary a person can trust.
+
+Layers are peeled here rather than by smime.open_message, because each signature is verified
+with the trusted time of its RFC 3161 timestamp: tsp.signature_timestamps checks every token
+against THAT signer's signature value and the trust anchors, and verify(trusted_time=...) then
+accepts a certificate that has expired since, as long as it was valid at the timestamp.
+Decryption tries every key the profile ever held (keystore.decryption_pairs), so old mail
+opens after a renewal. Valid signers' certificates are handed to the certificate book
+(harvested). A message that cannot be decrypted still opens: headers, and a summary that says
+why the content is not readable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.errors
+import email.header
+import email.policy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from native_host.domain.certs import CertificateBook
+from native_host.domain.keystore import Keystore
+from native_host.domain.sanitize import sanitize_html
+from native_host.errors import HostError
+from native_host.infrastructure.mailbox import Mailbox
+from shared_pki import mime, smime, tsp
+from shared_pki.cms import ciphers, enveloped
+from shared_pki.cms import suite as _suite
+from shared_pki.cms.sm import BOTH_IDS
+from shared_pki.cms.verify import SignerResult, VerificationResult, verify
+from shared_pki.errors import MalformedInput, PkiError
+from shared_pki.keys import Certificate, PrivateKey
+from shared_pki.x509.validate import certificate_addresses
+
+MAX_LAYERS = smime.MAX_LAYERS
+_PARSER = BytesParser(policy=email.policy.default)
+
+__all__ = [
+    "AttachmentView",
+    "MessageNotFound",
+    "OpenedView",
+    "ReadError",
+    "SecuritySummary",
+    "SignatureSummary",
+    "TimestampSummary",
+    "open_by_message_id",
+    "open_message",
+]
+
+
+class ReadError(HostError):
+    code = "read_error"
+
+
+class MessageNotFound(ReadError):
+    code = "message_not_found"
+
+
+# ---- the view --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    name: str | None
+    content_type: str
+    size: int
+    data: bytes
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class TimestampSummary:
+    """The RFC 3161 timestamps of one signature: `trusted_time` is set only when a token is
+    valid (TSA trusted, imprint = this signature); problems say what did not hold."""
+
+    count: int
+    valid: bool
+    trusted_time: datetime.datetime | None
+    tsa: str | None
+    problems: tuple[str, ...]
+    summary: str
+
+
+@dataclass(frozen=True)
+class SignatureSummary:
+    valid: bool
+    signer: str | None  # the certificate's first address
+    signer_subject: str | None
+    from_matches: bool | None
+    chain_valid: bool
+    trusted: bool
+    expired: bool
+    reasons: tuple[str, ...]
+    codes: tuple[str, ...]
+    signing_time: datetime.datetime | None
+    timestamp: TimestampSummary | None
+    harvested: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class SecuritySummary:
+    encrypted: bool
+    decrypted: bool
+    cipher: str | None
+    suite: str | None
+    signed: bool
+    signatures: tuple[SignatureSummary, ...]
+    problem: str | None = None  # why the content could not be opened
+
+    @property
+    def verified(self) -> bool:
+        """Signed, and every signature holds."""
+        return self.signed and all(s.valid for s in self.signatures)
+
+    @property
+    def summary(self) -> str:
+        parts = []
+        if self.encrypted:
+            parts.append(
+                f"Encrypted ({self.cipher})." if self.decrypted else "Encrypted, not readable."
+            )
+        else:
+            parts.append("Not encrypted.")
+        parts += [s.summary for s in self.signatures] or ["Not signed."]
+        if self.problem:
+            parts.append(self.problem)
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class OpenedView:
+    headers: dict[str, str]
+    text: str | None
+    html: str | None
+    remote_images_blocked: int
+    attachments: tuple[AttachmentView, ...]
+    security: SecuritySummary
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---- peeling ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Peeled:
+    message: bytes
+    encrypted: bool = False
+    decrypted: bool = True
+    cipher: str | None = None
+    signatures: list[tuple[VerificationResult, list[tuple[tsp.TokenVerification, ...]]]] = field(
+        default_factory=list
+    )
+    problem: str | None = None
+
+
+def _peel(
+    raw: bytes,
+    keys: Sequence[tuple[Certificate, PrivateKey]],
+    anchors: Sequence[Certificate],
+    at: datetime.datetime | None,
+) -> _Peeled:
+    outer, _ = mime.split_headers(raw)
+    sender = smime.from_address(outer)
+    peeled = _Peeled(raw)
+    current = raw
+    for _ in range(MAX_LAYERS):
+        layer = mime.unwrap(current)
+        if layer.kind in ("enveloped", "auth_enveloped"):
+            assert layer.der is not None
+            peeled.encrypted = True
+            peeled.cipher = enveloped.inspect(layer.der).cipher
+            try:
+                current = enveloped.decrypt(layer.der, keys)
+            except PkiError as error:
+                peeled.decrypted = False
+                peeled.problem = error.message
+                peeled.message = outer + b"\r\n"
+                return peeled
+        elif layer.kind in ("signed_opaque", "multipart_signed"):
+            der = layer.der if layer.kind == "signed_opaque" else layer.signature
+            assert der is not None
+            stamps = tsp.signature_timestamps(der, anchors)
+            result = verify(
+                der,
+                content=layer.content if layer.kind == "multipart_signed" else None,
+                trust_anchors=list(anchors),
+                from_address=sender,
+                at=at,
+                trusted_time=tsp.trusted_times(stamps) or None,
+                # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks
+                # them) and end entities with the standard one; senders may use either.
+                sm2_ids=BOTH_IDS,
+            )
+            peeled.signatures.append((result, stamps))
+            if layer.kind == "signed_opaque":
+                current = result.content
+            else:
+                assert layer.content is not None
+                current = layer.content
+        else:
+            _, entity = mime.split_headers(current)
+            peeled.message = mime.with_outer_headers(entity, outer)
+            return peeled
+    raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
+
+
+# ---- summaries -------------------------------------------------------------------------------
+
+
+def _timestamp_summary(tokens: Sequence[tsp.TokenVerification]) -> TimestampSummary | None:
+    if not tokens:
+        return None
+    good = [t for t in tokens if t.valid]
+    best = min(good, key=lambda t: t.gen_time) if good else tokens[0]
+    tsa = None
+    if best.certificate is not None:
+        tsa = best.certificate.subject.human_friendly
+    problems = tuple(p.message for t in tokens if not t.valid for p in t.problems)
+    return TimestampSummary(
+        count=len(tokens),
+        valid=bool(good),
+        trusted_time=best.trusted_time if good else None,
+        tsa=tsa,
+        problems=problems,
+        summary=best.summary,
+    )
+
+
+def _signature_summary(
+    signer: SignerResult, tokens: Sequence[tsp.TokenVerification], harvested: bool
+) -> SignatureSummary:
+    cert = signer.certificate
+    addresses = certificate_addresses(cert) if cert is not None else ()
+    subject = None
+    if cert is not None:
+        try:
+            subject = cert.subject.human_friendly
+        except (ValueError, KeyError, TypeError):
+            subject = None
+    stamp = _timestamp_summary(tokens)
+    summary = signer.summary
+    if stamp is not None:
+        summary += f" {stamp.summary}"
+    return SignatureSummary(
+        valid=signer.valid,
+        signer=addresses[0] if addresses else None,
+        signer_subject=subject,
+        from_matches=signer.address_ok,
+        chain_valid=signer.chain is not None and signer.chain.valid,
+        trusted=signer.trusted,
+        expired=signer.expired,
+        reasons=tuple(p.message for p in signer.problems),
+        codes=signer.codes,
+        signing_time=signer.signing_time,
+        timestamp=stamp,
+        harvested=harvested,
+        summary=summary,
+    )
+
+
+def _suite_name(peeled: _Peeled, results: Sequence[VerificationResult]) -> str | None:
+    if peeled.cipher:
+        try:
+            return ciphers.by_name(peeled.cipher).suite
+        except (PkiError, KeyError, ValueError):
+            return None
+    for result in results:
+        for signer in result.signers:
+            if signer.certificate is not None:
+                return _suite.suite_of(signer.certificate).name
+    return None
+
+
+# ---- content ---------------------------------------------------------------------------------
+
+
+def _decode_header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        return value
+
+
+def _headers(message: EmailMessage) -> dict[str, str]:
+    found = {}
+    for name in ("From", "To", "Cc", "Date", "Subject", "Message-ID", "In-Reply-To", "References"):
+        try:
+            value = message.get(name)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            value = None
+        if value is not None:
+            found[name.lower()] = _decode_header(str(value)) or ""
+    return found
+
+
+def _text_of(part: EmailMessage) -> str:
+    try:
+        content = part.get_content()
+        if isinstance(content, str):
+            return content.replace("\r\n", "\n")
+    except (LookupError, ValueError, AssertionError, AttributeError, KeyError):
+        pass
+    payload = part.get_payload(decode=True) or b""
+    try:
+        text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        text = payload.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
+
+
+def _content(message: EmailMessage) -> tuple[str | None, str | None, list[AttachmentView]]:
+    text = html = None
+    attachments: list[AttachmentView] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        disposition = part.get_content_disposition()
+        name = part.get_filename()
+        if disposition != "attachment" and name is None:
+            if ctype == "text/plain" and text is None:
+                text = _text_of(part)
+                continue
+            if ctype == "text/html" and html is None:
+                html = _text_of(part)
+                continue
+        data = part.get_payload(decode=True)
+        if data is None:  # message/rfc822 and friends: their bytes as they are
+            data = part.as_bytes()
+        content_id = part.get("Content-ID")
+        attachments.append(
+            AttachmentView(
+                name=name,
+                content_type=ctype,
+                size=len(data),
+                data=data,
+                content_id=str(content_id).strip().strip("<>") if content_id else None,
+                inline=disposition == "inline",
+            )
+        )
+    return text, html, attachments
+
+
+# ---- the operations --------------------------------------------------------------------------
+
+
+def open_message(
+    raw: bytes,
+    *,
+    keystore: Keystore | None,
+    trust_anchors: Sequence[Certificate],
+    book: CertificateBook | None = None,
+    allow_remote: bool = False,
+    at: datetime.datetime | None = None,
+    keys: Sequence[tuple[Certificate, PrivateKey]] = (),
+) -> OpenedView:
+    """Open one raw message (see the module docstring). keys: extra (certificate, key) pairs
+    besides the keystore's. MalformedInput (a ReadError) for bytes that are not a message."""
+    if not isinstance(raw, bytes) or not raw.strip():
+        raise ReadError("The message is empty.")
+    pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
+    try:
+        peeled = _peel(raw, pairs, trust_anchors, at)
+    except PkiError as error:
+        raise ReadError(f"The message cannot be read: {error.message}") from None
+    results = [result for result, _ in peeled.signatures]
+    signatures = []
+    problems: list[str] = []
+    for result, stamps in peeled.signatures:
+        harvested_for: list[str] = []
+        if book is not None and result.valid:
+            harvested_for = book.harvest(result)
+        for signer in result.signers:
+            tokens = stamps[signer.index] if signer.index < len(stamps) else ()
+            signatures.append(_signature_summary(signer, tokens, bool(harvested_for)))
+    security = SecuritySummary(
+        encrypted=peeled.encrypted,
+        decrypted=peeled.decrypted,
+        cipher=peeled.cipher,
+        suite=_suite_name(peeled, results),
+        signed=bool(signatures),
+        signatures=tuple(signatures),
+        problem=peeled.problem,
+    )
+    message = _PARSER.parsebytes(peeled.message)
+    assert isinstance(message, EmailMessage)
+    text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
+    blocked = 0
+    if html is not None:
+        cids = {a.content_id for a in attachments if a.content_id}
+        cleaned = sanitize_html(html, allow_remote=allow_remote)
+        html = cleaned.html
+        blocked = cleaned.remote_images_blocked
+        unknown = set(cleaned.cid_references) - cids
+        if unknown:
+            problems.append(f"The HTML refers to parts the message lacks: {', '.join(unknown)}.")
+    return OpenedView(
+        headers=_headers(message),
+        text=text,
+        html=html,
+        remote_images_blocked=blocked,
+        attachments=tuple(attachments),
+        security=security,
+        problems=tuple(problems),
+    )
+
+
+def open_by_message_id(
+    mailbox: Mailbox,
+    message_id: str,
+    folder: str | None = None,
+    **options: object,
+) -> OpenedView:
+    """Find the message by Message-ID (in folder, else INBOX, Sent and All Mail) and open it
+    with open_message(**options)."""
+    found = mailbox.find_by_message_id(message_id, [folder] if folder else None)
+    if found is None:
+        where = f"in {folder}" if folder else "in INBOX, Sent or All Mail"
+        raise MessageNotFound(f"No message {message_id} {where}.")
+    return open_message(found.raw, **options)  # type: ignore[arg-type]
+
+
+def signer_time(view: OpenedView) -> datetime.datetime | None:
+    """The trusted time of the first signature, if its timestamp holds (a convenience)."""
+    for signature in view.security.signatures:
+        if signature.timestamp is not None and signature.timestamp.trusted_time is not None:
+            return signature.timestamp.trusted_time
+    return None

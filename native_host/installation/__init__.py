@@ -1,0 +1,1 @@
+"""Installing the host into browsers: native messaging manifests, launchers, receipts, doctor."""

@@ -1,0 +1,1 @@
+"""The native messaging transport: frames on stdio, the host loop, and which callers it serves."""

@@ -1,0 +1,1 @@
+"""The CA of the service: its material on disk, issuance and revocation, CA files and CRLs."""

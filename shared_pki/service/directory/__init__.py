@@ -1,0 +1,1 @@
+"""The certificate directory: valid certificates of exactly one address."""

@@ -1,0 +1,1 @@
+"""The service's storage: one SQLAlchemy Core schema for SQLite and PostgreSQL."""

@@ -1,0 +1,63 @@
+"""The time-stamp authority over HTTP (RFC 3161 section 3.4): POST application/timestamp-query,
+answer application/timestamp-reply. Every request, however bad, gets a TimeStampResp."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shared_pki import tsp
+from shared_pki.keys import Certificate, Credential
+from shared_pki.service.state import ServiceState
+
+QUERY = "application/timestamp-query"
+REPLY = "application/timestamp-reply"
+MAX_QUERY = 64 * 1024
+
+
+def unique_serial() -> int:
+    """Unique across processes and restarts without coordination: nanoseconds since the epoch
+    in the high bits, 64 random bits below (well under RFC 3161's 160-bit limit)."""
+    return (time.time_ns() << 64) | secrets.randbits(64)
+
+
+def routes(state: ServiceState) -> list[Route]:
+    hierarchy = state.hierarchy
+
+    def fresh(cert: Certificate) -> Certificate:
+        # Parsed anew from DER for the token's certificate set. Root cause, seen with py-spy:
+        # asn1crypto's dump() takes any header whose last byte is 0x80 for an indefinite length
+        # and re-encodes the whole value on every call, so a certificate of 640 (0x0280) bytes
+        # costs 0.3 ms per dump instead of 4 us. Re-parsing here measured 300 -> 830 tokens/s.
+        return Certificate.load(cert.dump())
+
+    tsa = Credential(
+        hierarchy.tsa.key,
+        fresh(hierarchy.tsa.certificate),
+        (fresh(hierarchy.intl_issuing.certificate), fresh(hierarchy.intl_root.certificate)),
+    )
+    config = state.config
+
+    async def timestamp(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_QUERY:
+            reply = tsp.rejection("rejection", "bad_data_format", "The request is too large.")
+        elif request.headers.get("content-type", "").split(";")[0].strip() != QUERY:
+            reply = tsp.rejection("rejection", "bad_data_format", f"Send {QUERY}.")
+        else:
+            reply = tsp.make_response(
+                body,
+                tsa=tsa,
+                policy_oid=config.tsa_policy_oid,
+                serial_number=unique_serial(),
+                gen_time=datetime.datetime.now(datetime.UTC),
+                accuracy_ms=config.tsa_accuracy_ms,
+            )
+        return Response(reply, media_type=REPLY)
+
+    return [Route("/tsa", timestamp, methods=["POST"])]
