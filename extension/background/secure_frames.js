@@ -291,7 +291,11 @@ export class SecureFrames {
       if (!registration) {
         if (message?.type !== 'claim' || !isSecret(message.secret) || ++claims > MAX_CLAIMS_PER_PORT) return;
         const candidate = this.registrations.get(message.secret);
-        if (claimProblem(candidate, port.sender, this.runtime.id, this.base)) return;
+        if (claimProblem(candidate, port.sender, this.runtime.id, this.base)) {
+          // Said to this frame only (its own port): the page sees nothing of it.
+          port.postMessage({ type: 'refused' });
+          return;
+        }
         registration = candidate;
         this.bind(registration, port);
         return;

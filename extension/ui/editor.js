@@ -110,6 +110,10 @@ function onWorker(message) {
     case 'failed':
       say(message.message ?? 'Not sent.', 'error');
       break;
+    case 'refused':
+      say('This editor is not connected: nothing typed here will be sent. Use the secure editor '
+        + 'autosmime opens in the compose window.', 'error');
+      break;
     case 'disconnected':
       body.contentEditable = 'false';
       files.disabled = true;
@@ -124,11 +128,18 @@ function onWorker(message) {
 
 const channel = connectSecureFrame(onWorker) ?? { post: () => {} };
 
-body.addEventListener('input', () => {
-  // Kept in the worker's memory (never on disk), so a reopened editor loses nothing.
+// What is typed is kept in the worker's memory (never on disk), so an editor reopened after this
+// one was interfered with loses nothing.
+const saveDraft = () => {
   clearTimeout(draftTimer);
-  draftTimer = setTimeout(() => channel.post({ type: 'draft', text: body.innerText }), 300);
+  draftTimer = null;
+  channel.post({ type: 'draft', text: body.innerText });
+};
+body.addEventListener('input', () => {
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(saveDraft, 150);
 });
+window.addEventListener('pagehide', () => { if (draftTimer) saveDraft(); });
 body.addEventListener('keydown', (event) => {
   if (event.isTrusted && event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
     event.preventDefault();

@@ -45,7 +45,8 @@ export function claimedSecret(event, parentWindow, allowed = ALLOWED_PARENT_ORIG
 
 /**
  * Opens this frame's port and claims whatever secret the parent hands over. onMessage gets every
- * message of the worker ({type: 'bound', ...} first) and {type: 'disconnected'} at the end.
+ * message of the worker once bound ({type: 'bound', ...} first), {type: 'refused'} for a claim
+ * the worker would not bind, and {type: 'disconnected'} at the end.
  * Returns {post} (to the worker), or null outside a frame.
  */
 export function connectSecureFrame(onMessage) {
@@ -69,7 +70,7 @@ export function connectSecureFrame(onMessage) {
       // A quiet service worker may be stopped, which would cut this port: keep it talking.
       keepalive = setInterval(() => port.postMessage({ type: 'ping' }), KEEPALIVE_MS);
     }
-    if (bound) onMessage(message);
+    if (bound || message?.type === 'refused') onMessage(message);
   });
   port.onDisconnect.addListener(() => {
     clearInterval(keepalive);

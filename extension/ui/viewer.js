@@ -74,6 +74,8 @@ const channel = connectSecureFrame((message) => {
   } else if (message.type === 'view' && message.view) {
     stamp('viewAt');
     render(message.view, message.allowRemote === true);
+  } else if (message.type === 'refused') {
+    showStatus('error', ['This viewer is not connected: autosmime did not place it here.']);
   } else if (message.type === 'failed') {
     stamp('viewAt');
     showStatus('error', [`Could not open this message: ${message.message}`]);

@@ -76,17 +76,18 @@ test('only content scripts register, and a registration is claimed once, by its 
   const viewer = framePort('ui/viewer.html');
   frames.onConnect(viewer);
   viewer.say({ type: 'claim', secret: secret(1) });
-  assert.deepEqual(viewer.posted, []); // an editor's secret does not bind a viewer
+  assert.deepEqual(viewer.posted, [{ type: 'refused' }]); // an editor's secret does not bind a viewer
   const editor = framePort('ui/editor.html');
   frames.onConnect(editor);
   editor.say({ type: 'claim', secret: secret(2) }); // junk first: nothing
   editor.say({ type: 'claim', secret: secret(1) });
-  assert.equal(editor.posted[0].type, 'bound');
-  assert.equal(editor.posted[0].mode, 'encrypt'); // from the registration, never the URL
+  assert.deepEqual(editor.posted[0], { type: 'refused' });
+  assert.equal(editor.posted[1].type, 'bound');
+  assert.equal(editor.posted[1].mode, 'encrypt'); // from the registration, never the URL
   const reloaded = framePort('ui/editor.html');
   frames.onConnect(reloaded);
   reloaded.say({ type: 'claim', secret: secret(1) });
-  assert.deepEqual(reloaded.posted, []);
+  assert.deepEqual(reloaded.posted, [{ type: 'refused' }]);
 });
 
 test('an unbound frame gets nothing and reaches no host op', async () => {
@@ -99,7 +100,7 @@ test('an unbound frame gets nothing and reaches no host op', async () => {
     pageMade.say(message);
   }
   await tick();
-  assert.deepEqual(pageMade.posted, []);
+  assert.deepEqual(pageMade.posted, [{ type: 'refused' }]); // its own port: the page sees nothing
   assert.deepEqual(calls.map((c) => c.op), ['message.open']); // the content script's, once
   const real = framePort('ui/viewer.html');
   frames.onConnect(real);
@@ -148,7 +149,7 @@ const SENT = (params) => Promise.resolve({ status: 'sent', encrypted: params.enc
 
 test('Send goes to the recipients the frame showed, in the mode the worker holds', async () => {
   const { ask, calls, port } = await boundEditor('sign', { 'compose.send': SENT });
-  assert.equal(port.posted[0].draft, 'carried');
+  assert.equal(port.posted.find((m) => m.type === 'bound').draft, 'carried');
   const envelope = { from: 'alice@example.test', to: ['bob@example.test'], cc: [], bcc: [], subject: 'Hi', encrypt: false, sign: false };
   // The webmail's list was never shown in the frame: the first Send shows it and stops.
   const first = await ask({ action: 'send', secret: secret(9), envelope });
