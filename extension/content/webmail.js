@@ -258,6 +258,9 @@
     }
     state.sending = true;
     state.say(state.mode === 'encrypt' ? 'Sending encrypted…' : 'Sending signed…');
+    // The worker shows this list in the editor if it is not the one shown there (and sends only
+    // on a second Send): it is now the list the editor has.
+    state.editor.recipientKey = JSON.stringify(recipients);
     try {
       const result = await tell('send', state.editor.secret, {
         envelope: { from, ...recipients, subject: adapter.readSubject(compose) },
@@ -387,16 +390,18 @@
   // ---- the watcher -----------------------------------------------------------------------------
 
   function scan() {
+    // Composes we set up stay ours while they are in the page, even once their own body is
+    // hidden (the adapter finds only composes with a usable body).
     for (const [compose, state] of composes) {
-      if (!compose.isConnected) {
+      if (compose.isConnected) {
+        refreshRecipients(compose, state);
+      } else {
         composes.delete(compose);
         if (state.editor) frameEvents.delete(state.editor.secret);
       }
     }
     for (const compose of adapter.findComposeWindows()) {
-      const state = composes.get(compose);
-      if (!state) setUpCompose(compose);
-      else refreshRecipients(compose, state);
+      if (!composes.has(compose)) setUpCompose(compose);
     }
     for (const message of adapter.findOpenedMessages()) {
       if (message.smime && !opened.has(message.element)) setUpMessage(message);
