@@ -90,3 +90,11 @@ def people(
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def eve(pki_world: Any, people: dict[str, Any]) -> str:
+    """eve@example.test: a mailbox on the stack and a certificate in the directory, so mail can
+    be encrypted to her; the page-boundary tests' would-be hidden recipient."""
+    pki_world.issue("eve@example.test")
+    return "eve@example.test"

@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 from harness.browser import launch_options
 from harness.extension_ui import screenshot
-from harness.gmail_story import SECURE_EDITOR, SECURE_VIEWER, wait_for_inbox
+from harness.gmail_story import (
+    SECURE_EDITOR,
+    SECURE_VIEWER,
+    mailbox_bytes,
+    wait_for_inbox,
+    with_subject,
+)
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
 from playwright.sync_api import Error as PlaywrightError
@@ -113,21 +119,6 @@ def everything_the_page_holds(page: Any) -> str:
     return "\n".join(texts)
 
 
-def mailbox_bytes(stack: MailStack, user: str) -> dict[str, list[bytes]]:
-    """Every message of every folder of user's mailbox (real IMAP), by folder."""
-    client = stack.imap_client(user)
-    try:
-        found: dict[str, list[bytes]] = {}
-        for _flags, _delimiter, name in client.list_folders():
-            client.select_folder(name, readonly=True)
-            uids = client.search(["ALL"])
-            data = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
-            found[name] = [item[b"BODY[]"] for item in data.values()]
-        return found
-    finally:
-        client.logout()
-
-
 def open_message(page: Any, subject: str) -> None:
     """Opens the message with this subject in Roundcube's preview frame."""
     page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
@@ -141,10 +132,6 @@ def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
             return value
         assert time.monotonic() < deadline, what
         time.sleep(0.3)
-
-
-def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
-    return [m for m in messages if f"Subject: {subject}".encode() in m]
 
 
 def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
