@@ -137,6 +137,20 @@ def test_the_viewer_is_no_decryption_oracle(
         browser.close()
 
 
+def assert_bob_got_only_alices_text(people: dict[str, Any], mail_stack: Any, subject: str) -> None:
+    """bob has exactly one message with this subject: encrypted, and what his host opens of it is
+    what alice typed, nothing the page wrote. No folder of either holds the page's text."""
+    raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
+    assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0] and SECRET.encode() not in raw
+    assert len(with_subject(mailbox_bytes(mail_stack, "bob@example.test")["INBOX"], subject)) == 1
+    opened = people["bob"].call("message.open", {"raw": b64(raw)})
+    assert opened["security"]["encrypted"] and opened["security"]["decrypted"], opened["security"]
+    assert opened["text"].startswith(SECRET) and PAGE_TEXT not in opened["text"], opened["text"]
+    for user in ("alice@example.test", "bob@example.test"):
+        for folder, messages in mailbox_bytes(mail_stack, user).items():
+            assert not any(PAGE_TEXT.encode() in m for m in messages), f"{user} {folder}"
+
+
 def test_a_second_editor_the_page_adds_sends_nothing(
     playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
 ) -> None:
@@ -202,12 +216,7 @@ def test_a_second_editor_the_page_adds_sends_nothing(
         assert observed(page) == [], observed(page)
     finally:
         browser.close()
-    raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
-    assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0] and SECRET.encode() not in raw
-    assert len(with_subject(mailbox_bytes(mail_stack, "bob@example.test")["INBOX"], subject)) == 1
-    for user in ("alice@example.test", "bob@example.test"):
-        for folder, messages in mailbox_bytes(mail_stack, user).items():
-            assert not any(PAGE_TEXT.encode() in m for m in messages), f"{user} {folder}"
+    assert_bob_got_only_alices_text(people, mail_stack, subject)
 
 
 def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
@@ -277,6 +286,19 @@ ADD_BCC_ON_SEND = """window.addEventListener('pointerdown', (event) => {
 }, true);"""
 
 
+#: The page clicks Sign, then Encrypt, in our compose controls; returns what they then say.
+CLICK_OUR_TOGGLES = """() => {
+    const shadow = document.querySelector('autosmime-compose-controls').shadowRoot;
+    const button = (name) => shadow.querySelector(`[data-toggle=${name}]`);
+    button('sign').click();
+    button('encrypt').click();
+    return {
+        sign: button('sign').getAttribute('aria-pressed'),
+        encrypt: button('encrypt').getAttribute('aria-pressed'),
+    };
+}"""
+
+
 def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
     playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
 ) -> None:
@@ -291,18 +313,24 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
         page = browser.new_page()
         controls, editor = open_compose(page, gmail, "bob@example.test")
         page.fill("input[name=subjectbox]", subject)
+        # The page can click our buttons from its script (the shadow root is open), but its
+        # clicks are not trusted: they choose nothing.
+        pressed = page.evaluate(CLICK_OUR_TOGGLES)
+        assert pressed == {"sign": "false", "encrypt": "false"}, pressed
         controls.locator("button[data-toggle=encrypt]").click()
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(SECRET)
+        assert page.evaluate(CLICK_OUR_TOGGLES) == {"sign": "true", "encrypt": "true"}
+        expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
         worker = service_worker(browser)
         # The editor keeps what is typed in the worker's memory: wait until it has all of it.
         for _ in range(100):
             drafts = worker.evaluate(
-                "() => [...globalThis.autosmime.secureFrames.registrations.values()]"
-                ".map((r) => r.draft ?? '')"
+                "() => [...(globalThis.autosmime.secureFrames?.registrations.values() ?? [null])]"
+                ".map((r) => r?.draft ?? null)"
             )
-            if any(SECRET in d for d in drafts):
+            if any(d is None or SECRET in d for d in drafts):  # None: no such memory at all
                 break
             page.wait_for_timeout(50)
         else:
@@ -334,9 +362,7 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
         assert observed(page) == [], observed(page)
     finally:
         browser.close()
-    raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
-    assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0] and SECRET.encode() not in raw
-    assert len(with_subject(mailbox_bytes(mail_stack, "bob@example.test")["INBOX"], subject)) == 1
+    assert_bob_got_only_alices_text(people, mail_stack, subject)
 
 
 SPOOFS = [

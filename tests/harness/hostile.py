@@ -34,10 +34,12 @@ SPOOF = "Signed by your bank: valid (page-spoof-4e1c)"
 #: extension frame, and of the secure frames' sizes. Idempotent; call again after a frame reloads.
 RECORD = """(extensionOrigin) => {
     const top = window;
-    top.__hostile ??= { messages: [], windows: new WeakSet() };
+    top.__hostile ??= { messages: [], documents: new WeakSet(), timer: null };
+    // Keyed by document: a frame's window object stays the same as it navigates, its listeners
+    // do not.
     const watch = (win) => {
-        if (top.__hostile.windows.has(win)) return;
-        top.__hostile.windows.add(win);
+        if (top.__hostile.documents.has(win.document)) return;
+        top.__hostile.documents.add(win.document);
         win.addEventListener('message', (event) => {
             if (String(event.origin).startsWith(extensionOrigin) || event.origin === 'null') {
                 let data;
@@ -50,10 +52,18 @@ RECORD = """(extensionOrigin) => {
             }
         }, true);
     };
+    // The page's own frames (Roundcube's preview) get new windows as they navigate: watch each
+    // one as soon as it exists.
+    const watchFrames = () => {
+        for (const frame of document.querySelectorAll('iframe')) {
+            try {
+                if (frame.contentDocument) watch(frame.contentWindow);
+            } catch { /* cross-origin */ }
+        }
+    };
     watch(window);
-    for (const frame of document.querySelectorAll('iframe')) {
-        try { if (frame.contentDocument) watch(frame.contentWindow); } catch { /* cross-origin */ }
-    }
+    watchFrames();
+    top.__hostile.timer ??= setInterval(watchFrames, 10);
     return true;
 }"""
 
