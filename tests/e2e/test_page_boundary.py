@@ -340,15 +340,17 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
 
         page.evaluate(RELOAD_EDITOR_AS_SIGN)
         status = controls.locator(".status")
-        expect(status).to_contain_text("interfered with", timeout=10_000)
+        # The reloaded frame has settled (bound, or told it is not connected), then alice sends.
+        expect(editor.locator("#status")).not_to_have_attribute("data-state", "pending")
+        page.locator(SEND).click()
+        expect(status).not_to_have_text(re.compile("^Sending"), timeout=60_000)
+        assert wait_until_answered(alice, "compose.send", offset, page) == 0, "it was sent"
+        expect(status).to_contain_text("Not sent: the secure editor was interfered with")
         expect(editor.locator("#status")).to_contain_text("not connected")
         expect(editor.locator("#body")).to_have_attribute("contenteditable", "false")
         expect(controls.locator("button[data-toggle=encrypt]")).to_have_attribute(
             "aria-pressed", "true"
         )
-        page.locator(SEND).click()
-        expect(status).to_contain_text("Not sent: the secure editor was interfered with")
-        assert wait_until_answered(alice, "compose.send", offset, page) == 0
 
         controls.locator("button[data-action=reopen]").click()
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")

@@ -140,7 +140,8 @@ async function boundEditor(mode, answers) {
   port.postMessage = (m) => {
     port.posted.push(m);
     if (m.type === 'recipients') port.say({ type: 'shown', version: m.version });
-    if (m.type === 'collect') port.say({ type: 'body', id: m.id, text: 'typed', attachments: [] });
+    // whatever else a frame says about the mode is not the worker's to take
+    if (m.type === 'collect') port.say({ type: 'body', id: m.id, text: 'typed', attachments: [], mode: 'sign', encrypt: false });
   };
   return { ...w, port };
 }

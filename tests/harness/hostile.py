@@ -151,9 +151,12 @@ RELOAD_EDITOR_AS_SIGN = """async () => {
 }"""
 
 
-def old_frame_url(page_path: str, origin: str, mode: str | None = None) -> tuple[str, str]:
-    """A URL of our page with a fresh channel, as the old content script made them."""
-    channel = str(uuid.uuid4())
+def old_frame_url(
+    page_path: str, origin: str, mode: str | None = None, channel: str | None = None
+) -> tuple[str, str]:
+    """A URL of our page with a channel (fresh unless given), as the old content script made
+    them."""
+    channel = channel or str(uuid.uuid4())
     params = f"channel={channel}&origin={origin}"
     if mode:
         params += f"&mode={mode}"
@@ -169,11 +172,25 @@ def old_commands(channel: str, commands: list[dict[str, Any]]) -> list[dict[str,
     return [{"autosmime": "frame-command", "channel": channel, **c} for c in commands]
 
 
+#: Whatever channel the secure editor's URL names (the old one did; the page reads it).
+EDITOR_CHANNEL = """() => {
+    const holder = document.querySelector('autosmime-secure-editor');
+    const frame = holder.shadowRoot.querySelector('iframe');
+    return new URLSearchParams(new URL(frame.src).hash.slice(1)).get('channel');
+}"""
+
+
 def frame_made_by_page(
-    page: Any, page_path: str, origin: str, commands: list[dict[str, Any]], mode: str | None = None
+    page: Any,
+    page_path: str,
+    origin: str,
+    commands: list[dict[str, Any]],
+    mode: str | None = None,
+    channel: str | None = None,
 ) -> str:
-    """The page frames our page itself and posts it commands, old style and new."""
-    url, channel = old_frame_url(page_path, origin, mode)
+    """The page frames our page itself (on `channel`, else a fresh one) and posts it commands,
+    old style and new."""
+    url, channel = old_frame_url(page_path, origin, mode, channel)
     posts = [*junk_claims(), *old_commands(channel, commands), *commands]
     return page.evaluate(FRAME_IT_YOURSELF, {"url": url, "posts": posts, "hidden": True})
 
