@@ -311,6 +311,7 @@ export class SecureFrames {
     registration.claimed = true;
     registration.port = port;
     this.timers.clearTimeout(registration.expiry);
+    this.tell(registration, { event: 'bound' }); // the content script stops handing the secret
     const bound = { type: 'bound', kind: registration.kind };
     if (registration.kind === 'editor') {
       Object.assign(bound, { mode: registration.mode, draft: registration.draft });

@@ -80,23 +80,37 @@
 
   /**
    * An iframe of an extension page, registered with the worker as `kind` under a fresh secret.
-   * Its URL names the page only. Once it has loaded, the secret is posted into it (targetOrigin:
-   * the extension, so a document of any other origin gets nothing) and the frame claims it.
+   * Its URL names the page only. The secret is posted into it (targetOrigin: the extension, so a
+   * document of any other origin gets nothing) until the worker says a frame claimed it: every
+   * 10 ms from the start, since the frame's script may run well before its load event (the
+   * viewer's sandboxed child delays that), and again on each load. Only the first claim binds.
    */
   function secureFrame(kind, registration, onEvent) {
     const secret = newSecret();
     const registered = tell('register', secret, { kind, ...registration });
     registered.catch(() => {});
-    if (onEvent) frameEvents.set(secret, onEvent);
     const iframe = document.createElement('iframe');
+    let handing = null;
+    const handOver = () => {
+      iframe.contentWindow?.postMessage({ autosmime: 'autosmime.claim', secret }, EXTENSION_ORIGIN);
+    };
+    const stopHanding = () => {
+      clearInterval(handing);
+      handing = null;
+    };
+    frameEvents.set(secret, (event) => {
+      if (event.event === 'bound') stopHanding();
+      if (event.event === 'disconnected' && kind !== 'editor') frameEvents.delete(secret);
+      onEvent?.(event);
+    });
     iframe.src = runtime.getURL(PAGE_OF_KIND[kind]);
     iframe.setAttribute('allow', 'clipboard-write');
     iframe.style.cssText = `border:0;width:100%;display:block;height:${FRAME_HEIGHT[kind]}px;background:#fff`;
-    iframe.addEventListener('load', () => {
-      registered.then(() => {
-        iframe.contentWindow?.postMessage({ autosmime: 'autosmime.claim', secret }, EXTENSION_ORIGIN);
-      }, () => {});
-    });
+    registered.then(() => {
+      handing = setInterval(handOver, 10);
+      setTimeout(stopHanding, 15_000);
+    }, () => {});
+    iframe.addEventListener('load', () => registered.then(handOver, () => {}));
     return { iframe, secret, registered };
   }
 
