@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from native_host import browser_ids
+from native_host.transport import browser_ids
 from shared_pki import mime
 from shared_pki.cms import enveloped
 from shared_pki.errors import PkiError
