@@ -231,11 +231,10 @@ def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
     browser = open_browser(playwright, alice, gmail)
     try:
         page = browser.new_page()
-        # The webmail's own script runs before the extension's content script (document_idle),
-        # so its capture listener on Send runs before the extension's gate: armed, it adds a
-        # hidden Bcc chip the instant Send is pressed, before the content script could tell the
-        # secure editor.
-        page.add_init_script(ADD_BCC_ON_SEND)
+        # The webmail's own script (the fixture's page.js) runs before the extension's content
+        # script (document_idle), so its capture listener on Send runs before the extension's
+        # gate: armed, it adds a hidden Bcc chip the instant Send is pressed, before the content
+        # script could tell the secure editor.
         controls, editor = open_compose(page, gmail, "bob@example.test")
         page.fill("input[name=subjectbox]", subject)
         controls.locator("button[data-toggle=encrypt]").click()
@@ -269,21 +268,6 @@ def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
         browser.close()
     wait_for_inbox(mail_stack, "bob@example.test", subject)
     assert with_subject(mailbox_bytes(mail_stack, eve)["INBOX"], subject) == []
-
-
-ADD_BCC_ON_SEND = """window.addEventListener('pointerdown', (event) => {
-    const address = window.__bccOnSend;
-    if (!address || !event.target.closest?.('.T-I.aoO')) return;
-    window.__bccOnSend = null;
-    const field = document.createElement('div');
-    field.setAttribute('name', 'bcc');
-    field.className = 'page-bcc';
-    field.style.display = 'none';
-    const chip = document.createElement('div');
-    chip.setAttribute('data-hovercard-id', address);
-    field.append(chip);
-    document.querySelector('div.M9').append(field);
-}, true);"""
 
 
 #: The page clicks Sign, then Encrypt, in our compose controls; returns what they then say.

@@ -92,8 +92,9 @@ FRAMES = """() => {
 }"""
 
 
-def record(page: Any) -> None:
-    page.evaluate(RECORD, EXTENSION_ORIGIN)
+def record(page: Any, extension_origin: str = EXTENSION_ORIGIN) -> None:
+    """`page`: a Playwright page, or anything with its `evaluate(function, arg)` (Firefox)."""
+    page.evaluate(RECORD, extension_origin)
 
 
 def observed(page: Any) -> list[dict[str, Any]]:
@@ -152,7 +153,11 @@ RELOAD_EDITOR_AS_SIGN = """async () => {
 
 
 def old_frame_url(
-    page_path: str, origin: str, mode: str | None = None, channel: str | None = None
+    page_path: str,
+    origin: str,
+    mode: str | None = None,
+    channel: str | None = None,
+    extension_origin: str = EXTENSION_ORIGIN,
 ) -> tuple[str, str]:
     """A URL of our page with a channel (fresh unless given), as the old content script made
     them."""
@@ -160,7 +165,7 @@ def old_frame_url(
     params = f"channel={channel}&origin={origin}"
     if mode:
         params += f"&mode={mode}"
-    return f"{EXTENSION_ORIGIN}/{page_path}#{params}", channel
+    return f"{extension_origin}/{page_path}#{params}", channel
 
 
 def junk_claims(count: int = 3) -> list[dict[str, Any]]:
@@ -187,10 +192,11 @@ def frame_made_by_page(
     commands: list[dict[str, Any]],
     mode: str | None = None,
     channel: str | None = None,
+    extension_origin: str = EXTENSION_ORIGIN,
 ) -> str:
     """The page frames our page itself (on `channel`, else a fresh one) and posts it commands,
     old style and new."""
-    url, channel = old_frame_url(page_path, origin, mode, channel)
+    url, channel = old_frame_url(page_path, origin, mode, channel, extension_origin)
     posts = [*junk_claims(), *old_commands(channel, commands), *commands]
     return page.evaluate(FRAME_IT_YOURSELF, {"url": url, "posts": posts, "hidden": True})
 

@@ -7,6 +7,23 @@
   const events = [];
   window.__fixture = { draftStore, networkLog, events };
 
+  // The page is hostile (docs/SECURITY.md): this capture listener is registered before any
+  // extension script runs. Armed (window.__bccOnSend = address), it adds a hidden Bcc chip the
+  // instant Send is pressed. test_firefox.py arms it; Chromium's tests inject the same listener.
+  window.addEventListener('pointerdown', (event) => {
+    const address = window.__bccOnSend;
+    if (!address || !event.target.closest?.('.T-I.aoO')) return;
+    window.__bccOnSend = null;
+    const field = document.createElement('div');
+    field.setAttribute('name', 'bcc');
+    field.className = 'page-bcc';
+    field.style.display = 'none';
+    const chip = document.createElement('div');
+    chip.setAttribute('data-hovercard-id', address);
+    field.append(chip);
+    document.querySelector('div.M9').append(field);
+  }, true);
+
   // network: fetch, XHR, sendBeacon, and every resource timing entry
   const realFetch = window.fetch.bind(window);
   window.fetch = (input, init = {}) => {
