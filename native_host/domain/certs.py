@@ -7,9 +7,12 @@ where they came from:
 - "harvested": the certificate of a verified signer (message.open hands the verification result
   to `harvest`); kept until it expires;
 - "directory": GET {directory}/certs/{address} of the PKI service (JSON or a PEM chain);
-  answers are cached (found: an hour, not found: five minutes) and served as "cache" while
-  fresh; a directory that cannot be reached falls back to what is cached, however old, and says
-  so.
+  answers are cached for the max-age the directory gives (ours: 60 s, never past the newest
+  certificate's expiry; at most an hour, and without one: found an hour, not found five
+  minutes) and served as "cache" while fresh. Then the answer is revalidated with its ETag
+  (If-None-Match; 304 keeps it, without a body), so a correspondent's renewed or revoked
+  certificate is noticed within that max-age, not an hour later. A directory that cannot be
+  reached falls back to what is cached, however old, and says so.
 
 Every certificate, whatever its source and every time it is handed out, is validated with
 shared_pki.x509.validate: a path to one of the CONFIGURED trust anchors (the roots PEM given at
@@ -90,6 +93,15 @@ class HttpResponse:
     status: int
     content_type: str
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+
+    def max_age(self) -> float | None:
+        """Cache-Control max-age in seconds, or None when the answer gives none."""
+        for directive in self.headers.get("cache-control", "").split(","):
+            name, _, value = directive.strip().partition("=")
+            if name.lower() == "max-age" and value.strip().isdigit():
+                return float(value.strip())
+        return None
 
 
 Fetch = Callable[..., HttpResponse]
@@ -115,17 +127,19 @@ def http_fetch(
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
             data = answer.read(MAX_RESPONSE + 1)
-            status, ctype = answer.status, answer.headers.get("content-type", "")
-    except urllib.error.HTTPError as error:
+            status, received = answer.status, answer.headers
+    except urllib.error.HTTPError as error:  # any status but 2xx, 304 included
         data = error.read(MAX_RESPONSE + 1) if error.fp else b""
-        status, ctype = error.code, error.headers.get("content-type", "") if error.headers else ""
+        status, received = error.code, error.headers
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         where = urllib.parse.urlsplit(url).netloc
         raise FetchError(f"{where} could not be reached: {reason}.") from None
     if len(data) > MAX_RESPONSE:
         raise FetchError(f"The answer from {url} is larger than {MAX_RESPONSE} octets.")
-    return HttpResponse(status, ctype.split(";")[0].strip().lower(), data)
+    headers = {name.lower(): value for name, value in (received or {}).items()}
+    ctype = headers.get("content-type", "")
+    return HttpResponse(status, ctype.split(";")[0].strip().lower(), data, headers)
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -221,6 +235,17 @@ def _algorithm(cert: Certificate) -> str:
 
 
 # ---- the book --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectoryAnswer:
+    """One answer of the directory: its certificates (PEM), its validator and how long it may
+    be used; `not_modified`: the cached answer still holds (304), pems is then empty."""
+
+    pems: list[str]
+    etag: str | None
+    max_age: float | None
+    not_modified: bool = False
 
 
 @dataclass
@@ -337,7 +362,7 @@ class CertificateBook:
         asked = False
         if self.directory_url and not fresh:
             try:
-                answer = self._ask_directory(address)
+                answer = self._ask_directory(address, (directory or {}).get("etag"))
                 asked = True
             except CertsError as error:
                 answer = None
@@ -349,8 +374,12 @@ class CertificateBook:
                     )
                 )
             if answer is not None:
-                ttl = self.directory_ttl if answer else self.not_found_ttl
-                directory = {"fetched": now, "expires": now + ttl, "pems": answer}
+                pems = (directory or {}).get("pems", []) if answer.not_modified else answer.pems
+                default = self.directory_ttl if pems else self.not_found_ttl
+                ttl = default if answer.max_age is None else min(answer.max_age, self.directory_ttl)
+                directory = {"fetched": now, "expires": now + ttl, "pems": pems}
+                if answer.etag:
+                    directory["etag"] = answer.etag
                 entry["directory"] = directory
                 dirty = True
         pool, refreshed = self._intermediates(cache, refresh=asked)
@@ -426,26 +455,35 @@ class CertificateBook:
 
     # ---- the directory ------------------------------------------------------------------------
 
-    def _ask_directory(self, address: str) -> list[str] | None:
-        """The PEM certificates the directory publishes for address ([] when it has none),
-        or CertsError when it could not be asked or answered nonsense."""
+    def _ask_directory(self, address: str, etag: str | None = None) -> DirectoryAnswer:
+        """What the directory publishes for address now (no certificates: 404), or, when `etag`
+        still names its answer, that it is unchanged (304); CertsError when it could not be
+        asked or answered nonsense."""
         assert self.directory_url is not None
         url = urllib.parse.urljoin(
             self.directory_url, "certs/" + urllib.parse.quote(address, safe="@")
         )
-        answer = self.fetch(url, headers={"Accept": "application/json"})
+        headers = {"Accept": "application/json"}
+        if etag:
+            headers["If-None-Match"] = etag
+        answer = self.fetch(url, headers=headers)
+        max_age = answer.max_age()
+        if answer.status == 304 and etag:
+            return DirectoryAnswer([], answer.headers.get("etag", etag), max_age, True)
         if answer.status == 404:
-            return []
+            return DirectoryAnswer([], None, max_age)
         if answer.status != 200:
             raise CertsError(f"the directory answered HTTP {answer.status}")
         try:
             if answer.content_type == "application/pem-certificate-chain":
-                return [_pem(c.dump()) for c in load_certificates(answer.body)]
-            document = json.loads(answer.body)
-            pems = [str(item["pem"]) for item in document["certificates"]]
-            return [_pem(c.dump()) for text in pems for c in load_certificates(text.encode())]
+                pems = [_pem(c.dump()) for c in load_certificates(answer.body)]
+            else:
+                document = json.loads(answer.body)
+                texts = [str(item["pem"]) for item in document["certificates"]]
+                pems = [_pem(c.dump()) for text in texts for c in load_certificates(text.encode())]
         except (ValueError, KeyError, TypeError, PkiError) as error:
             raise CertsError(f"the directory's answer does not parse ({error})") from None
+        return DirectoryAnswer(pems, answer.headers.get("etag"), max_age)
 
     def _intermediates(self, cache: _Cache, *, refresh: bool) -> tuple[list[Certificate], bool]:
         """The directory's intermediates (path candidates only, never anchors), fetched once a

@@ -62,6 +62,13 @@ class ServiceConfig:
     directory_rate_per_minute: int = _knob(
         600, "Certificate directory lookups allowed per client address per minute."
     )
+    directory_max_age_seconds: int = _knob(
+        60,
+        "How long a directory answer may be used before it is revalidated (Cache-Control "
+        "max-age; never beyond the newest certificate's expiry). Revalidation with the answer's "
+        "ETag costs a 304 without a body, so a renewed or revoked certificate reaches "
+        "correspondents within this many seconds.",
+    )
     tsa_policy_oid: str = _knob("1.3.6.1.4.1.99999.3161.1", "Policy OID of time-stamp tokens.")
     tsa_accuracy_ms: int = _knob(500, "Accuracy stated in time-stamp tokens, in milliseconds.")
     crl_hours: float = _knob(24.0, "CRLs are reissued this often, and on every revocation.")
@@ -86,6 +93,8 @@ class ServiceConfig:
             raise ValueError("certificate_days must be between 1 and 825.")
         if not 0 < self.challenge_hours <= 24:
             raise ValueError("challenge_hours must be more than 0 and at most 24.")
+        if not 0 <= self.directory_max_age_seconds <= 86400:
+            raise ValueError("directory_max_age_seconds must be from 0 to 86400.")
         if not 0 <= self.reject_nonce_share < 1:
             raise ValueError("reject_nonce_share must be from 0 up to (not including) 1.")
 

@@ -3,12 +3,18 @@ currently valid certificate the CA issued for exactly that address, both algorit
 
 Lookup by exact (normalised) address only: no listing, no search, no enumeration; a per-client
 rate limit; revoked and expired certificates are filtered out by the query itself, so a
-revocation withdraws a certificate at once in every process."""
+revocation withdraws a certificate at once in every process.
+
+Answers carry validators so correspondents notice a renewal (or a revocation) quickly and
+cheaply: an ETag naming exactly the certificates served (and the representation), and
+Cache-Control max-age of `directory_max_age_seconds`, never beyond the newest certificate's
+expiry. A request with If-None-Match of the current ETag gets 304 and no body."""
 
 from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import threading
 import time
 from collections import deque
@@ -58,17 +64,43 @@ def _iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _problem(status: int, title: str, detail: str) -> JSONResponse:
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An RFC 9457 problem document (the directory is not ACME, so no ACME error types)."""
     return JSONResponse(
         {"type": "about:blank", "title": title, "detail": detail, "status": status},
         status_code=status,
         media_type=PROBLEM,
+        headers=headers,
     )
+
+
+def entity_tag(media_type: str, ders: list[bytes]) -> str:
+    """A strong ETag of exactly these certificates in this representation."""
+    digest = hashlib.sha256(media_type.encode())
+    for fingerprint in sorted(hashlib.sha256(der).digest() for der in ders):
+        digest.update(fingerprint)
+    return '"' + digest.hexdigest()[:32] + '"'
+
+
+def max_age(configured: int, newest_not_after: float | None, now: float) -> int:
+    """Seconds an answer may be used without asking again: the configured figure, and never
+    past the newest certificate's expiry (after it the answer is certainly wrong)."""
+    if newest_not_after is None:
+        return configured
+    return max(0, min(configured, int(newest_not_after - now)))
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 13.1.2: weak comparison of any listed tag, or `*`."""
+    listed = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in listed or etag in listed
 
 
 def routes(state: ServiceState) -> list[Route]:
     limiter = RateLimiter(state.config.directory_rate_per_minute)
+    configured_max_age = state.config.directory_max_age_seconds
     engine = state.store.engine
     query = select(
         certificates.c.serial,
@@ -100,9 +132,20 @@ def routes(state: ServiceState) -> list[Route]:
                 ).order_by(certificates.c.not_after.desc())
             ).all()
         if not rows:
-            return _problem(404, "Not Found", "No valid certificate is published for that address.")
-        headers = {"Cache-Control": "max-age=60"}
-        if PEM_CHAIN in request.headers.get("accept", ""):
+            return _problem(
+                404,
+                "Not Found",
+                "No valid certificate is published for that address.",
+                {"Cache-Control": f"max-age={configured_max_age}"},
+            )
+        wants_pem = PEM_CHAIN in request.headers.get("accept", "")
+        media_type = PEM_CHAIN if wants_pem else "application/json"
+        etag = entity_tag(media_type, [row.der for row in rows])
+        seconds = max_age(configured_max_age, rows[0].not_after, now)
+        headers = {"Cache-Control": f"max-age={seconds}", "ETag": etag, "Vary": "Accept"}
+        if etag_matches(request.headers.get("if-none-match", ""), etag):
+            return Response(status_code=304, headers=headers)
+        if wants_pem:
             body = "".join(pem(row.der) for row in rows)
             return Response(body, media_type=PEM_CHAIN, headers=headers)
         return JSONResponse(

@@ -25,13 +25,16 @@ class CountingFetch:
 
     def __init__(self) -> None:
         self.urls: list[str] = []
+        self.statuses: list[int] = []
         self.down = False
 
     def __call__(self, url: str, **options: object) -> HttpResponse:
         self.urls.append(url)
         if self.down:
             raise certs_module.FetchError("127.0.0.1 could not be reached: connection refused.")
-        return http_fetch(url, **options)  # type: ignore[arg-type]
+        answer = http_fetch(url, **options)  # type: ignore[arg-type]
+        self.statuses.append(answer.status)
+        return answer
 
 
 # ---- lookups ---------------------------------------------------------------------------------
@@ -78,6 +81,44 @@ def test_expired_cache_entry_asks_again_and_falls_back_when_the_directory_is_dow
     assert stale.found and stale.source == "cache"
     assert [p.code for p in stale.problems] == ["directory_unreachable"]
     assert "could not be reached" in stale.problems[0].message
+
+
+def test_a_renewed_certificate_is_used_once_the_directorys_max_age_runs_out(
+    world: PkiWorld, tmp_path: Path
+) -> None:
+    """rita renews: the directory publishes her new certificate. alice's book keeps using the
+    answer it has for the directory's max-age (60 s here, the service's default), then
+    revalidates it with its ETag and uses the new certificate; while nothing changes, each
+    revalidation is a 304 without a body. (Before: an hour of encrypting to the old one.)"""
+    address = "rita@example.test"
+    old = world.issue(address, days=30)
+    announced = http_fetch(f"{world.url}/certs/{address}").max_age()
+    assert announced is not None and 0 < announced <= 60, announced
+    clock = [time.time()]
+    fetch = CountingFetch()
+    book = CertificateBook(
+        tmp_path / "cache", world.roots, world.url, fetch=fetch, now=lambda: clock[0]
+    )
+    first = book.lookup([address])[address]
+    assert first.certificate("intl").certificate.dump() == old.certificate.dump()
+
+    renewed = world.issue(address, days=60)  # the renewal: valid longer than the old one
+    clock[0] += announced - 1
+    cached = book.lookup([address])[address]
+    assert cached.source == "cache"
+    assert cached.certificate("intl").certificate.dump() == old.certificate.dump()
+
+    clock[0] += 2  # the max-age has run out
+    after = book.lookup([address])[address]
+    assert after.source == "directory" and fetch.statuses[-1] == 200
+    assert after.certificate("intl").certificate.dump() == renewed.certificate.dump()
+
+    clock[0] += announced + 1
+    asked = len(fetch.urls)
+    unchanged = book.lookup([address])[address]
+    assert fetch.urls[asked:] == [f"{world.url}/certs/{address}"] and fetch.statuses[-1] == 304
+    assert unchanged.source == "directory"
+    assert unchanged.certificate("intl").certificate.dump() == renewed.certificate.dump()
 
 
 def test_unknown_address_is_not_found_and_negatively_cached(

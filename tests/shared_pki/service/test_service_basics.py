@@ -159,6 +159,50 @@ def test_revoked_and_expired_certificates_are_withdrawn_at_once(client: TestClie
     assert client.get("/certs/fred@example.test").status_code == 404
 
 
+def test_directory_answers_carry_validators_tied_to_the_newest_certificate(
+    client: TestClient,
+) -> None:
+    """ETag names exactly the certificates served (per representation), a matching
+    If-None-Match gets 304 without a body, max-age is the configured figure but never beyond
+    the newest certificate's expiry; a new certificate or a revocation changes the ETag."""
+    configured = client.app.state.service.config.directory_max_age_seconds
+    assert configured == 60
+    serial = _publish(client, "gina@example.test", not_after=time.time() + 30 * 86400)
+    first = client.get("/certs/gina@example.test")
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"] == f"max-age={configured}"
+    assert first.headers["vary"] == "Accept"
+    again = client.get("/certs/gina@example.test", headers={"if-none-match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    pem = client.get(
+        "/certs/gina@example.test", headers={"accept": "application/pem-certificate-chain"}
+    )
+    assert pem.status_code == 200 and pem.headers["etag"] != etag
+
+    _publish(client, "gina@example.test", not_after=time.time() + 60 * 86400)  # renewed
+    renewed = client.get("/certs/gina@example.test", headers={"if-none-match": etag})
+    assert renewed.status_code == 200 and len(renewed.json()["certificates"]) == 2
+    assert renewed.headers["etag"] != etag
+    state = client.app.state.service
+    with state.store.transaction() as db:
+        db.execute(
+            update(certificates)
+            .where(certificates.c.serial == serial)
+            .values(revoked=time.time(), reason=1)
+        )
+    withdrawn = client.get(
+        "/certs/gina@example.test", headers={"if-none-match": renewed.headers["etag"]}
+    )
+    assert withdrawn.status_code == 200 and len(withdrawn.json()["certificates"]) == 1
+
+    _publish(client, "hank@example.test", not_after=time.time() + 20)
+    ending = client.get("/certs/hank@example.test")
+    assert ending.headers["cache-control"] in ("max-age=19", "max-age=20")
+    missing = client.get("/certs/nobody.yet@example.test")
+    assert missing.status_code == 404
+    assert missing.headers["cache-control"] == f"max-age={configured}"
+
+
 def test_directory_lookups_are_rate_limited_per_client(client: TestClient) -> None:
     statuses = [client.get("/certs/nobody@example.test").status_code for _ in range(60)]
     assert 429 in statuses
