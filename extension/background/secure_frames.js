@@ -89,6 +89,28 @@ export function sendMismatch(result, { encrypt, recipients }) {
     + 'This should never happen; please report it.' : null;
 }
 
+const MESSAGE_ID = /^<[!-;=?-~]{1,250}>$/; // printable, no spaces or angle brackets inside
+const MAX_REFERENCES = 20;
+
+/**
+ * In-Reply-To and References of a reply, from what the content script read in the webmail: only
+ * well-formed Message-IDs (nothing that could become another header field), at most
+ * MAX_REFERENCES of them (the first and the last kept). {} for a new message.
+ */
+export function threadFields(envelope) {
+  const fields = {};
+  if (typeof envelope?.inReplyTo === 'string' && MESSAGE_ID.test(envelope.inReplyTo)) {
+    fields.inReplyTo = envelope.inReplyTo;
+  }
+  let references = (Array.isArray(envelope?.references) ? envelope.references : [])
+    .filter((id) => typeof id === 'string' && MESSAGE_ID.test(id));
+  if (references.length > MAX_REFERENCES) {
+    references = [references[0], ...references.slice(-(MAX_REFERENCES - 1))];
+  }
+  if (references.length) fields.references = references;
+  return fields;
+}
+
 function failure(code, message) {
   return { ok: false, error: { code, message } };
 }
@@ -240,6 +262,7 @@ export class SecureFrames {
         attachments: body.attachments,
         sign: true,
         encrypt,
+        ...threadFields(envelope),
       };
       this.post(registration, { type: 'progress', stage: encrypt ? 'Signing, timestamping, encrypting and sending…' : 'Signing, timestamping and sending…' });
       const result = await this.nativePort.request('compose.send', params, {

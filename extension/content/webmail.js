@@ -205,6 +205,8 @@
     else if (adapter.bodyOf(compose)) adapter.bodyOf(compose).after(holder);
     else state.shadow.host.after(holder);
     state.editor = { secret: frame.secret, holder, dead: false, recipientKey: null };
+    // A reply keeps its thread: the replied message's ids, looked up once, sent with it.
+    state.thread ??= (adapter.threadHeaders?.(compose) ?? Promise.resolve(null)).catch(() => null);
     frame.registered.then(() => pushRecipients(compose, state), () => {
       state.say('The extension did not answer: the secure editor cannot work.', 'error');
     });
@@ -276,8 +278,10 @@
     // on a second Send): it is now the list the editor has.
     state.editor.recipientKey = JSON.stringify(recipients);
     try {
+      const noThread = new Promise((resolve) => { setTimeout(() => resolve(null), 10_000); });
+      const thread = (await Promise.race([state.thread, noThread])) ?? {};
       const result = await tell('send', state.editor.secret, {
-        envelope: { from, ...recipients, subject: adapter.readSubject(compose) },
+        envelope: { from, ...recipients, subject: adapter.readSubject(compose), ...thread },
       });
       const how = result.encrypted ? 'signed and encrypted' : 'signed';
       state.say(`Sent, ${how}.`, 'sent');

@@ -265,7 +265,8 @@ def _outer_headers(
     if request.in_reply_to:
         headers.append(("In-Reply-To", request.in_reply_to))
     if request.references:
-        headers.append(("References", " ".join(request.references)))
+        # One id per folded line: a long thread stays within the 998-octet line limit.
+        headers.append(("References", "\r\n ".join(request.references)))
     return headers
 
 

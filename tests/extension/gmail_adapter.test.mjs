@@ -27,6 +27,23 @@ test('addresses from chips are cleaned, lower-cased and deduplicated', () => {
   );
 });
 
+test('a reply\'s In-Reply-To and References come from the replied message\'s header', () => {
+  const header = 'From: bob@example.test\r\nMessage-ID:\r\n <b2@example.test>\r\n'
+    + 'In-Reply-To: <a2@example.test>\r\nReferences: <a1@example.test>\r\n <a2@example.test>\r\nSubject: x';
+  assert.deepEqual(JSON.parse(JSON.stringify(gmail.replyHeadersFrom(header))), {
+    inReplyTo: '<b2@example.test>',
+    references: ['<a1@example.test>', '<a2@example.test>', '<b2@example.test>'],
+  });
+  // No References: the parent's In-Reply-To stands for them; no Message-ID: no thread.
+  assert.deepEqual(
+    [...gmail.replyHeadersFrom('In-Reply-To: <a@x>\nMessage-Id: <b@x>').references], ['<a@x>', '<b@x>'],
+  );
+  assert.equal(gmail.replyHeadersFrom('Subject: no id\r\nX-Message-ID: <not@this>'), null);
+  // Only the header counts: a Message-ID line in the body is not the message's.
+  const raw = new TextEncoder().encode('Subject: s\r\nMessage-ID: <h@x>\r\n\r\nMessage-ID: <body@x>\r\n');
+  assert.equal(gmail.replyHeadersFrom(gmail.headerBlock(raw)).inReplyTo, '<h@x>');
+});
+
 test('the Show original URL is built from data-message-id under the account path', () => {
   assert.equal(gmail.permMessageId('#msg-f:1665118316230599953'), 'msg-f:1665118316230599953');
   assert.equal(gmail.permMessageId('#msg-a:r-123'), null);

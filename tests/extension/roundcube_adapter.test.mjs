@@ -85,6 +85,17 @@ test('S/MIME kinds from the attachment list (class words and names, as Roundcube
   assert.equal(roundcube.smimeKind([]), null);
 });
 
+test('a reply\'s ids come from the reply_msgid Roundcube puts in the compose page\'s env', () => {
+  const env = roundcube.envFromScripts([
+    'rcmail.set_env({"compose_id":"7","reply_msgid":"<b2@example.test>","drafts_mailbox":"Drafts"});',
+  ]);
+  assert.deepEqual(plain(roundcube.threadHeadersFromEnv(env)), {
+    inReplyTo: '<b2@example.test>', references: ['<b2@example.test>'],
+  });
+  assert.equal(roundcube.threadHeadersFromEnv({ compose_id: '7' }), null); // a new message
+  assert.equal(roundcube.threadHeadersFromEnv({ reply_msgid: 'b2@example.test' }), null);
+});
+
 test('the adapter has the shared interface', () => {
   for (const member of ['matches', 'findComposeWindows', 'readRecipients', 'readSubject', 'readFrom',
     'bodyOf', 'sendButtonOf', 'insertControls', 'discardCompose',

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   NO_MESSAGE, SecureFrames, claimProblem, raisedMode, recipientList, sameRecipients, sendMismatch,
+  threadFields,
 } from '../../extension/background/secure_frames.js';
 
 const ID = 'abcdefghijklmnopabcdefghijklmnop';
@@ -167,6 +168,26 @@ test('Send goes to the recipients the frame showed, in the mode the worker holds
   assert.equal(params.sign, true);
   assert.equal(params.text, 'typed');
   assert.deepEqual([params.to, params.cc, params.bcc], [['bob@example.test'], [], []]);
+});
+
+test('a reply carries the replied message\'s ids to compose.send; nothing else passes', async () => {
+  const { ask, calls } = await boundEditor('encrypt', { 'compose.send': SENT });
+  await ask({ action: 'recipients', secret: secret(9), to: ['bob@example.test'] });
+  const envelope = {
+    from: 'alice@example.test', to: ['bob@example.test'],
+    inReplyTo: '<b2@example.test>', references: ['<a1@example.test>', '<b2@example.test>'],
+  };
+  assert.ok((await ask({ action: 'send', secret: secret(9), envelope })).ok);
+  assert.equal(calls[0].params.inReplyTo, '<b2@example.test>');
+  assert.deepEqual(calls[0].params.references, ['<a1@example.test>', '<b2@example.test>']);
+  // What could become another header field, or is not a Message-ID, never reaches the host.
+  const injected = '<b2@example.test>\r\nBcc: eve@example.test';
+  assert.deepEqual(threadFields({ inReplyTo: injected, references: [injected, 'plain', '<a b@x>', 7] }), {});
+  assert.deepEqual(threadFields({ references: '<a1@x>' }), {});
+  const many = Array.from({ length: 30 }, (_, i) => `<m${i}@x>`);
+  const kept = threadFields({ references: many }).references;
+  assert.equal(kept.length, 20);
+  assert.deepEqual([kept[0], kept[1], kept.at(-1)], ['<m0@x>', '<m11@x>', '<m29@x>']);
 });
 
 test('a recipient added after the frame showed the list stops the send and is shown', async () => {

@@ -26,6 +26,9 @@
     accountButton: 'a[aria-label^="Google Account"]',
     // Files attached with Gmail's own paperclip: div.dL › div.vI name (GJ).
     composeAttachmentName: 'div.dL div.vI',
+    // A reply: the inline reply's .ip.adB sits in the message element it answers (IS), or after
+    // it in the same thread item (FC: .gA.gt's previous sibling carries the message's ids).
+    threadItem: '[role=listitem]',
   });
 
   const SMIME_ENCRYPTED = /(^|\.)p7m$/i; // smime.p7m: enveloped (or opaque-signed) data
@@ -74,6 +77,38 @@
     const pre = doc.querySelector('#raw_message_text') ?? doc.querySelector('pre');
     const source = pre ? pre.textContent : doc.body?.textContent ?? '';
     return new TextEncoder().encode(source.replace(/\r?\n/g, '\r\n'));
+  }
+
+  const MESSAGE_ID = /<[^<>\s]+>/g;
+  const MAX_REFERENCES = 20;
+
+  /**
+   * In-Reply-To and References for a reply to the message whose header block this is (RFC 5322
+   * 3.6.4): In-Reply-To its Message-ID; References its References (else its In-Reply-To) and
+   * then its Message-ID, the first and the last ones kept when there are very many. Null when
+   * the header names no Message-ID.
+   */
+  function replyHeadersFrom(headerText) {
+    const unfolded = String(headerText ?? '').replace(/\r?\n[ \t]+/g, ' ');
+    const field = (name) => {
+      const match = new RegExp(`^${name}:(.*)$`, 'im').exec(unfolded);
+      return match ? match[1].match(MESSAGE_ID) ?? [] : [];
+    };
+    const [messageId] = field('Message-ID');
+    if (!messageId) return null;
+    const earlier = field('References').length ? field('References') : field('In-Reply-To');
+    let references = [...new Set([...earlier, messageId])];
+    if (references.length > MAX_REFERENCES) {
+      references = [references[0], ...references.slice(-(MAX_REFERENCES - 1))];
+    }
+    return { inReplyTo: messageId, references };
+  }
+
+  /** The header block of a raw message (bytes up to the first empty line), as text. */
+  function headerBlock(bytes) {
+    const text = new TextDecoder('latin1').decode(bytes);
+    const end = text.search(/\r?\n\r?\n/);
+    return end < 0 ? text : text.slice(0, end);
   }
 
   // ---- DOM side (needs a document) ----------------------------------------------------------
@@ -160,6 +195,51 @@
       (text) => new DOMParser().parseFromString(text, 'text/html'));
   }
 
+  /** The message a reply compose answers (null for a new message). */
+  function repliedMessage(compose) {
+    return compose.closest(SELECTORS.message)
+      ?? compose.closest(SELECTORS.threadItem)?.querySelector(SELECTORS.message) ?? null;
+  }
+
+  /**
+   * {inReplyTo, references} for a reply compose, from the header of the replied message's Show
+   * original (what InboxSDK reads Message-IDs from); null for a new message. Only the header is
+   * read when Gmail answers the message itself; its HTML page is read whole.
+   */
+  async function threadHeaders(compose) {
+    const message = repliedMessage(compose);
+    if (!message) return null;
+    const url = rawMessageUrl({ id: message.getAttribute('data-message-id') });
+    if (!url) return null;
+    const response = await fetch(url, { credentials: 'include' });
+    if (!response.ok) return null;
+    const contentType = response.headers.get('content-type');
+    if (/text\/html/i.test(contentType ?? '') || !response.body) {
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      return replyHeadersFrom(headerBlock(rawFromResponse(contentType, bytes,
+        (text) => new DOMParser().parseFromString(text, 'text/html'))));
+    }
+    const reader = response.body.getReader();
+    const chunks = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+      const seen = new TextDecoder('latin1').decode(value);
+      if (/\r?\n\r?\n/.test(seen) || size > 256 * 1024) break;
+    }
+    reader.cancel().catch(() => {});
+    const all = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, at);
+      at += chunk.length;
+    }
+    return replyHeadersFrom(headerBlock(all));
+  }
+
   /** Puts the viewer holder above the message body (which Gmail leaves empty for a p7m). */
   function placeViewer(message, holder) {
     const body = message.element.querySelector(SELECTORS.messageBody);
@@ -201,10 +281,13 @@
     findOpenedMessages,
     rawMessageUrl,
     fetchRaw,
+    threadHeaders,
     placeViewer,
     placeStatus,
     accountLabel,
     // pure helpers, exported for tests
+    replyHeadersFrom,
+    headerBlock,
     uniqueAddresses,
     permMessageId,
     accountPath,

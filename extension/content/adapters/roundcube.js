@@ -340,6 +340,22 @@
     return doc.querySelector(SELECTORS.username)?.textContent?.trim() || null;
   }
 
+  const MESSAGE_ID = /^<[^<>\s]+>$/;
+
+  /**
+   * {inReplyTo, references} of a reply compose: Roundcube puts the replied message's Message-ID
+   * in the page's env (reply_msgid) and keeps its References in the session only, so References
+   * holds that one id (clients thread on it and on In-Reply-To). Null for a new message.
+   */
+  function threadHeadersFromEnv(env) {
+    const id = typeof env?.reply_msgid === 'string' ? env.reply_msgid.trim() : '';
+    return MESSAGE_ID.test(id) ? { inReplyTo: id, references: [id] } : null;
+  }
+
+  function threadHeaders(compose, doc = document) {
+    return Promise.resolve(threadHeadersFromEnv(pageEnv(doc)));
+  }
+
   /** Names of files attached with Roundcube's own button (uploaded to Roundcube, not ours). */
   function composeAttachments() {
     return [...document.querySelectorAll(SELECTORS.attachment)]
@@ -369,12 +385,14 @@
     findOpenedMessages,
     rawMessageUrl,
     fetchRaw,
+    threadHeaders,
     placeViewer,
     placeStatus,
     accountLabel,
     // pure helpers, exported for tests
     uniqueAddresses,
     addressesFromField,
+    threadHeadersFromEnv,
     envFromScripts,
     messageRef,
     rawMessageUrlFor,

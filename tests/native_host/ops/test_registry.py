@@ -51,6 +51,16 @@ def test_every_op_has_callers_and_schemas(op: str) -> None:
             {"from": "a@example.test", "attachments": [{"name": "x", "contentType": "a/b"}]},
             "data is needed in attachments[0]",
         ),
+        (
+            "compose.send",
+            {"from": "a@example.test", "inReplyTo": "<a@x>\r\nBcc: eve@example.test"},
+            "inReplyTo must match pattern",
+        ),
+        (
+            "compose.send",
+            {"from": "a@example.test", "references": ["<a@x>", "<b@x> <c@x>"]},
+            "references has the wrong type or value",
+        ),
         ("certs.lookup", {"addresses": [7]}, "addresses has the wrong type or value"),
         ("keys.renew", {"windowDays": 0}, "windowDays must be bigger than 0"),
     ],
@@ -68,7 +78,8 @@ def test_good_params_pass() -> None:
         "compose.send",
         {"from": "a@example.test", "to": ["b@example.test"], "cc": "c@example.test",
          "text": "hi", "attachments": [{"name": "a.txt", "contentType": "text/plain", "data": ""}],
-         "sign": True, "encrypt": False, "suite": "auto"},
+         "sign": True, "encrypt": False, "suite": "auto",
+         "inReplyTo": "<b2@example.test>", "references": ["<a1@example.test>", "<b2@x>"]},
     )  # fmt: skip
 
 
