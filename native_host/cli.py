@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the native messaging host on stdin/stdout (browsers start this)",
     ),
     "account": ("native_host.commands.account_cmd", "set up and list mail accounts"),
+    "signin-client": (
+        "native_host.commands.signin_client_cmd",
+        "set up Sign in with Google or Microsoft (the organisation's OAuth client)",
+    ),
     "enroll": (
         "native_host.commands.enroll_cmd",
         "get S/MIME certificates for an account automatically (resumes if interrupted)",

@@ -14,6 +14,10 @@ const NEXT_STEPS = {
     title: 'Some recipients cannot receive encrypted mail yet.',
     next: 'Ask them to install autosmime, or remove them from the message; nothing was sent.',
   },
+  sign_in_required: {
+    title: 'Your sign-in with your mail provider has expired or was revoked.',
+    next: 'Sign in again on the setup page (Sign in with …); your keys and settings stay as they are.',
+  },
   recovery_code: {
     title: 'That recovery code does not open your backup.',
     next: 'Check the code you wrote down when you first set up autosmime and type it again; nothing was changed.',

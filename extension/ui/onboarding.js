@@ -1,15 +1,24 @@
-// First run: address (detected when possible), password, then account.configure and enroll
-// (or backup.restore on a new device) with the host's own stage names; the recovery code is
-// shown once and confirmed.
+// First run: address (detected when possible), password or a sign-in with the mail provider,
+// then account.configure and enroll (or backup.restore on a new device) with the host's own stage
+// names; the recovery code is shown once and confirmed.
+//
+// Sign in (Google, Microsoft, or a provider an organisation set up): the host builds the
+// authorization URL with a fresh state and PKCE verifier (account.signInStart), the browser shows
+// the provider's sign-in (identity.launchWebAuthFlow), and account.configure gets the URL it
+// came back to: the host exchanges the code and keeps the refresh token in the keyring. State and
+// verifier live in this page only. `?signin=ADDRESS` is the way back after a grant expired.
 
 import {
-  $, clearError, detectedAddress, el, loadConfig, longRequest, openOptions, request, showError,
-  showProgress,
+  $, RequestError, clearError, detectedAddress, el, loadConfig, longRequest, openOptions, request,
+  showError, showProgress,
 } from './common.js';
 import { lastGroupMatches, normalizeRecoveryCode } from './messages.js';
 
 const form = $('#account-form');
 const errorBox = $('#error');
+const identity = (globalThis.browser ?? globalThis.chrome)?.identity;
+const query = new URLSearchParams(location.search);
+const signingInAgain = query.has('signin');
 let recoveryCode = null;
 
 function show(step) {
@@ -47,10 +56,45 @@ async function prefill() {
   } else {
     $('#address').focus();
   }
-  if (new URLSearchParams(location.search).get('mode') === 'restore') {
+  if (query.get('mode') === 'restore') {
     form.elements.mode.value = 'restore';
     updateMode();
   }
+  if (signingInAgain) {
+    $('#address').value = query.get('signin');
+    $('#sign-in-again').hidden = false;
+  }
+  await showSignIn();
+}
+
+/** A "Sign in with …" button for every provider the host has an OAuth client for. */
+async function showSignIn() {
+  let providers = [];
+  try {
+    ({ providers } = await request('account.signInOptions'));
+  } catch { /* no host yet, or an older one: passwords only */ }
+  if (!providers?.length || !identity?.launchWebAuthFlow) return;
+  $('#sign-in-buttons').replaceChildren(...providers.map((provider) => {
+    const button = el('button', { type: 'button', class: 'sign-in', 'data-provider': provider.id, text: `Sign in with ${provider.name}` });
+    button.addEventListener('click', (event) => start(event, provider));
+    return button;
+  }));
+  $('#sign-in').hidden = false;
+  const wanted = query.get('provider');
+  if (signingInAgain) ($(`#sign-in-buttons [data-provider="${CSS.escape(wanted ?? '')}"]`) ?? $('#sign-in-buttons button')).focus();
+}
+
+/** The provider's sign-in in the browser; what account.configure needs to finish it. */
+async function signIn(provider, address) {
+  const redirectUri = identity.getRedirectURL();
+  const started = await request('account.signInStart', { provider: provider.id, redirectUri, address });
+  let redirectUrl;
+  try {
+    redirectUrl = await identity.launchWebAuthFlow({ url: started.authorizationUrl, interactive: true });
+  } catch (error) {
+    throw new RequestError({ code: 'op_failed', message: `The sign-in with ${provider.name} was closed before it finished (${error?.message ?? error}).` });
+  }
+  return { provider: provider.id, redirectUri, redirectUrl, state: started.state, codeVerifier: started.codeVerifier };
 }
 
 function updateMode() {
@@ -71,20 +115,21 @@ function stageListener() {
   };
 }
 
-function accountParams() {
+function accountParams(withPassword = true) {
   const value = (name) => form.elements[name].value.trim();
-  const params = { address: value('address'), password: form.elements.password.value };
+  const params = { address: value('address') };
+  if (withPassword) params.password = form.elements.password.value;
   for (const name of ['imapUrl', 'smtpUrl', 'caFile', 'pkiUrl', 'pkiRoots']) {
     if (value(name)) params[name] = value(name);
   }
   return params;
 }
 
-function problemWithForm() {
+function problemWithForm(signingIn) {
   if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(form.elements.address.value.trim())) {
     return { field: '#address', message: 'Type your full email address, like name@example.com.' };
   }
-  if (!form.elements.password.value) {
+  if (!signingIn && !form.elements.password.value) {
     return { field: '#password', message: 'Type the password (or app password) of your mailbox.' };
   }
   if (mode() === 'restore' && !form.elements.recoveryCode.value.trim()) {
@@ -93,24 +138,33 @@ function problemWithForm() {
   return null;
 }
 
-async function start(event) {
+/** Set up with the password typed, or (provider given) with a sign-in at that provider. */
+async function start(event, provider = null) {
   event.preventDefault();
   clearError(errorBox);
-  const problem = problemWithForm();
+  const problem = problemWithForm(Boolean(provider));
   if (problem) {
     showError(errorBox, { code: 'bad_params', message: problem.message });
     $(problem.field).focus();
     return;
   }
-  const params = accountParams();
+  const params = accountParams(!provider);
   const restoring = mode() === 'restore';
   const onProgress = stageListener();
   $('#stages-done').replaceChildren();
   $('#progress-heading').textContent = restoring ? 'Restoring your keys' : 'Setting up';
-  show('step-progress');
   try {
+    if (provider) {
+      $('#progress-heading').textContent = `Signing in with ${provider.name}`;
+      params.signIn = await signIn(provider, params.address);
+    }
+    show('step-progress');
     await longRequest('account.configure', params, { onProgress });
     form.elements.password.value = '';
+    if (signingInAgain) {
+      finish(`You are signed in again: autosmime reaches ${params.address} with your new sign-in. Your keys and settings are as they were.`);
+      return;
+    }
     if (restoring) {
       const code = normalizeRecoveryCode(form.elements.recoveryCode.value);
       const result = await longRequest('backup.restore', { address: params.address, recoveryCode: code }, { onProgress });

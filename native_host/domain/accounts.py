@@ -3,6 +3,13 @@ keyring through a `CredentialStore`.
 
 `Accounts.configure()` fills the servers in (explicit URLs, then the provider table, then
 autoconfig), proves them with a real IMAP and SMTP login, and only then stores anything.
+
+A signed-in account (OAuth 2.0: Google, Microsoft) keeps its grant in the keyring: the sign-in
+client, the refresh token and the current access token. `credentials_for` hands out the access
+token, renewing it first when it has run out, and gives the mailbox a way to renew it when a
+server refuses it early; renewals are serialized under a lock (providers rotate refresh tokens,
+and a rotated one used twice can cost the whole grant). A grant the provider no longer honours
+is `SignInRequired`: sign in again.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,13 +39,17 @@ from native_host.infrastructure.mailbox import (
     MailError,
     MailErrorCode,
 )
+from native_host.infrastructure.oauth import SignInClient, Tokens
 from native_host.infrastructure.profile import file_lock, write_private
 
 ACCOUNTS_VERSION = 1
 #: Kinds of secret kept per address.
 PASSWORD = "password"  # password, app password or authorization code
-XOAUTH2 = "xoauth2"  # an OAuth2 access token
-KINDS = (PASSWORD, XOAUTH2)
+XOAUTH2 = "xoauth2"  # an OAuth2 access token given as is (it is not renewed)
+OAUTH2 = "oauth2"  # a sign-in: the client, refresh and access tokens (JSON), renewed here
+KINDS = (PASSWORD, XOAUTH2, OAUTH2)
+#: An access token this close to its end is renewed before use.
+RENEW_EARLY = 60.0
 
 
 class AccountError(HostError, ValueError):
@@ -132,9 +144,13 @@ class Accounts:
         fetch: Fetcher | None = None,
         autoconfig_timeout: float = AUTOCONFIG_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT,
+        oauth_post: Any = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self.credentials = credentials
+        self.oauth_post = oauth_post  # the token endpoint's HTTP (oauth.post_form by default)
+        self.now = now
         self.autoconfig_urls = tuple(autoconfig_urls)
         self.fetch = fetch
         self.autoconfig_timeout = autoconfig_timeout
@@ -181,21 +197,28 @@ class Accounts:
         *,
         password: str | None = None,
         xoauth2_token: str | None = None,
+        signed_in: tuple[SignInClient, Tokens] | None = None,
         imap_url: str | None = None,
         smtp_url: str | None = None,
         ca_file: str | os.PathLike[str] | None = None,
     ) -> Account:
         """Find the servers, prove them by a real IMAP and SMTP login, then store the settings
         (file) and the secret (CredentialStore). Adding an existing address replaces it.
+        `signed_in`: the sign-in client and the tokens a sign-in got (the refresh token is kept).
 
         Raises SettingsError (nothing known, bad URL), MailError (login failed: `code` says
         which part) or AccountError; nothing is stored then.
         """
         address = normalize_address(address)
-        if password and xoauth2_token:
-            raise AccountError("give a password or an XOAUTH2 token, not both")
-        kind = XOAUTH2 if xoauth2_token else PASSWORD
-        secret = xoauth2_token or password or self.credentials.get(address, kind)
+        if sum(bool(x) for x in (password, xoauth2_token, signed_in)) > 1:
+            raise AccountError("give a password, an XOAUTH2 token or a sign-in, not several")
+        if signed_in is not None:
+            kind = OAUTH2
+            client, tokens = signed_in
+            secret = json.dumps({"client": client.to_json(), **tokens.to_json()})
+        else:
+            kind = XOAUTH2 if xoauth2_token else PASSWORD
+            secret = xoauth2_token or password or self.credentials.get(address, kind)
         if not secret:
             raise AccountError(f"no password given for {address}")
         settings = resolve(
@@ -206,9 +229,12 @@ class Accounts:
             fetch=self.fetch,
             timeout=self.autoconfig_timeout,
         )
-        credentials = (
-            Credentials(xoauth2_token=secret) if kind == XOAUTH2 else Credentials(password=secret)
-        )
+        if signed_in is not None:
+            credentials = Credentials(xoauth2_token=signed_in[1].access_token)
+        elif kind == XOAUTH2:
+            credentials = Credentials(xoauth2_token=secret)
+        else:
+            credentials = Credentials(password=secret)
         ca = str(Path(ca_file).resolve()) if ca_file else None
         settings = self._prove(settings, credentials, ca)
 
@@ -284,9 +310,42 @@ class Accounts:
                 f"the keyring holds no {account.credential} for {account.address}; "
                 "add the account again"
             )
+        if account.credential == OAUTH2:
+            grant = _grant(secret, account.address)
+            token = grant[1].access_token
+            if grant[1].expires_at - RENEW_EARLY <= self.now():
+                token = self.renew_access(account.address, token)
+            return Credentials(
+                xoauth2_token=token,
+                renew=lambda refused: self.renew_access(account.address, refused),
+            )
         if account.credential == XOAUTH2:
             return Credentials(xoauth2_token=secret)
         return Credentials(password=secret)
+
+    def renew_access(self, address: str, stale: str) -> str:
+        """A fresh access token for a signed-in account, `stale` being the one that ran out or
+        was refused: renewed at the provider with the refresh token, unless another operation
+        already did (then its token). SignInRequired when the provider no longer honours the
+        grant."""
+        from native_host.infrastructure import oauth
+
+        address = normalize_address(address)
+        with file_lock(self.path.with_name(f".{self.path.name}.signin.lock")):
+            secret = self.credentials.get(address, OAUTH2)
+            if not secret:
+                raise AccountError(f"{address} is not signed in; sign in again in the setup")
+            client, tokens = _grant(secret, address)
+            fresh = tokens.expires_at - RENEW_EARLY > self.now()
+            if tokens.access_token != stale and fresh:
+                return tokens.access_token
+            if not tokens.refresh_token:
+                raise oauth.SignInRequired(client.name, address)
+            options = {"post": self.oauth_post} if self.oauth_post is not None else {}
+            renewed = oauth.refresh(client, tokens.refresh_token, address, now=self.now, **options)
+            document = {"client": client.to_json(), **renewed.to_json()}
+            self.credentials.set(address, OAUTH2, json.dumps(document))
+            return renewed.access_token
 
     def mailbox(self, address: str, *, outbox: str | os.PathLike[str] | None = None) -> Mailbox:
         """A Mailbox for a configured account (`outbox`: its outbox folder, if it sends)."""
@@ -300,8 +359,20 @@ class Accounts:
         )
 
 
+def _grant(secret: str, address: str) -> tuple[SignInClient, Tokens]:
+    """The sign-in kept in the keyring for address."""
+    try:
+        document = json.loads(secret)
+        return SignInClient.from_json(document["client"]), Tokens.from_json(document)
+    except (ValueError, KeyError, TypeError, HostError):
+        raise AccountError(
+            f"the sign-in kept for {address} cannot be read; sign in again in the setup"
+        ) from None
+
+
 __all__ = [
     "KINDS",
+    "OAUTH2",
     "PASSWORD",
     "XOAUTH2",
     "Account",

@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -75,10 +75,13 @@ TLS: dict[Security, Tls] = {
 
 @dataclass(frozen=True)
 class Credentials:
-    """A password (or app password / authorization code) or an XOAUTH2 access token."""
+    """A password (or app password / authorization code) or an XOAUTH2 access token. `renew`
+    (signed-in accounts): given the access token a server refused, a fresh one; the mailbox
+    asks it once before it reports a refused login."""
 
     password: str | None = field(default=None, repr=False)
     xoauth2_token: str | None = field(default=None, repr=False)
+    renew: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.password and not self.xoauth2_token:
@@ -168,8 +171,23 @@ class Mailbox:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             smtp.quit()
 
+    def _renewing(self, connect: Callable[[], Any]) -> Any:
+        """connect(); when the server refuses an access token that can be renewed, once more
+        with a renewed one (an access token can be revoked or expire before its time)."""
+        try:
+            return connect()
+        except MailError as error:
+            renew, token = self.credentials.renew, self.credentials.xoauth2_token
+            if error.code is not MailErrorCode.AUTH or renew is None or not token:
+                raise
+            self.credentials = replace(self.credentials, xoauth2_token=renew(token))
+            return connect()
+
     def imap_connect(self) -> IMAPClient:
         """A new logged-in IMAP connection, following the TLS policy. The caller closes it."""
+        return self._renewing(self._imap_connect)
+
+    def _imap_connect(self) -> IMAPClient:
         server = self.settings.imap
         context = self.ssl_context()
         client: IMAPClient | None = None
@@ -196,6 +214,9 @@ class Mailbox:
 
     def smtp_connect(self) -> smtplib.SMTP:
         """A new SMTP connection after TLS and AUTH. The caller quits it."""
+        return self._renewing(self._smtp_connect)
+
+    def _smtp_connect(self) -> smtplib.SMTP:
         server = self.settings.smtp
         context = self.ssl_context()
         client: smtplib.SMTP | None = None

@@ -1,5 +1,7 @@
 """Operations on mail accounts: account.configure (servers proven by a real login, secret in
-the keyring, PKI service and roots) and account.list. Secrets are taken, never returned."""
+the keyring, PKI service and roots), account.list, and signing in with a provider
+(account.signInOptions, account.signInStart; account.configure finishes the sign-in). Secrets
+are taken, never returned."""
 
 from __future__ import annotations
 
@@ -40,10 +42,11 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     address = text_param(params, "address", required=True)
     password = text_param(params, "password")
     token = text_param(params, "xoauth2Token")
+    sign_in = params.get("signIn")
     pki_url = text_param(params, "pkiUrl")
     roots = text_param(params, "pkiRoots")
-    if password and token:
-        raise BadParams("Give a password or an XOAUTH2 token, not both.")
+    if sum(bool(x) for x in (password, token, sign_in)) > 1:
+        raise BadParams("Give a password, an XOAUTH2 token or a sign-in, not several.")
     if bool(pki_url) != bool(roots):
         raise BadParams(
             "Give the PKI service's URL and its roots PEM together (the roots are configured, "
@@ -53,7 +56,11 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     if pki_url and roots:  # checked before any login, so a typo fails at once
         pki = AccountPki(pki_url, roots.encode("ascii", "replace"), text_param(params, "pkiCaFile"))
     host = state.current()
-    if not password and not token:
+    signed_in = None
+    if sign_in:
+        progress(0, 2, "Finishing the sign-in")
+        signed_in = _finish_sign_in(host, sign_in)
+    elif not password and not token:
         from native_host.domain.accounts import PASSWORD
 
         if not host.accounts.credentials.get(address, PASSWORD):  # type: ignore[arg-type]
@@ -66,6 +73,7 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         address,  # type: ignore[arg-type]
         password=password,
         xoauth2_token=token,
+        signed_in=signed_in,
         imap_url=text_param(params, "imapUrl"),
         smtp_url=text_param(params, "smtpUrl"),
         ca_file=text_param(params, "caFile"),
@@ -81,3 +89,40 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def list_accounts(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     host = state.current()
     return {"accounts": [_summary(host, a) for a in host.accounts.list_accounts()]}
+
+
+def _finish_sign_in(host: state.HostState, sign_in: dict[str, Any]) -> Any:
+    """(client, tokens) for the URL the provider's sign-in sent the browser back to."""
+    from native_host.infrastructure import oauth
+
+    client = oauth.sign_in_client(host.profile.root, sign_in["provider"])
+    client = oauth.with_secret(client, host.profile.keyring(), host.profile.keyring_service)
+    code = oauth.code_from_redirect(
+        sign_in["redirectUrl"], sign_in["redirectUri"], sign_in["state"]
+    )
+    tokens = oauth.exchange_code(client, code, sign_in["codeVerifier"], sign_in["redirectUri"])
+    return client, tokens
+
+
+@operation
+def sign_in_options(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The providers configured for sign-in (their OAuth client ids are settings)."""
+    from native_host.infrastructure import oauth
+
+    clients = oauth.sign_in_clients(state.current().profile.root)
+    return {"providers": [{"id": c.provider, "name": c.name} for c in clients.values()]}
+
+
+@operation
+def sign_in_start(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A fresh state and PKCE verifier and the provider's authorization URL. Nothing is kept:
+    the extension page that opens the sign-in holds state and verifier until it comes back."""
+    from native_host.infrastructure import oauth
+
+    client = oauth.sign_in_client(state.current().profile.root, params["provider"])
+    verifier, challenge = oauth.new_pkce()
+    sign_in_state = oauth.new_state()
+    url = oauth.authorization_url(
+        client, params["redirectUri"], sign_in_state, challenge, text_param(params, "address")
+    )
+    return {"authorizationUrl": url, "state": sign_in_state, "codeVerifier": verifier}

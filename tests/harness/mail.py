@@ -33,6 +33,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from imapclient import IMAPClient
 
+from harness.dovecot_sasl import XOAuth2ByDovecot
 from harness.tls import self_signed
 
 DOMAIN = "example.test"
@@ -282,7 +283,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
 auth_verbose = yes
 # Tests provoke failed logins on purpose; the default 2 s reply delay would only slow them.
 auth_failure_delay = 0
@@ -290,7 +291,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%Lu {passwd}
 }}
-userdb {{
+{oauth_passdb}userdb {{
   driver = passwd-file
   args = username_format=%Lu {passwd}
 }}
@@ -328,6 +329,25 @@ service anvil {{
     mode = 0
   }}
 }}
+"""
+
+
+#: With `oauth_introspection_url`: XOAUTH2 and OAUTHBEARER logins, the token validated by
+#: Dovecot's oauth2 passdb at the authorization server's introspection endpoint (RFC 7662).
+OAUTH_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {conf}
+}}
+"""
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = sub
+active_attribute = active
+active_value = true
 """
 
 
@@ -400,6 +420,10 @@ class _SmtpHandler:
                     failures[rcpt] = str(exc)
                     lmtp.rset()
         return failures
+
+
+class _XOAuth2SmtpHandler(XOAuth2ByDovecot, _SmtpHandler):
+    """The submission server of the OAuth mail stack: XOAUTH2 judged by Dovecot too."""
 
 
 def _authenticator(users: dict[str, str]) -> Callable[..., AuthResult]:
@@ -492,6 +516,8 @@ class MailStack:
 
     Ports default to free ones (0); pass a number to pin one (tests use that to prove a busy port
     fails fast). `smtp_auth_require_tls` mirrors real servers: AUTH only after STARTTLS.
+    `oauth_introspection_url` (with the introspecting client's credentials in it) adds XOAUTH2 to
+    IMAP and SMTP, each token validated by Dovecot's oauth2 passdb (harness.oauth).
     """
 
     host = "127.0.0.1"
@@ -504,8 +530,10 @@ class MailStack:
         lmtp_port: int = 0,
         smtp_port: int = 0,
         smtp_auth_require_tls: bool = True,
+        oauth_introspection_url: str | None = None,
     ) -> None:
         self._requested = (imap_port, imaps_port, lmtp_port, smtp_port)
+        self.oauth_introspection_url = oauth_introspection_url
         self.imap_port = imap_port
         self.imaps_port = imaps_port
         self.lmtp_port = lmtp_port
@@ -607,6 +635,11 @@ class MailStack:
         # The auth process runs as `dovecot`: it must read this file, nobody else needs to.
         os.chown(passwd, 0, pwd.getpwnam("dovecot").pw_gid)
         passwd.chmod(0o640)
+        if self.oauth_introspection_url:
+            oauth = self._path("dovecot-oauth2.conf.ext")
+            oauth.write_text(OAUTH2_CONF.format(url=self.oauth_introspection_url))
+            os.chown(oauth, 0, pwd.getpwnam("dovecot").pw_gid)
+            oauth.chmod(0o640)
 
     def _write_dovecot_conf(self, uid: int, gid: int) -> Path:
         self.imap_port, self.imaps_port, self.lmtp_port = (
@@ -622,6 +655,12 @@ class MailStack:
                 cert=self._path("tls/cert.pem"),
                 key=self._path("tls/key.pem"),
                 passwd=self._path("passwd"),
+                auth_mechanisms="plain login xoauth2 oauthbearer"
+                if self.oauth_introspection_url
+                else "plain login",
+                oauth_passdb=OAUTH_PASSDB.format(conf=self._path("dovecot-oauth2.conf.ext"))
+                if self.oauth_introspection_url
+                else "",
                 uid=uid,
                 gid=gid,
                 domain=self.domain,
@@ -717,7 +756,11 @@ class MailStack:
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(self._path("tls/cert.pem"), self._path("tls/key.pem"))
-        handler = self._handler = _SmtpHandler(self.users, self.host, self.lmtp_port)
+        if self.oauth_introspection_url:
+            handler = self._handler = _XOAuth2SmtpHandler(self.users, self.host, self.lmtp_port)
+            handler.auth_socket = self._path("run/auth-client")
+        else:
+            handler = self._handler = _SmtpHandler(self.users, self.host, self.lmtp_port)
         authenticator = _authenticator(self.users)
 
         def factory(loop: asyncio.AbstractEventLoop) -> SMTP:

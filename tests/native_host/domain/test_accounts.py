@@ -237,7 +237,7 @@ def test_password_in_url_and_missing_secret_are_refused(accounts: Accounts) -> N
         )
     with pytest.raises(AccountError, match="no password"):
         accounts.configure(ALICE, imap_url="imaps://127.0.0.1", smtp_url="smtps://127.0.0.1")
-    with pytest.raises(AccountError, match="not both"):
+    with pytest.raises(AccountError, match="not several"):
         accounts.configure(ALICE, password="x", xoauth2_token="y")
 
 
