@@ -2,6 +2,7 @@
 // The webmail page is hostile: content scripts may ask only for the ops listed here.
 
 import { SECURE_MESSAGE } from './secure_frames.js';
+import { SIGN_IN_AGAIN } from './sign_in_again.js';
 
 // Who may ask for which op is defined once, by each op's `callers` in native_host/protocol.json;
 // tests/extension/router_callers.test.mjs fails when this file and it disagree.
@@ -64,6 +65,7 @@ export function installRouter(runtime, nativePort) {
   runtime.onMessage.addListener((message, sender, sendResponse) => {
     if (message?.type === 'autosmime.accountHint') return false; // account_hint.js answers it
     if (message?.type === SECURE_MESSAGE) return false; // secure_frames.js answers it
+    if (message?.type === SIGN_IN_AGAIN) return false; // sign_in_again.js answers it
     const problem = validateRequest(message);
     if (problem) {
       sendResponse({ ok: false, error: { code: 'bad_request', message: problem } });

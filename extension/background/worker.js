@@ -7,6 +7,7 @@ import { installLongRequests, installRouter } from './router.js';
 import { installAccountHints } from './account_hint.js';
 import { installDailyRenewal } from './renewal.js';
 import { installSecureFrames } from './secure_frames.js';
+import { installSignInAgain } from './sign_in_again.js';
 
 const api = globalThis.browser?.runtime ?? chrome.runtime;
 const nativePort = new NativePort(HOST_NAME, PROTOCOL, (name) => api.connectNative(name));
@@ -14,6 +15,7 @@ installRouter(api, nativePort);
 installLongRequests(api, nativePort);
 const secureFrames = installSecureFrames(api, (globalThis.browser ?? chrome).tabs, nativePort);
 installAccountHints(api, (globalThis.browser ?? globalThis.chrome)?.storage?.session);
+installSignInAgain(api, (globalThis.browser ?? chrome).tabs);
 const renewNow = installDailyRenewal(
   (globalThis.browser ?? globalThis.chrome)?.alarms,
   (globalThis.browser ?? globalThis.chrome)?.storage?.local,

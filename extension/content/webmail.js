@@ -142,6 +142,7 @@
         <button type="button" data-toggle="encrypt" aria-pressed="false">🔒 Encrypt</button>
         <button type="button" data-toggle="sign" aria-pressed="false">✍ Sign</button>
         <button type="button" data-action="reopen" hidden>Reopen the secure editor</button>
+        <button type="button" data-action="sign-in" hidden>Sign in again</button>
         <span class="recipients" aria-live="polite"></span>
         <span class="status" role="status" aria-live="polite"></span>
       </div>`;
@@ -188,6 +189,13 @@
       openEditor(compose, state);
       state.showToggles();
     });
+    // The mail provider's sign-in expired or was revoked: the setup page signs in again.
+    const signInButton = shadow.querySelector('[data-action=sign-in]');
+    signInButton.addEventListener('click', (event) => {
+      if (!event.isTrusted) return;
+      call({ type: 'autosmime.signInAgain', address: adapter.readFrom(compose) }).catch(() => {});
+    });
+    state.offerSignIn = (offer) => { signInButton.hidden = !offer; };
   }
 
   function openEditor(compose, state) {
@@ -273,6 +281,7 @@
       return;
     }
     state.sending = true;
+    state.offerSignIn(false);
     state.say(state.mode === 'encrypt' ? 'Sending encrypted…' : 'Sending signed…');
     // The worker shows this list in the editor if it is not the one shown there (and sends only
     // on a second Send): it is now the list the editor has.
@@ -289,6 +298,7 @@
       setTimeout(() => adapter.discardCompose(compose), 300);
     } catch (error) {
       state.say(error.message || 'Not sent.', 'error');
+      state.offerSignIn(error.code === 'sign_in_required');
     } finally {
       state.sending = false;
     }

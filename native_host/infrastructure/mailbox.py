@@ -49,6 +49,7 @@ from native_host.infrastructure.mail_errors import (  # the mailbox's errors, im
     classify,
 )
 from native_host.infrastructure.mail_settings import MailSettings, Security
+from native_host.infrastructure.oauth import SignInRequired
 from native_host.infrastructure.outbox import FlushResult, Outbox, OutboxEntry, _message_id
 from shared_pki.net.mail import StartTlsMissing, Tls, connect_imap, connect_smtp
 
@@ -563,7 +564,13 @@ class Mailbox:
             raise ValueError("this Mailbox has no outbox folder")
         entry = self.outbox.put(message, envelope_from, recipients, file_sent=file_sent)
         with self.outbox.locked():
-            return self._deliver(entry)
+            try:
+                return self._deliver(entry)
+            except SignInRequired:
+                # Raised before the server saw anything (no token could be had): the message is
+                # taken back, so sending it again once signed in sends it once.
+                self.outbox.remove(entry)
+                raise
 
     def _deliver(self, entry: OutboxEntry) -> SendResult:
         assert self.outbox is not None

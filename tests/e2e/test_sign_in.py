@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from harness.browser import service_worker
 from harness.extension_ui import configure_extension, extension_browser, page_url, screenshot
+from harness.gmail_story import mailbox_bytes, wait_for_inbox, with_subject
 from harness.mail import MailStack
 from harness.oauth import INTROSPECTION_CLIENT, OAuthServer
 from harness.pki_service import PkiServe, forget_backups, mail_urls
@@ -32,6 +33,8 @@ pytestmark = [pytest.mark.mail, pytest.mark.oauth]
 ALICE = "alice@example.test"
 CHROMIUM_REDIRECT = f"https://{browser_ids.chromium_id()}.chromiumapp.org/"
 ENROLL_TIMEOUT_MS = 120_000
+SUBJECT = "Signed after signing in again (e2e)"
+TEXT = "Signed-4c1d: sent once, after alice signed in again"
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,12 @@ def grant_of(context: Any) -> dict[str, Any]:
     return json.loads(secret)
 
 
+def outbox_files(context: Any) -> list[Path]:
+    """Messages waiting in the host's outbox folders (to be sent later, unasked)."""
+    outbox = host_profile(context) / "outbox"
+    return list(outbox.rglob("*.msg"))
+
+
 def sign_in_at_provider(context: Any, page: Any, button: str, *, log_in: bool = True) -> None:
     """Presses the sign-in button and completes the provider's pages in the window the browser
     opens for them: alice's login (the provider's own form; not again while the provider's
@@ -103,10 +112,12 @@ def test_sign_in_enroll_renew_and_sign_in_again(
     oauth_mail: MailStack,
     pki: PkiServe,
     extension_dir: Path,
+    gmail: Any,
     tmp_path: Path,
 ) -> None:
     forget_backups(oauth_mail, ALICE)
-    with extension_browser(playwright, tmp_path / "device", extension_dir) as context:
+    args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]
+    with extension_browser(playwright, tmp_path / "device", extension_dir, args) as context:
         set_up_sign_in(context, oauth)
         url = page_url("ui/onboarding.html")
         opened = [p for p in context.pages if p.url == url]
@@ -144,32 +155,46 @@ def test_sign_in_enroll_renew_and_sign_in_again(
         assert f"user=<{ALICE}>, method=XOAUTH2" in log
 
         # The provider revokes the grant (a password change, an administrator, a security
-        # check): the next use of the mailbox says so in words, with the way back.
+        # check). alice signs a message in Gmail: Send says so in words, sends nothing, and
+        # offers the way back.
         oauth.revoke(grant["refreshToken"])
         assert oauth.introspect(grant["accessToken"]) == {"active": False}
-        popup = context.new_page()
-        popup.goto(page_url("ui/popup.html"))
-        # Opening a message from the mailbox by its Message-ID: an IMAP login first.
-        failure = popup.evaluate(
-            """() => new Promise((done) => {
-                const port = chrome.runtime.connect({ name: 'autosmime.long-request' });
-                port.onMessage.addListener((m) => { if (!m.event) done(m); });
-                port.postMessage({ type: 'autosmime.request', op: 'message.open',
-                                   params: { messageId: '<any@example.test>' } });
-            })"""
-        )
-        assert failure["ok"] is False and failure["error"]["code"] == "sign_in_required", failure
-        assert "Sign in with Example Mail" in failure["error"]["message"]
-        assert "expired or was revoked" in failure["error"]["message"]
+        gmail_page = context.new_page()
+        gmail_page.goto(gmail.url("/mail/u/0/#inbox?compose=new&to=bob@example.test"))
+        controls = gmail_page.locator("autosmime-compose-controls")
+        gmail_page.fill("input[name=subjectbox]", SUBJECT)
+        controls.locator("button[data-toggle=sign]").click()
+        editor = gmail_page.frame_locator("autosmime-secure-editor iframe.autosmime-editor")
+        expect(editor.locator('#recipients li[data-address="bob@example.test"]')).to_be_visible()
+        editor.locator("#body").click()
+        editor.locator("#body").press_sequentially(TEXT)
+        gmail_page.locator(".T-I.aoO[role=button]").click()
+        status = controls.locator(".status")
+        expect(status).to_contain_text("expired or was revoked", timeout=60_000)
+        expect(status).to_contain_text("Sign in with Example Mail")
+        expect(status).to_have_attribute("data-state", "error")
+        screenshot(gmail_page, "sign-in-2-expired")
+        assert not outbox_files(context), "the message was left to be sent behind alice's back"
 
-        page.goto(f"{url}?signin={ALICE}&provider=example")
-        expect(page.locator("#sign-in-again")).to_be_visible()
-        screenshot(page, "sign-in-2-again")
-        sign_in_at_provider(context, page, button, log_in=False)
-        expect(page.get_by_role("heading", name="Secure mail is on")).to_be_visible(
+        with context.expect_page() as opened:
+            controls.locator("button[data-action=sign-in]").click()
+        again = opened.value
+        expect(again.locator("#sign-in-again")).to_be_visible()
+        expect(again.locator("#address")).to_have_value(ALICE)
+        sign_in_at_provider(context, again, button, log_in=False)
+        expect(again.get_by_role("heading", name="Secure mail is on")).to_be_visible(
             timeout=ENROLL_TIMEOUT_MS
         )
-        expect(page.locator("#done-text")).to_contain_text("signed in again")
+        expect(again.locator("#done-text")).to_contain_text("signed in again")
         renewed = grant_of(context)
         assert renewed["refreshToken"] != grant["refreshToken"]
         assert oauth.introspect(renewed["accessToken"])["active"] is True
+
+        # Back in the compose window, alice's text still in the secure editor: Send sends it.
+        gmail_page.bring_to_front()
+        gmail_page.locator(".T-I.aoO[role=button]").click()
+        sent = gmail_page.locator("autosmime-status span[data-notice=sent]")
+        expect(sent).to_have_text("autosmime: Message sent, signed.", timeout=60_000)
+    delivered = wait_for_inbox(oauth_mail, "bob@example.test", SUBJECT)
+    assert TEXT.encode() in delivered and b"multipart/signed" in delivered
+    assert len(with_subject(mailbox_bytes(oauth_mail, "bob@example.test")["INBOX"], SUBJECT)) == 1

@@ -21,13 +21,16 @@ def page_url(path: str) -> str:
 
 
 @contextmanager
-def extension_browser(playwright: Any, root: Path, extension_dir: Path) -> Iterator[Any]:
-    """A fresh profile (new device): its own home, keyring file and host registration."""
+def extension_browser(
+    playwright: Any, root: Path, extension_dir: Path, args: list[str] | None = None
+) -> Iterator[Any]:
+    """A fresh profile (new device): its own home, keyring file and host registration.
+    `args`: more Chromium arguments (e.g. a webmail origin mapped to a fixture)."""
     profile = ExtensionProfile(root, extension_dir)
     profile.env["PYTHON_KEYRING_BACKEND"] = KEYRING  # a file below the profile's XDG_DATA_HOME
     profile.env.pop("AUTOSMIME_PROFILE", None)
     profile.install_host()
-    context = playwright.chromium.launch_persistent_context(**launch_options(profile))
+    context = playwright.chromium.launch_persistent_context(**launch_options(profile, args))
     context.autosmime_profile = profile
     try:
         yield context
