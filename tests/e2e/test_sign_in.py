@@ -12,13 +12,14 @@ says so in words and signing in again from it brings her back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.browser import service_worker
+from harness.browser import ExtensionProfile, service_worker
 from harness.extension_ui import configure_extension, extension_browser, page_url, screenshot
 from harness.gmail_story import mailbox_bytes, wait_for_inbox, with_subject
 from harness.mail import MailStack
@@ -32,6 +33,10 @@ pytestmark = [pytest.mark.mail, pytest.mark.oauth]
 
 ALICE = "alice@example.test"
 CHROMIUM_REDIRECT = f"https://{browser_ids.chromium_id()}.chromiumapp.org/"
+#: Firefox's identity.getRedirectURL(): the SHA-1 of the add-on's id, under allizom.org.
+FIREFOX_REDIRECT = (
+    f"https://{hashlib.sha1(browser_ids.GECKO_ID.encode()).hexdigest()}.extensions.allizom.org/"
+)
 ENROLL_TIMEOUT_MS = 120_000
 SUBJECT = "Signed after signing in again (e2e)"
 TEXT = "Signed-4c1d: sent once, after alice signed in again"
@@ -39,7 +44,7 @@ TEXT = "Signed-4c1d: sent once, after alice signed in again"
 
 @pytest.fixture(scope="module")
 def oauth() -> Iterator[OAuthServer]:
-    with OAuthServer([CHROMIUM_REDIRECT], access_token_ttl=3600) as server:
+    with OAuthServer([CHROMIUM_REDIRECT, FIREFOX_REDIRECT]) as server:
         yield server
 
 
@@ -59,35 +64,34 @@ def pki(oauth_mail: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield service
 
 
-def host_profile(context: Any) -> Path:
+def host_profile(person: ExtensionProfile) -> Path:
     """The host's profile folder of this browser profile (the default one under its HOME)."""
-    return Path(context.autosmime_profile.env["XDG_DATA_HOME"]) / "autosmime"
+    return Path(person.env["XDG_DATA_HOME"]) / "autosmime"
 
 
-def set_up_sign_in(context: Any, oauth: OAuthServer) -> None:
+def set_up_sign_in(person: ExtensionProfile, oauth: OAuthServer) -> None:
     """What an organisation does: its OAuth client in the host's sign-in settings."""
-    done = context.autosmime_profile.autosmime("signin-client", *oauth.provider().cli_arguments())
+    done = person.autosmime("signin-client", *oauth.provider().cli_arguments())
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def grant_of(context: Any) -> dict[str, Any]:
+def grant_of(person: ExtensionProfile) -> dict[str, Any]:
     """What the host keeps for alice's sign-in, read from the keyring file (the test's keyring)."""
     from keyrings.alt.file import PlaintextKeyring
 
     backend = PlaintextKeyring()
     backend.file_path = str(
-        Path(context.autosmime_profile.env["XDG_DATA_HOME"]) / "python_keyring" / "keyring_pass.cfg"
+        Path(person.env["XDG_DATA_HOME"]) / "python_keyring" / "keyring_pass.cfg"
     )
-    profile = json.loads((host_profile(context) / "profile.json").read_text())
+    profile = json.loads((host_profile(person) / "profile.json").read_text())
     secret = backend.get_password(f"autosmime:{profile['id']}", f"oauth2:{ALICE}")
     assert secret, "no sign-in in the keyring"
     return json.loads(secret)
 
 
-def outbox_files(context: Any) -> list[Path]:
+def outbox_files(person: ExtensionProfile) -> list[Path]:
     """Messages waiting in the host's outbox folders (to be sent later, unasked)."""
-    outbox = host_profile(context) / "outbox"
-    return list(outbox.rglob("*.msg"))
+    return list((host_profile(person) / "outbox").rglob("*.msg"))
 
 
 def sign_in_at_provider(context: Any, page: Any, button: str, *, log_in: bool = True) -> None:
@@ -118,7 +122,7 @@ def test_sign_in_enroll_renew_and_sign_in_again(
     forget_backups(oauth_mail, ALICE)
     args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]
     with extension_browser(playwright, tmp_path / "device", extension_dir, args) as context:
-        set_up_sign_in(context, oauth)
+        set_up_sign_in(context.autosmime_profile, oauth)
         url = page_url("ui/onboarding.html")
         opened = [p for p in context.pages if p.url == url]
         page = opened[0] if opened else context.wait_for_event("page", lambda p: p.url == url)
@@ -143,10 +147,10 @@ def test_sign_in_enroll_renew_and_sign_in_again(
         expect(page.get_by_role("heading", name="Secure mail is on")).to_be_visible()
 
         # Only the grant is kept, in the keyring: the settings file holds no token.
-        grant = grant_of(context)
+        grant = grant_of(context.autosmime_profile)
         assert grant["refreshToken"] and grant["accessToken"]
         assert grant["client"]["tokenEndpoint"] == oauth.token_endpoint
-        accounts = (host_profile(context) / "accounts.json").read_text()
+        accounts = (host_profile(context.autosmime_profile) / "accounts.json").read_text()
         assert '"credential": "oauth2"' in accounts
         assert grant["refreshToken"] not in accounts and grant["accessToken"] not in accounts
         assert oauth.introspect(grant["accessToken"])["sub"] == ALICE
@@ -174,7 +178,8 @@ def test_sign_in_enroll_renew_and_sign_in_again(
         expect(status).to_contain_text("Sign in with Example Mail")
         expect(status).to_have_attribute("data-state", "error")
         screenshot(gmail_page, "sign-in-2-expired")
-        assert not outbox_files(context), "the message was left to be sent behind alice's back"
+        left = outbox_files(context.autosmime_profile)
+        assert not left, "the message was left to be sent behind alice's back"
 
         with context.expect_page() as opened:
             controls.locator("button[data-action=sign-in]").click()
@@ -186,7 +191,7 @@ def test_sign_in_enroll_renew_and_sign_in_again(
             timeout=ENROLL_TIMEOUT_MS
         )
         expect(again.locator("#done-text")).to_contain_text("signed in again")
-        renewed = grant_of(context)
+        renewed = grant_of(context.autosmime_profile)
         assert renewed["refreshToken"] != grant["refreshToken"]
         assert oauth.introspect(renewed["accessToken"])["active"] is True
 
@@ -198,3 +203,77 @@ def test_sign_in_enroll_renew_and_sign_in_again(
     delivered = wait_for_inbox(oauth_mail, "bob@example.test", SUBJECT)
     assert TEXT.encode() in delivered and b"multipart/signed" in delivered
     assert len(with_subject(mailbox_bytes(oauth_mail, "bob@example.test")["INBOX"], SUBJECT)) == 1
+
+
+@pytest.mark.firefox
+def test_sign_in_in_firefox(
+    oauth: OAuthServer, oauth_mail: MailStack, extension_dir: Path, tmp_path: Path
+) -> None:
+    """The same sign-in in Debian's Firefox ESR (browser.identity.launchWebAuthFlow, its own
+    redirect URL): the provider's window, its login and consent, and the host keeps the grant;
+    IMAP and SMTP were proven with the token, validated by Dovecot."""
+    from harness.firefox import Firefox
+    from harness.pki_service import KEYRING
+    from marionette_driver.by import By
+
+    person = ExtensionProfile(tmp_path / "firefox-device", extension_dir.parent / "firefox")
+    person.env["PYTHON_KEYRING_BACKEND"] = KEYRING
+    person.env.pop("AUTOSMIME_PROFILE", None)
+    done = person.autosmime("install", "--browser", "firefox")
+    assert done.returncode == 0, done.stdout + done.stderr
+    set_up_sign_in(person, oauth)
+    xpi = extension_dir.parent / "firefox.xpi"
+    with Firefox(person.root / "firefox", person.env, xpi, {}) as browser:
+        client = browser.client
+
+        def setup_tab() -> str | None:
+            for handle in client.window_handles:
+                client.switch_to_window(handle)
+                if client.get_url().endswith("/ui/onboarding.html"):
+                    return handle
+            return None
+
+        setup = browser.wait(setup_tab, "the setup page the add-on opens on install")
+        config = mail_urls(oauth_mail, ALICE)
+        browser.page(
+            "return browser.storage.local.set({ config: arguments[0] })"
+            ".then(() => { location.search = '?signin=' + encodeURIComponent(arguments[1]); })",
+            config,
+            ALICE,
+        )
+        button = browser.wait(
+            lambda: client.find_element(
+                By.CSS_SELECTOR, "#sign-in-buttons button[data-provider=example]"
+            ),
+            "the Sign in with Example Mail button",
+        )
+        assert button.text == "Sign in with Example Mail"
+        before = set(client.window_handles)
+        button.click()
+        (window,) = browser.wait(
+            lambda: set(client.window_handles) - before, "the provider's sign-in window"
+        )
+        client.switch_to_window(window)
+        login = browser.wait(
+            lambda: client.find_element(By.CSS_SELECTOR, "input[name=login]"), "the login form"
+        )
+        assert login.get_property("value") == ALICE  # the login hint
+        client.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys("at the provider")
+        client.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        browser.wait(
+            lambda: client.find_element(By.CSS_SELECTOR, "input[name=prompt][value=consent]"),
+            "the consent page",
+        )
+        client.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        browser.wait(lambda: window not in client.window_handles, "the sign-in window closed")
+        client.switch_to_window(setup)
+        done_text = browser.wait(
+            lambda: client.find_element(By.CSS_SELECTOR, "#step-done:not([hidden]) #done-text"),
+            "the setup finished",
+            timeout=60,
+        )
+        assert "signed in again" in done_text.text
+    grant = grant_of(person)
+    assert oauth.introspect(grant["accessToken"])["sub"] == ALICE
+    accounts = json.loads((host_profile(person) / "accounts.json").read_text())
+    assert [a["credential"] for a in accounts["accounts"]] == ["oauth2"]
