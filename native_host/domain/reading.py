@@ -165,6 +165,7 @@ def _peel(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
     outer, _ = mime.split_headers(raw)
     sender = smime.from_address(outer)
@@ -186,7 +187,9 @@ def _peel(
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
-            stamps = tsp.signature_timestamps(der, anchors)
+            stamps = tsp.signature_timestamps(
+                der, anchors if tsa_anchors is None else tsa_anchors
+            )
             result = verify(
                 der,
                 content=layer.content if layer.kind == "multipart_signed" else None,
@@ -362,14 +365,17 @@ def open_message(
     allow_remote: bool = False,
     at: datetime.datetime | None = None,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> OpenedView:
     """Open one raw message (see the module docstring). keys: extra (certificate, key) pairs
-    besides the keystore's. MalformedInput (a ReadError) for bytes that are not a message."""
+    besides the keystore's. tsa_anchors: what timestamps must chain to, when the
+    organisation's TSA is not under trust_anchors (trusted for timestamps only).
+    MalformedInput (a ReadError) for bytes that are not a message."""
     if not isinstance(raw, bytes) or not raw.strip():
         raise ReadError("The message is empty.")
     pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
     try:
-        peeled = _peel(raw, pairs, trust_anchors, at)
+        peeled = _peel(raw, pairs, trust_anchors, at, tsa_anchors)
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
     results = [result for result, _ in peeled.signatures]
