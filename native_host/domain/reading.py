@@ -187,9 +187,7 @@ def _peel(
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
-            stamps = tsp.signature_timestamps(
-                der, anchors if tsa_anchors is None else tsa_anchors
-            )
+            stamps = tsp.signature_timestamps(der, anchors if tsa_anchors is None else tsa_anchors)
             result = verify(
                 der,
                 content=layer.content if layer.kind == "multipart_signed" else None,

@@ -99,6 +99,7 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "resumed": result.resumed,
         "seconds": round(result.seconds, 3),
         "superseded": list(result.superseded),
+        "unavailable": dict(result.unavailable),
     }
 
 
