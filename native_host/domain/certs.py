@@ -7,7 +7,8 @@ where they came from:
 - "harvested": the certificate of a verified signer (message.open hands the verification result
   to `harvest`); kept until it expires;
 - "directory": GET {certificate directory}/{address} (our service's {base}/certs, or any
-  directory answering the same JSON or a PEM chain);
+  directory answering the same JSON or a PEM chain); a certificate whose issuer is not at hand
+  gets it from its AIA caIssuers URL (fetched once a day, a path candidate, never an anchor);
   answers are cached (found: an hour, not found: five minutes) and served as "cache" while
   fresh; a directory that cannot be reached falls back to what is cached, however old, and says
   so.
@@ -379,7 +380,13 @@ class CertificateBook:
             fingerprint = hashlib.sha256(der).hexdigest()
             if fingerprint in usable:
                 continue
-            checked = self.check(der, address, origin, [*pool, *map(parse_certificate, chain)])
+            given = [*pool, *map(parse_certificate, chain)]
+            checked = self.check(der, address, origin, given)
+            if isinstance(checked, list) and any(p.code == "untrusted" for p in checked):
+                issuers, fetched = self._aia_issuers(cache, der)
+                dirty |= fetched
+                if issuers:
+                    checked = self.check(der, address, origin, [*given, *issuers])
             if isinstance(checked, UsableCertificate):
                 usable[fingerprint] = checked
             else:
@@ -468,7 +475,6 @@ class CertificateBook:
                 answer = self.fetch(url)
                 if answer.status == 200:
                     pems = [_pem(c.dump()) for c in load_certificates(answer.body)]
-                    stored.clear()
                     stored.update({"pems": pems, "expires": self.now() + INTERMEDIATES_TTL})
                     refreshed = True
         found = []
@@ -476,6 +482,44 @@ class CertificateBook:
             with contextlib.suppress(PkiError, ValueError):
                 found.extend(load_certificates(text.encode("ascii")))
         return found, refreshed
+
+    def _aia_issuers(self, cache: _Cache, der: bytes) -> tuple[list[Certificate], bool]:
+        """The issuer certificates a certificate's AIA caIssuers URLs (http or https) point to,
+        fetched once a day per URL: path candidates only, never anchors. How a directory that
+        is not ours (no intermediates file) still yields checkable certificates."""
+        try:
+            access = parse_certificate(der).authority_information_access_value
+        except (PkiError, ValueError):
+            return [], False
+        urls = [
+            str(item["access_location"].native)
+            for item in (access or [])
+            if item["access_method"].native == "ca_issuers"
+            and str(item["access_location"].native).startswith(("http://", "https://"))
+        ]
+        stored = cache.intermediates.setdefault("aia", {})
+        found: list[Certificate] = []
+        changed = False
+        for url in urls[:2]:
+            entry = stored.get(url)
+            if entry is None or entry.get("expires", 0) <= self.now():
+                entry = {"pems": [], "expires": self.now() + INTERMEDIATES_TTL}
+                with contextlib.suppress(CertsError, PkiError, ValueError):
+                    answer = self.fetch(url)
+                    if answer.status == 200:
+                        body = answer.body
+                        certs = (
+                            load_certificates(body)
+                            if b"-----BEGIN" in body
+                            else [parse_certificate(body)]
+                        )
+                        entry["pems"] = [_pem(c.dump()) for c in certs]
+                stored[url] = entry
+                changed = True
+            for text in entry.get("pems", []):
+                with contextlib.suppress(PkiError, ValueError):
+                    found.extend(load_certificates(text.encode("ascii")))
+        return found, changed
 
     # ---- harvesting ---------------------------------------------------------------------------
 
