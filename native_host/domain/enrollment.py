@@ -4,7 +4,8 @@ resumable.
 One cohesive thing, long on purpose: the resumable state machine, its journal and its steps
 share the journal's invariants (written before every effect), which one file keeps in view.
 
-`enroll(address, ...)` takes an address from nothing to current, backed-up keys:
+`enroll(address, ...)` takes an address from nothing to current, backed-up keys (an RSA-3072
+international key by default, DEFAULT_INTL_KEY; renewal keeps the key type a person has):
 
     step            stage shown to the person
     keys            Creating your keys
@@ -119,6 +120,10 @@ JOURNAL_FORMAT = 1
 JOURNAL_FOLDER = "enrollment"
 SUITES = ("intl", "sm")
 INTL_KEYS = ("ecdsa-p256", "rsa-3072")
+#: RSA by default: every mainstream client reads RSA key transport, while Thunderbird 115 and
+#: other NSS before 3.100 reject a whole message that carries one ECDH RecipientInfo (the
+#: sender's own copy under an ECDSA/ECDH certificate was one). See docs/DESIGN.md, Decisions.
+DEFAULT_INTL_KEY = "rsa-3072"
 STEPS: tuple[tuple[str, str], ...] = (
     ("keys", "Creating your keys"),
     ("account", "Asking the certificate authority"),
@@ -378,7 +383,7 @@ class Enrollment:
         address: str,
         *,
         suites: Sequence[str] = SUITES,
-        intl_key: str = "ecdsa-p256",
+        intl_key: str = DEFAULT_INTL_KEY,
         progress: Progress | None = None,
         recovery_code: str | None = None,
         keep_recovery_code: bool = False,
@@ -422,13 +427,13 @@ class Enrollment:
                 address,
                 kind="renew",
                 suites=SUITES,
-                intl_key="ecdsa-p256",
+                intl_key=DEFAULT_INTL_KEY,
                 progress=progress,
                 recovery_code=recovery_code,
                 keep=bool(keep_recovery_code),
             )
         now = datetime.datetime.now(datetime.UTC)
-        due, intl_key, enrolled = [], "ecdsa-p256", False
+        due, intl_key, enrolled = [], DEFAULT_INTL_KEY, False
         for suite in SUITES:
             held = self.keystore.current(address, suite)
             if held is None or held.certificate is None:
@@ -1189,7 +1194,7 @@ def enroll(
     pki: PkiSettings,
     keystore: Keystore | None = None,
     suites: Sequence[str] = SUITES,
-    intl_key: str = "ecdsa-p256",
+    intl_key: str = DEFAULT_INTL_KEY,
     progress: Progress | None = None,
     recovery_code: str | None = None,
     keep_recovery_code: bool = False,

@@ -69,7 +69,7 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     suites = params.get("suites") or list(enrollment.SUITES)
     if not isinstance(suites, list) or not set(suites) <= set(enrollment.SUITES) or not suites:
         raise BadParams("suites must be a list of intl and/or sm.")
-    intl_key = text_param(params, "intlKey") or "ecdsa-p256"
+    intl_key = text_param(params, "intlKey") or enrollment.DEFAULT_INTL_KEY
     if intl_key not in enrollment.INTL_KEYS:
         raise BadParams(f"intlKey must be one of {', '.join(enrollment.INTL_KEYS)}.")
     with contextlib.closing(host.mailbox(address)) as mailbox:
