@@ -136,6 +136,8 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 DONE = "Done"
 STAGES = (*dict.fromkeys(stage for _step, stage in STEPS), DONE)
+#: What publishing a certificate from elsewhere runs: the confirmation of the address only.
+PUBLISH_STEPS = ("account", "orders", "challenge_mail", "reply", "respond")
 STEP_NAMES = tuple(name for name, _stage in STEPS)
 TOTAL = len(STEPS)
 MAIL_TIMEOUT = 600.0
@@ -223,9 +225,12 @@ class EnrollmentResult:
 # The journal
 
 
-def journal_path(profile: Profile, address: str) -> Path:
+def journal_path(profile: Profile, address: str, kind: str = "enroll") -> Path:
+    """The journal of an enrollment (or renewal) of address; kind "publish": of publishing a
+    certificate from elsewhere, which has its own."""
     name = hashlib.sha256(normalize_address(address).encode()).hexdigest()[:16]
-    return profile.root / JOURNAL_FOLDER / f"{name}.json"
+    suffix = "" if kind == "enroll" else f"-{kind}"
+    return profile.root / JOURNAL_FOLDER / f"{name}{suffix}.json"
 
 
 class Journal:
@@ -462,6 +467,56 @@ class Enrollment:
             recovery_code=recovery_code,
             keep=keep,
         )
+
+    def publish(
+        self, address: str, certificate_der: bytes, *, progress: Progress | None = None
+    ) -> tuple[tuple[str, str | None], ...]:
+        """Publish a certificate from elsewhere (an imported identity's) in the CA's directory.
+        The CA wants proof that the person controls the address: a valid authorization, got
+        as enrollment gets it (an order's email challenge answered; no certificate is asked
+        for, the order is left to expire). Resumable through its own journal. Returns the
+        confirmations answered (none when a valid authorization was at hand)."""
+        address = normalize_address(address)
+        path = journal_path(self.profile, address, "publish")
+        with self.profile.lock(f"enroll-{path.stem}"):
+            journal = Journal.load(path)
+            if journal is None:
+                journal = Journal(
+                    path,
+                    {
+                        "format": JOURNAL_FORMAT,
+                        "run": secrets.token_hex(4),
+                        "address": address,
+                        "kind": "publish",
+                        "suites": ["intl"],
+                        "directory": self.pki.directory_url,
+                        "started": _now_iso(),
+                        "step": "account",
+                        "keys": {},
+                        "orders": {},
+                        "certificates": {},
+                    },
+                )
+                journal.save()
+            try:
+                while journal["step"] != "certificates":
+                    step = journal["step"]
+                    if progress is not None:
+                        progress(PUBLISH_STEPS.index(step), len(PUBLISH_STEPS), dict(STEPS)[step])
+                    getattr(self, f"_step_{step}")(journal, None)
+                with _acme_errors():
+                    self._client(journal).publish(certificate_der)
+            finally:
+                if self._acme is not None:
+                    self._acme.close()
+                    self._acme = None
+            confirmations = tuple(
+                (item["challenge_mail"], item.get("reply")) for item in journal.get("confirmed", [])
+            )
+            journal.archive()
+        if progress is not None:
+            progress(len(PUBLISH_STEPS), len(PUBLISH_STEPS), DONE)
+        return confirmations
 
     # ---- the run ------------------------------------------------------------------------------
 

@@ -708,6 +708,18 @@ class AcmeClient:
         response = self.post(order.finalize, {"csr": jws.b64url_encode(csr_der)})
         return self._parse(Order, response.json(), "order")
 
+    def publish(self, certificate_der: bytes) -> None:
+        """Publish a certificate from another CA in this CA's certificate directory (its
+        `publishCert` extension resource); the account needs a valid authorization for the
+        certificate's address."""
+        url = self.directory().publish_cert
+        if not url:
+            raise AcmeError(
+                "This certificate authority's directory cannot publish certificates from "
+                "elsewhere (its ACME directory has no publishCert)."
+            )
+        self.post(url, {"certificate": jws.b64url_encode(certificate_der)})
+
     def certificate_chain(self, url: str) -> list[bytes]:
         """The PEM chain at url as DER certificates, leaf first."""
         response = self.post(url, None, accept=PEM_CHAIN)

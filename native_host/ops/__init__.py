@@ -33,6 +33,7 @@ OPS: dict[str, str] = {
     "compose.send": "native_host.ops.compose:send",
     "message.open": "native_host.ops.read:open_message",
     "keys.export": "native_host.ops.keys:export",
+    "keys.import": "native_host.ops.keys:import_identity",
     "enroll": "native_host.ops.keys:enroll",
     "keys.renew": "native_host.ops.keys:renew",
     "backup.create": "native_host.ops.keys:backup",

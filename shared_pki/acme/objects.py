@@ -334,6 +334,9 @@ class Directory:
     key_change: str
     new_authz: str | None = None
     meta: DirectoryMeta | None = None
+    #: Our extension resource (`publishCert`): publish a certificate from another CA in the
+    #: directory, proved by a valid authorization. None at a CA without it.
+    publish_cert: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none(
@@ -345,6 +348,7 @@ class Directory:
                 "revokeCert": self.revoke_cert,
                 "keyChange": self.key_change,
                 "meta": self.meta.to_json() if self.meta else None,
+                "publishCert": self.publish_cert,
             }
         )
 
@@ -359,6 +363,7 @@ class Directory:
             key_change=_req_str(obj, "keyChange", "directory"),
             new_authz=_str(obj, "newAuthz", "directory", required=False),
             meta=DirectoryMeta.from_json(obj["meta"]) if "meta" in obj else None,
+            publish_cert=obj["publishCert"] if isinstance(obj.get("publishCert"), str) else None,
         )
 
 

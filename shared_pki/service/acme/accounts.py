@@ -43,10 +43,10 @@ def directory(acme: Acme, _request: Request, _body: bytes) -> Reply:
         revoke_cert=acme.url("revoke-cert"),
         key_change=acme.url("key-change"),
         meta=meta,
+        # An extension resource (clients ignore what they do not know): publish a certificate
+        # from another CA in the directory, proved by a valid authorization (publish.py).
+        publish_cert=acme.url("publish-cert"),
     ).to_json()
-    # An extension resource (clients ignore what they do not know): publish a certificate
-    # from another CA in the directory, proved by a valid authorization (acme_publish.py).
-    doc["publishCert"] = acme.url("publish-cert")
     return Reply(body=doc, headers={"Cache-Control": "public, max-age=0"})
 
 
