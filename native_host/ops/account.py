@@ -94,6 +94,21 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 @operation
+def discover(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The organisation's PKI for params.address from the well-known document of its mail
+    domain (native_host.domain.discovery): account.configure's PKI params with the roots
+    pinned by the document, or found false with what to ask the administrator for."""
+    from native_host.domain.discovery import discover as find
+
+    progress = progress_of(ctx)
+    address = text_param(params, "address", required=True)
+    progress(0, 1, "Looking for your organisation's certificate service")
+    found = find(address)  # type: ignore[arg-type]
+    progress(1, 1, "Done")
+    return found.to_json()
+
+
+@operation
 def list_accounts(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     host = state.current()
     return {"accounts": [_summary(host, a) for a in host.accounts.list_accounts()]}

@@ -50,6 +50,8 @@ class Device:
     host: HostProcess | None = None
     log_file: Path | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: More environment for the host process (e.g. harness.well_known's proxy and CA).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def profile(self) -> Path:
@@ -64,6 +66,7 @@ class Device:
             "AUTOSMIME_PROFILE": str(self.profile),
             "PYTHON_KEYRING_BACKEND": KEYRING,
             "XDG_DATA_HOME": str(self.xdg),
+            **self.extra_env,
         }
 
     def keystore(self) -> Keystore:
