@@ -189,7 +189,7 @@ def _peel(
     outer, _ = mime.split_headers(raw)
     peeled = _Peeled(raw)
     try:
-        _peel_layers(raw, outer, peeled, keys, anchors, at)
+        _peel_layers(raw, outer, peeled, keys, anchors, at, tsa_anchors)
     except PkiError:
         if peeled.sealed_at is None and not _claims_encrypted(raw):
             raise
@@ -206,6 +206,7 @@ def _peel_layers(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> None:
     sender = smime.from_address(outer)
     current = raw
@@ -221,7 +222,7 @@ def _peel_layers(
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
-            stamps = tsp.signature_timestamps(der, anchors if tsa_anchors is None else tsa_anchors)
+            stamps = tsp.signature_timestamps(der, tsa_anchors or anchors)
             result = verify(
                 der,
                 content=layer.content if layer.kind == "multipart_signed" else None,
@@ -424,10 +425,8 @@ def open_message(
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> OpenedView:
-    """Open one raw message (see the module docstring). keys: extra (certificate, key) pairs
-    besides the keystore's. tsa_anchors: what timestamps must chain to, when the
-    organisation's TSA is not under trust_anchors (trusted for timestamps only).
-    MalformedInput (a ReadError) for bytes that are not a message."""
+    """Open one raw message (see the module docstring). keys: more (certificate, key) pairs;
+    tsa_anchors: timestamps' roots (default trust_anchors). Not a message: MalformedInput."""
     if not isinstance(raw, bytes) or not raw.strip():
         raise ReadError("The message is empty.")
     pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
