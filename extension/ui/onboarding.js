@@ -1,18 +1,22 @@
 // First run: address (detected when possible), password or a sign-in with the mail provider,
 // then account.configure and enroll (or backup.restore on a new device) with the host's own stage
-// names; the recovery code is shown once and confirmed.
+// names; the recovery code is shown once and confirmed. The organisation's PKI comes from its
+// policy, else the well-known document of the mail domain, else "Advanced" (organisation.js);
+// with none, the page says plainly what to ask the administrator for.
 //
 // Sign in (Google, Microsoft, or a provider an organisation set up): the host builds the
 // authorization URL with a fresh state and PKCE verifier (account.signInStart), the browser shows
 // the provider's sign-in (identity.launchWebAuthFlow), and account.configure gets the URL it
 // came back to: the host exchanges the code and keeps the refresh token in the keyring. State and
-// verifier live in this page only. `?signin=ADDRESS` is the way back after a grant expired.
+// verifier live in this page only. `?signin=ADDRESS` is the way back after a grant expired (the
+// account keeps its PKI and keys).
 
 import {
   $, RequestError, clearError, detectedAddress, el, loadConfig, longRequest, openOptions, request,
   showError, showProgress,
 } from './common.js';
 import { lastGroupMatches, normalizeRecoveryCode } from './messages.js';
+import { MAIL_PARAMS, PKI_PARAMS, findPki, managedSettings, pick } from './organisation.js';
 
 const form = $('#account-form');
 const errorBox = $('#error');
@@ -20,6 +24,11 @@ const identity = (globalThis.browser ?? globalThis.chrome)?.identity;
 const query = new URLSearchParams(location.search);
 const signingInAgain = query.has('signin');
 let recoveryCode = null;
+let managed = {};
+const FIELDS = {
+  imapUrl: '#imap-url', smtpUrl: '#smtp-url', caFile: '#ca-file', pkiUrl: '#pki-url', pkiRoots: '#pki-roots',
+  acmeDirectoryUrl: '#acme-directory-url', certsUrl: '#certs-url', tsaUrl: '#tsa-url',
+};
 
 function show(step) {
   for (const section of document.querySelectorAll('main > section')) section.hidden = section.id !== step;
@@ -31,10 +40,10 @@ function mode() {
 
 async function prefill() {
   const config = await loadConfig();
-  const fields = { imapUrl: '#imap-url', smtpUrl: '#smtp-url', caFile: '#ca-file', pkiUrl: '#pki-url', pkiRoots: '#pki-roots' };
-  for (const [key, selector] of Object.entries(fields)) {
+  for (const [key, selector] of Object.entries(FIELDS)) {
     if (typeof config[key] === 'string') $(selector).value = config[key];
   }
+  await applyPolicy();
   let address = null;
   let source = null;
   try {
@@ -97,6 +106,20 @@ async function signIn(provider, address) {
   return { provider: provider.id, redirectUri, redirectUrl, state: started.state, codeVerifier: started.codeVerifier };
 }
 
+/** The administrator's settings, shown (read-only) under "Advanced": read at load and again
+ * whenever the browser's policy arrives or changes (it may come after the page opened). */
+async function applyPolicy() {
+  managed = await managedSettings();
+  const fromPolicy = pick(managed, { ...MAIL_PARAMS, ...PKI_PARAMS });
+  for (const [key, selector] of Object.entries(FIELDS)) {
+    if (typeof fromPolicy[key] === 'string') {
+      $(selector).value = fromPolicy[key];
+      $(selector).readOnly = true; // the administrator's choice
+    }
+  }
+  $('#managed-hint').hidden = Object.keys(fromPolicy).length === 0;
+}
+
 function updateMode() {
   const restoring = mode() === 'restore';
   $('#restore-fields').hidden = !restoring;
@@ -119,10 +142,29 @@ function accountParams(withPassword = true) {
   const value = (name) => form.elements[name].value.trim();
   const params = { address: value('address') };
   if (withPassword) params.password = form.elements.password.value;
-  for (const name of ['imapUrl', 'smtpUrl', 'caFile', 'pkiUrl', 'pkiRoots']) {
+  for (const name of ['imapUrl', 'smtpUrl', 'caFile']) {
     if (value(name)) params[name] = value(name);
   }
   return params;
+}
+
+/** What the person typed under "Advanced" about the PKI. */
+function typedPki() {
+  const typed = {};
+  for (const name of ['pkiUrl', 'pkiRoots', 'acmeDirectoryUrl', 'certsUrl', 'tsaUrl']) {
+    const value = form.elements[name].value.trim();
+    if (value) typed[name] = value;
+  }
+  return typed;
+}
+
+/** Nothing found: say what to ask the administrator for, and open "Advanced". */
+function showAdvice(text) {
+  show('step-account');
+  $('#pki-advice-text').textContent = text;
+  $('#pki-advice').hidden = false;
+  $('#advanced').open = true;
+  $('#pki-advice').focus();
 }
 
 function problemWithForm(signingIn) {
@@ -148,17 +190,33 @@ async function start(event, provider = null) {
     $(problem.field).focus();
     return;
   }
+  await applyPolicy();
   const params = accountParams(!provider);
   const restoring = mode() === 'restore';
   const onProgress = stageListener();
   $('#stages-done').replaceChildren();
+  $('#pki-advice').hidden = true;
   $('#progress-heading').textContent = restoring ? 'Restoring your keys' : 'Setting up';
   try {
+    show('step-progress');
+    if (!signingInAgain) { // an account signing in again keeps its PKI
+      const pki = await findPki(params.address, {
+        managed,
+        typed: typedPki(),
+        discover: (address) => longRequest('pki.discover', { address }, { onProgress }),
+      });
+      if (!pki.params && !restoring) {
+        showAdvice(pki.advice);
+        return;
+      }
+      Object.assign(params, pki.params ?? {});
+      $('#pki-source').textContent = pki.note ?? '';
+      $('#pki-source').hidden = !pki.note;
+    }
     if (provider) {
       $('#progress-heading').textContent = `Signing in with ${provider.name}`;
       params.signIn = await signIn(provider, params.address);
     }
-    show('step-progress');
     await longRequest('account.configure', params, { onProgress });
     form.elements.password.value = '';
     if (signingInAgain) {
@@ -174,6 +232,9 @@ async function start(event, provider = null) {
       return;
     }
     const result = await longRequest('enroll', { address: params.address }, { onProgress });
+    const unavailable = Object.values(result.unavailable ?? {}).join(' ');
+    $('#unavailable').textContent = unavailable;
+    $('#unavailable').hidden = !unavailable;
     if (result.recoveryCode) {
       showCode(result.recoveryCode);
     } else {
@@ -223,6 +284,9 @@ function finish(text) {
 }
 
 form.addEventListener('submit', start);
+(globalThis.browser ?? globalThis.chrome).storage?.onChanged?.addListener((_changes, area) => {
+  if (area === 'managed') applyPolicy();
+});
 form.addEventListener('change', (event) => { if (event.target.name === 'mode') updateMode(); });
 $('#code-form').addEventListener('submit', confirmCode);
 $('#open-options').addEventListener('click', () => openOptions());

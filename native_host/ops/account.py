@@ -1,7 +1,8 @@
 """Operations on mail accounts: account.configure (servers proven by a real login, secret in
-the keyring, PKI service and roots), account.list, and signing in with a provider
-(account.signInOptions, account.signInStart; account.configure finishes the sign-in). Secrets
-are taken, never returned."""
+the keyring, the PKI: our service's URL or any RFC 8823 CA, directory and RFC 3161 TSA, with
+the roots), account.list, and signing in with a provider (account.signInOptions,
+account.signInStart; account.configure finishes the sign-in). Secrets are taken, never
+returned."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from native_host.errors import BadParams
 from native_host.ops import state
-from native_host.ops.state import AccountPki, operation, progress_of, text_param
+from native_host.ops.state import AccountPki, bool_param, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
@@ -22,16 +23,40 @@ def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
         "provider": getattr(settings, "provider", None),
         "credential": account.credential,
         "caFile": account.ca_file,
-        "pki": None
-        if pki is None
-        else {
-            "url": pki.base,
-            "certs": pki.certs_url,
-            "tsa": pki.tsa_url,
-            "acmeDirectory": pki.acme_directory_url,
-            "roots": [cert.subject.human_friendly for cert in pki.roots()],
-        },
+        "pki": None if pki is None else pki.summary(),
     }
+
+
+PKI_PARAMS = ("pkiUrl", "acmeDirectoryUrl", "certsUrl", "tsaUrl")
+
+
+def pki_from_params(params: dict[str, Any]) -> AccountPki | None:
+    """The PKI settings in account.configure's params (None when none are given): our
+    service's base URL and/or the ACME directory, certificate directory and TSA URLs, always
+    with the roots (configured, never fetched and trusted on first use)."""
+    given = {name: text_param(params, name) for name in PKI_PARAMS}
+    roots = text_param(params, "pkiRoots")
+    if not any(given.values()) and not roots:
+        return None
+    if not roots:
+        raise BadParams(
+            "Give the PKI's roots PEM with its URLs (the roots are configured, never fetched "
+            "and trusted on first use)."
+        )
+    if not given["pkiUrl"] and not given["acmeDirectoryUrl"]:
+        raise BadParams("Give the PKI service's URL (pkiUrl) or its ACME directory URL.")
+    tsa_roots = text_param(params, "tsaRoots")
+    return AccountPki(
+        given["pkiUrl"],
+        roots.encode("ascii", "replace"),
+        text_param(params, "pkiCaFile"),
+        acme_directory=given["acmeDirectoryUrl"],
+        certs=given["certsUrl"],
+        tsa=given["tsaUrl"],
+        tsa_roots_pem=tsa_roots.encode("ascii", "replace") if tsa_roots else None,
+        acme_contact=bool_param(params, "acmeContact", True),
+        unauthenticated_challenge_from=tuple(params.get("unauthenticatedChallengeFrom") or ()),
+    )
 
 
 @operation
@@ -43,18 +68,9 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     password = text_param(params, "password")
     token = text_param(params, "xoauth2Token")
     sign_in = params.get("signIn")
-    pki_url = text_param(params, "pkiUrl")
-    roots = text_param(params, "pkiRoots")
     if sum(bool(x) for x in (password, token, sign_in)) > 1:
         raise BadParams("Give a password, an XOAUTH2 token or a sign-in, not several.")
-    if bool(pki_url) != bool(roots):
-        raise BadParams(
-            "Give the PKI service's URL and its roots PEM together (the roots are configured, "
-            "never fetched and trusted on first use).",
-        )
-    pki = None
-    if pki_url and roots:  # checked before any login, so a typo fails at once
-        pki = AccountPki(pki_url, roots.encode("ascii", "replace"), text_param(params, "pkiCaFile"))
+    pki = pki_from_params(params)  # checked before any login, so a typo fails at once
     host = state.current()
     signed_in = None
     if sign_in:
@@ -83,6 +99,21 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         host.set_pki(account.address, pki)
     progress(2, 2, "Done")
     return _summary(host, account)
+
+
+@operation
+def discover(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The organisation's PKI for params.address from the well-known document of its mail
+    domain (native_host.domain.discovery): account.configure's PKI params with the roots
+    pinned by the document, or found false with what to ask the administrator for."""
+    from native_host.domain.discovery import discover as find
+
+    progress = progress_of(ctx)
+    address = text_param(params, "address", required=True)
+    progress(0, 1, "Looking for your organisation's certificate service")
+    found = find(address)  # type: ignore[arg-type]
+    progress(1, 1, "Done")
+    return found.to_json()
 
 
 @operation

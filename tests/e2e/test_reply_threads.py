@@ -35,7 +35,8 @@ def header(raw: bytes, name: str) -> str:
 
 def type_and_send(page: Any, controls: Any, send: str) -> None:
     encrypt = controls.locator("button[data-toggle=encrypt]")
-    expect(encrypt).to_have_attribute("aria-pressed", "false", timeout=20_000)
+    # Roundcube builds its reply page on a shared, busy machine: give it time.
+    expect(encrypt).to_have_attribute("aria-pressed", "false", timeout=45_000)
     encrypt.click()
     badge = controls.locator('.badge[data-address="bob@example.test"]')
     expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
