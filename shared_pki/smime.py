@@ -29,7 +29,6 @@ from shared_pki.keys import Certificate, Credential, PrivateKey
 from shared_pki.x509.sender import from_field_values
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
-GCM_CIPHERS = ("aes128_gcm", "aes192_gcm", "aes256_gcm")
 
 
 def sign_message(
@@ -102,7 +101,8 @@ def sign_entity(
         convention=convention,
     )
     if detached:
-        return mime.wrap_multipart_signed(entity, der, digests.by_name(digest).micalg)
+        micalg = digests.by_name(digest).micalg
+        return mime.wrap_multipart_signed(entity, der, micalg, prepared=True)
     return mime.wrap_pkcs7_mime(der, "signed-data")
 
 
@@ -188,9 +188,9 @@ def encrypt_entity(
             use_ski=use_ski,
             convention=convention,
         )
-    kind = enveloped.inspect(der)
-    smime_type = "authEnveloped-data" if kind.cipher in GCM_CIPHERS else "enveloped-data"
-    return mime.wrap_pkcs7_mime(der, smime_type)
+    # The label from the DER's content type: parsing the whole envelope again to learn the
+    # cipher (enveloped.inspect) cost more than the wrapping.
+    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der))
 
 
 def ciphers_suite(cipher: str) -> str:
@@ -280,8 +280,7 @@ def open_message(
         layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
-            info = enveloped.inspect(layer.der)
-            current = enveloped.decrypt(layer.der, keys)
+            current, info = enveloped.decrypt_with_info(layer.der, keys)
             layers.append(OpenedLayer("encrypted", layer.kind, cipher=info.cipher))
         elif layer.kind == "signed_opaque":
             assert layer.der is not None

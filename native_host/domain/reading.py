@@ -175,10 +175,11 @@ def _peel(
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             peeled.encrypted = True
-            peeled.cipher = enveloped.inspect(layer.der).cipher
             try:
-                current = enveloped.decrypt(layer.der, keys)
+                current, info = enveloped.decrypt_with_info(layer.der, keys)
+                peeled.cipher = info.cipher
             except PkiError as error:
+                peeled.cipher = enveloped.inspect(layer.der).cipher
                 peeled.decrypted = False
                 peeled.problem = error.message
                 peeled.message = outer + b"\r\n"
