@@ -412,28 +412,16 @@ def _sign_tst_info(
 ) -> bytes:
     """ContentInfo(SignedData) with the TSTInfo as attached eContent."""
     signer = Credential(tsa.key, tsa.certificate, tsa.chain if include_chain else ())
-    # signed.sign cannot embed content of a type asn1crypto parses (TSTInfo), so it signs
-    # detached and the exact TSTInfo octets go in here: the signature covers the signed
-    # attributes, whose messageDigest covers these octets.
-    detached = signed.sign(
+    return signed.sign(
         tst_der,
         signer,
         digest=digest,
-        detached=True,
+        detached=False,
         signing_time=when,
         capabilities=(),
         content_type=OID_TST_INFO,
+        include_certificates=cert_req,
     )
-    info = cms.ContentInfo.load(detached)
-    signed_data = info["content"]
-    octets = core.OctetString(tst_der).dump()
-    explicit = b"\xa0" + _der_length(len(octets)) + octets  # eContent [0] EXPLICIT
-    body = core.ObjectIdentifier(OID_TST_INFO).dump() + explicit
-    encap = b"\x30" + _der_length(len(body)) + body
-    signed_data["encap_content_info"] = cms.EncapsulatedContentInfo.load(encap)
-    if not cert_req:
-        signed_data["certificates"] = None
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
 
 
 # ---- tokens (client side) ---------------------------------------------------------------------
