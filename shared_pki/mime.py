@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,6 +47,7 @@ __all__ = [
     "header_block",
     "header_fields",
     "micalg_for",
+    "parse_message",
     "prepare_for_signing",
     "register_content_type_alias",
     "register_micalg",
@@ -560,6 +563,66 @@ def _header_line(name: str, value: str) -> bytes:
     return canonicalize(header.fold(policy=_BUILD_POLICY).encode("ascii"))
 
 
+# --------------------------------------------------------------------------- reading
+
+
+def parse_message(message: bytes, policy: email_policy.Policy = email_policy.default) -> Message:
+    """The email package's tree of a message, as BytesParser(policy=policy).parsebytes makes it,
+    with the multipart structure cut at the byte level: the email parser reads only each
+    part's header block, and a leaf's body becomes its payload in one piece. The feed parser
+    handles a 10 MB body a line at a time (150 ms); this takes a few. Anything out of the
+    ordinary (no boundary, an unclosed or nested-too-deep multipart, a message/* part, bytes
+    that are not MIME) goes to the email package as a whole, so the tree is always its own."""
+    _require_bytes(message, "message")
+    try:
+        return _parse_fast(message, policy, 0)
+    except (_Unusual, PkiError, *_PARSE_ERRORS):
+        return BytesParser(policy=policy).parsebytes(message)
+
+
+class _Unusual(Exception):
+    """A structure parse_message leaves to the email package."""
+
+
+_PARSE_ERRORS = (IndexError, KeyError, ValueError, TypeError, UnicodeError, AttributeError)
+
+
+def _parse_fast(entity: bytes, policy: email_policy.Policy, depth: int) -> Message:
+    if depth > _MAX_DEPTH:
+        raise _Unusual
+    head_end, body_start = _split_point(entity)
+    if body_start == head_end:  # no blank line: all header, or not MIME at all
+        raise _Unusual
+    node = BytesParser(policy=policy).parsebytes(entity[:body_start], headersonly=True)
+    if node.defects or node.get_payload():
+        raise _Unusual  # the header block did not parse cleanly: let the parser say how
+    body = entity[body_start:]
+    maintype = node.get_content_maintype()
+    if maintype == "message":
+        raise _Unusual  # message/rfc822 and friends: a sub-message the parser builds
+    if maintype != "multipart":
+        node.set_payload(body.decode("ascii", "surrogateescape"))
+        return node
+    boundary = node.get_boundary()
+    if not boundary or not boundary.isascii():
+        raise _Unusual
+    parts = _split_multipart(body, boundary.encode("ascii"))
+    if not parts.closed or not parts.parts:
+        raise _Unusual
+    node.set_payload([_parse_fast(part, policy, depth + 1) for part in parts.parts])
+    node.preamble = _text_between(parts.preamble, strip_end=True)
+    node.epilogue = _text_between(parts.epilogue, strip_end=False)
+    return node
+
+
+def _text_between(data: bytes, *, strip_end: bool) -> str | None:
+    """A preamble or epilogue as the feed parser keeps it (None when there is none)."""
+    if not data:
+        return None if strip_end else ""
+    text = data.decode("ascii", "surrogateescape")
+    return text.removesuffix("\n").removesuffix("\r") if strip_end else text
+
+
 # --------------------------------------------------------------------------- unwrapping
 
 
@@ -571,7 +634,8 @@ class SmimeLayer:
     kind: enveloped | auth_enveloped | signed_opaque (decided from the CMS content type in the
     DER, not from labels) | multipart_signed | plain.
     outer_headers: the RFC 5322 fields around the entity (CRLF), empty for an inner entity.
-    entity: this layer's MIME entity (content fields and body), canonical.
+    entity: this layer's MIME entity (content fields and body), canonical; made when first
+    read (raw_entity is what came), since a reader peeling a 10 MB message never reads it.
     der: the CMS ContentInfo of an application/pkcs7-mime layer.
     content: the first part of multipart/signed exactly as on the wire (what was signed).
     signature: the detached SignedData of multipart/signed.
@@ -581,7 +645,7 @@ class SmimeLayer:
 
     kind: SmimeKind
     outer_headers: bytes
-    entity: bytes
+    raw_entity: bytes = dataclasses.field(repr=False)
     content_type: str
     der: bytes | None = None
     content: bytes | None = None
@@ -590,6 +654,12 @@ class SmimeLayer:
     protocol: str | None = None
     smime_type: str | None = None
     cms_content_type: str | None = None
+    # A binary transfer encoding: the entity is kept as it came.
+    binary: bool = dataclasses.field(default=False, repr=False)
+
+    @functools.cached_property
+    def entity(self) -> bytes:
+        return self.raw_entity if self.binary else canonicalize(self.raw_entity)
 
 
 def unwrap(message: bytes) -> SmimeLayer:
@@ -615,8 +685,6 @@ def _unwrap(message: bytes) -> SmimeLayer:
     cte = _field_value(fields, "content-transfer-encoding").strip().lower()
     if info.ctype == "multipart/signed":
         return _unwrap_multipart_signed(info, canonicalize(raw_entity), outer)
-    entity = canonicalize(raw_entity) if cte != "binary" else raw_entity
-
     name = (info.param("name") or info.filename or "").strip().lower()
     if info.ctype in _PKCS7_MIME_TYPES or (
         info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
@@ -633,13 +701,20 @@ def _unwrap(message: bytes) -> SmimeLayer:
         return SmimeLayer(
             kind=_KIND_BY_OID[_standard(oid)],
             outer_headers=outer,
-            entity=entity,
+            raw_entity=raw_entity,
             content_type=info.ctype,
             der=der,
             smime_type=smime_type.strip() if smime_type else None,
             cms_content_type=oid,
+            binary=cte == "binary",
         )
-    return SmimeLayer(kind="plain", outer_headers=outer, entity=entity, content_type=info.ctype)
+    return SmimeLayer(
+        kind="plain",
+        outer_headers=outer,
+        raw_entity=raw_entity,
+        content_type=info.ctype,
+        binary=cte == "binary",
+    )
 
 
 def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) -> SmimeLayer:
@@ -679,7 +754,7 @@ def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) ->
     return SmimeLayer(
         kind="multipart_signed",
         outer_headers=outer,
-        entity=entity,
+        raw_entity=entity,
         content_type=info.ctype,
         content=content,
         signature=signature,

@@ -392,7 +392,7 @@ def open_message(
         signatures=tuple(signatures),
         problem=peeled.problem,
     )
-    message = _PARSER.parsebytes(peeled.message)
+    message = mime.parse_message(peeled.message)  # the email package's tree, built faster
     assert isinstance(message, EmailMessage)
     text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
     blocked = 0

@@ -269,6 +269,63 @@ def test_prepare_returns_an_unchanged_entity_itself() -> None:
     assert mime.prepare_for_signing(folded) == mime.canonicalize(folded)
 
 
+def _tree(message) -> list:
+    """What a reader takes from the email package's tree: every part's type, filename,
+    disposition and fields, and each leaf's decoded payload and content."""
+    rows = []
+    for part in message.walk():
+        row = [part.get_content_type(), part.is_multipart(), part.get_filename()]
+        row += [part.get_content_disposition(), list(part.items())]
+        if not part.is_multipart():
+            row.append(part.get_payload(decode=True))
+            try:
+                row.append(part.get_content())
+            except (LookupError, ValueError, KeyError, AttributeError) as error:
+                row.append(type(error).__name__)
+        rows.append(row)
+    return rows
+
+
+PARSE_SAMPLES = [
+    b"From: a@b\r\nSubject: x\r\n\r\nbody only\r\n",
+    b"From: a@b\nContent-Type: multipart/mixed; boundary=XX\n\npre\n--XX\nContent-Type: text/"
+    b"plain\n\none\n--XX\nContent-Type: message/rfc822\n\nFrom: c@d\n\ninner\n--XX--\nepi\n",
+    b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n"
+    b"\r\nunclosed\r\n",
+    b'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plai'
+    b"n; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r"
+    b"\n--b1\r\nContent-Type: multipart/related; boundary=b2\r\n\r\n--b2\r\nContent-Type: te"
+    b"xt/html\r\n\r\n<img src=cid:x>\r\n--b2\r\nContent-Type: image/png\r\nContent-ID: <x>\r"
+    b"\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b2--\r\n\r\n--b1--\r\n",
+    b"no headers at all",
+    b"Subject: x\r\n\r\n",
+    b"\r\nbody without headers",
+    b"Content-Type: text/plain; charset=latin-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xe9t"
+    b"\xe9\r\n",
+    b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n\r\nno part fields\r\n--x--',
+    b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n",
+    b"Subject: =?utf-8?q?caf=C3=A9?=\r\n bad continuation\r\n\r\nbody\r\n",
+]
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"])
+def test_parse_message_gives_the_email_packages_tree(line_end: bytes) -> None:
+    built = mime.build_entity(
+        "hello\nworld",
+        "<p>hi</p>",
+        [
+            ("a.bin", "application/octet-stream", bytes(range(256)) * 10),
+            ("b.txt", "text/plain", b"x"),
+        ],
+    )
+    vectors = sorted(Path(__file__).parent.parent.joinpath("vectors").rglob("*.eml"))
+    samples = [built, *PARSE_SAMPLES, *(path.read_bytes() for path in vectors)]
+    for sample in samples:
+        sample = sample.replace(b"\r\n", b"\n").replace(b"\n", line_end)
+        expected = BytesParser(policy=policy.default).parsebytes(sample)
+        assert _tree(mime.parse_message(sample)) == _tree(expected), sample[:120]
+
+
 def test_quoted_printable_encoder_on_random_text() -> None:
     """Every line within 76 characters, no trailing whitespace, no "From " at a line start,
     and decoding gives the input back."""
