@@ -47,6 +47,7 @@ __all__ = [
     "header_block",
     "header_fields",
     "micalg_for",
+    "outer_headers",
     "parse_message",
     "prepare_for_signing",
     "register_content_type_alias",
@@ -385,13 +386,48 @@ def split_headers(message: bytes) -> tuple[bytes, bytes]:
     prepare_for_signing encodes them. An mbox "From " separator line is dropped."""
     _require_bytes(message, "message")
     with _malformed_guard("message"):
+        split = _Split.of(message)
+        return split.outer, split.entity()
+
+
+def outer_headers(message: bytes) -> bytes:
+    """split_headers(message)[0] without building the entity (a copy of the whole body)."""
+    _require_bytes(message, "message")
+    with _malformed_guard("message"):
+        return _Split.of(message).outer
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A message cut at its header block: the outer fields, the content fields, and where the
+    body starts in `message` (an mbox "From " line already dropped)."""
+
+    message: bytes
+    fields: list[_Field]
+    body_start: int
+
+    @classmethod
+    def of(cls, message: bytes) -> _Split:
         if message.startswith(b"From ") and not _FIELD_START.match(message):
             message = message.split(b"\n", 1)[1] if b"\n" in message else b""
         head_end, body_start = _split_point(message)
-        fields = _parse_fields(message[:head_end])
-        outer = b"".join(f.raw for f in fields if not f.is_content)
-        content = b"".join(f.raw for f in fields if f.is_content)
-        return outer, b"".join((content, CRLF, memoryview(message)[body_start:]))
+        return cls(message, _parse_fields(message[:head_end]), body_start)
+
+    @property
+    def outer(self) -> bytes:
+        return b"".join(f.raw for f in self.fields if not f.is_content)
+
+    @property
+    def content_fields(self) -> list[_Field]:
+        return [f for f in self.fields if f.is_content]
+
+    def entity(self) -> bytes:
+        """Content fields, CRLF, body: one copy, the body joined from a view."""
+        content = b"".join(f.raw for f in self.content_fields)
+        return b"".join((content, CRLF, memoryview(self.message)[self.body_start :]))
+
+    def body(self) -> bytes:
+        return self.message[self.body_start :]
 
 
 # --------------------------------------------------------------------------- wrapping
@@ -635,7 +671,7 @@ class SmimeLayer:
     DER, not from labels) | multipart_signed | plain.
     outer_headers: the RFC 5322 fields around the entity (CRLF), empty for an inner entity.
     entity: this layer's MIME entity (content fields and body), canonical; made when first
-    read (raw_entity is what came), since a reader peeling a 10 MB message never reads it.
+    read, since a reader peeling a 10 MB message never reads it (two copies and two passes).
     der: the CMS ContentInfo of an application/pkcs7-mime layer.
     content: the first part of multipart/signed exactly as on the wire (what was signed).
     signature: the detached SignedData of multipart/signed.
@@ -645,7 +681,7 @@ class SmimeLayer:
 
     kind: SmimeKind
     outer_headers: bytes
-    raw_entity: bytes = dataclasses.field(repr=False)
+    split: _Split = dataclasses.field(repr=False, compare=False)
     content_type: str
     der: bytes | None = None
     content: bytes | None = None
@@ -656,10 +692,14 @@ class SmimeLayer:
     cms_content_type: str | None = None
     # A binary transfer encoding: the entity is kept as it came.
     binary: bool = dataclasses.field(default=False, repr=False)
+    known_entity: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def entity(self) -> bytes:
-        return self.raw_entity if self.binary else canonicalize(self.raw_entity)
+        if self.known_entity is not None:
+            return self.known_entity
+        raw = self.split.entity()
+        return raw if self.binary else canonicalize(raw)
 
 
 def unwrap(message: bytes) -> SmimeLayer:
@@ -677,19 +717,18 @@ def unwrap(message: bytes) -> SmimeLayer:
 def _unwrap(message: bytes) -> SmimeLayer:
     if not message or message.isspace():
         raise MalformedInput("empty message")
-    raw_outer, raw_entity = split_headers(message)
-    head, raw_body = _split_entity(raw_entity)
-    fields = _parse_fields(head)
+    split = _Split.of(message)  # the entity is joined only when someone needs it
+    fields = split.content_fields
     info = _content_info(fields)
-    outer = canonicalize(raw_outer)
+    outer = canonicalize(split.outer)
     cte = _field_value(fields, "content-transfer-encoding").strip().lower()
     if info.ctype == "multipart/signed":
-        return _unwrap_multipart_signed(info, canonicalize(raw_entity), outer)
+        return _unwrap_multipart_signed(info, canonicalize(split.entity()), outer, split)
     name = (info.param("name") or info.filename or "").strip().lower()
     if info.ctype in _PKCS7_MIME_TYPES or (
         info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
     ):
-        der = _decode_body(raw_body, cte, what=info.ctype)
+        der = _decode_body(split.body(), cte, what=info.ctype)
         if cte != "base64":
             der = _trim_line_end(der, info.ctype)
         oid = _sniff_cms(der, info.ctype)
@@ -701,7 +740,7 @@ def _unwrap(message: bytes) -> SmimeLayer:
         return SmimeLayer(
             kind=_KIND_BY_OID[_standard(oid)],
             outer_headers=outer,
-            raw_entity=raw_entity,
+            split=split,
             content_type=info.ctype,
             der=der,
             smime_type=smime_type.strip() if smime_type else None,
@@ -711,13 +750,15 @@ def _unwrap(message: bytes) -> SmimeLayer:
     return SmimeLayer(
         kind="plain",
         outer_headers=outer,
-        raw_entity=raw_entity,
+        split=split,
         content_type=info.ctype,
         binary=cte == "binary",
     )
 
 
-def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) -> SmimeLayer:
+def _unwrap_multipart_signed(
+    info: _ContentInfo, entity: bytes, outer: bytes, split: _Split
+) -> SmimeLayer:
     protocol = (info.param("protocol") or "").strip().lower()
     if not protocol:
         raise MalformedInput("multipart/signed without a protocol parameter")
@@ -754,7 +795,8 @@ def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) ->
     return SmimeLayer(
         kind="multipart_signed",
         outer_headers=outer,
-        raw_entity=entity,
+        split=split,
+        known_entity=entity,
         content_type=info.ctype,
         content=content,
         signature=signature,

@@ -269,7 +269,7 @@ def open_message(
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
     tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
     CRLs to check the signers' chains with (None: revocation is not looked at)."""
-    outer, _ = mime.split_headers(message)
+    outer = mime.outer_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
     current = message

@@ -166,7 +166,7 @@ def _peel(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
 ) -> _Peeled:
-    outer, _ = mime.split_headers(raw)
+    outer = mime.outer_headers(raw)
     sender = smime.from_address(outer)
     peeled = _Peeled(raw)
     current = raw
