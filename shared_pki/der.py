@@ -43,3 +43,39 @@ def encoded(value: core.Asn1Value) -> bytes:
     ):
         return value_header + value.contents
     return value.dump()
+
+
+def read_header(data: bytes | memoryview, pos: int) -> tuple[int, int, int] | None:
+    """(tag, header length, content length) of the value at pos when it has one identifier
+    octet and a definite length that fits in data; None otherwise (a high tag number, the
+    indefinite form, a length past the end), for the caller to leave to asn1crypto."""
+    if pos + 2 > len(data):
+        return None
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F or first == 0x80:
+        return None
+    if first < 0x80:
+        size, header_length = first, 2
+    else:
+        count = first & 0x7F
+        if count > 4 or pos + 2 + count > len(data):
+            return None
+        size = int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
+        header_length = 2 + count
+    if pos + header_length + size > len(data):
+        return None
+    return tag, header_length, size
+
+
+def children(data: bytes | memoryview, start: int, end: int) -> list[tuple[int, int, int]] | None:
+    """(tag, start, end) of each value from start to exactly end, or None (see read_header)."""
+    found = []
+    pos = start
+    while pos < end:
+        header = read_header(data, pos)
+        if header is None:
+            return None
+        tag, header_length, size = header
+        found.append((tag, pos, pos + header_length + size))
+        pos += header_length + size
+    return found if pos == end else None
