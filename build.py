@@ -39,10 +39,11 @@ SOURCE = ROOT / "extension"
 EXCLUDED_SUFFIXES = (".test.js", ".md")
 EXCLUDED_DIRS = {"tests", "node_modules"}
 FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-FIREFOX_MIN_VERSION = "128.0"
+FIREFOX_MIN_VERSION = "133.0"  # Uint8Array.fromBase64 / toBase64, as Chromium 140
 
 
 ROUNDCUBE_SCRIPTS = [
+    "shared/ask.js",
     "content/adapters/addresses.js",
     "content/adapters/roundcube.js",
     "content/webmail.js",

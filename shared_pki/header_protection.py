@@ -3,8 +3,8 @@ encryption), so a relay can neither read an encrypted Subject nor change a signe
 
 Pure functions over bytes, no crypto: `protect` turns the message's header fields and its inner
 MIME entity into the Cryptographic Payload to sign and/or encrypt, and the header fields to send
-outside; `read` takes the payload that came out of the last layer (see smime.OpenedMessage.payload)
-and the outer header fields, and says what to show.
+outside; `read` takes the payload that came out of the last layer (smime.OpenedMessage.payload;
+OpenedMessage.headers() calls it) and the outer header fields, and says what to show.
 
 The format (RFC 9788 section 2):
 - the payload's own header section carries a copy of every non-structural header field of the
@@ -33,13 +33,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import getaddresses
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from shared_pki import mime
 from shared_pki.errors import MalformedInput
-
-if TYPE_CHECKING:
-    from shared_pki.smime import OpenedMessage
 
 __all__ = [
     "HP_CIPHER",
@@ -57,7 +54,6 @@ __all__ = [
     "hide_legacy_display",
     "protect",
     "read",
-    "read_opened",
 ]
 
 HP_CLEAR = "clear"
@@ -476,17 +472,6 @@ def read(
         entity=cleaned,
         legacy_display_hidden=hidden,
         **base,  # type: ignore[arg-type]
-    )
-
-
-def read_opened(opened: OpenedMessage) -> ReadHeaders:
-    """read() for what smime.open_message returned."""
-    outer, _ = mime.split_headers(opened.message)
-    return read(
-        outer,
-        opened.payload,
-        encrypted=opened.encrypted,
-        signature_valid=opened.signed_and_valid,
     )
 
 

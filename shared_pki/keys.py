@@ -100,28 +100,6 @@ def _load_crypto_private_key(data: bytes, password: bytes | None) -> PrivateKey:
     raise KeyLoadError("Not a private key we can read.")
 
 
-def load_pkcs12(data: bytes, password: bytes | None = None) -> Credential:
-    """The key, certificate and chain of a PKCS#12 file (.p12/.pfx), through shared_pki.pkcs12:
-    `cryptography`'s loader reads DER only and falls back to BER with a deprecation warning
-    ("may become an exception"), and NSS (Thunderbird, Firefox) writes BER. The first key that
-    has its certificate in the file is taken (RSA, EC or SM2)."""
-    from shared_pki import pkcs12 as ours
-    from shared_pki.errors import PkiError
-
-    try:
-        entries = ours.parse_pfx(data, b"" if password is None else password)
-    except KeyLoadError as error:
-        # Its subtypes (wrong password, tampered) keep their words but not their codes here:
-        # callers of this function know one code for a key file that does not load.
-        raise KeyLoadError(error.message) from None
-    except PkiError as error:
-        raise KeyLoadError(f"Not a PKCS#12 file we can read: {error.message}") from None
-    for entry in entries:
-        if entry.certificate is not None:
-            return Credential(entry.key, entry.certificate, entry.chain)
-    raise KeyLoadError("The PKCS#12 file holds no private key with its certificate.")
-
-
 def load_pkcs8(der: bytes) -> PrivateKey:
     """A PKCS#8 private key of any kind shared_pki uses: SM2 (which cryptography cannot load,
     so it is recognised by its curve) or one that cryptography loads. Bytes that are not

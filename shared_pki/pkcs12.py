@@ -71,7 +71,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from shared_pki import sm2
 from shared_pki.errors import KeyLoadError, MalformedInput, PkiError, UnsupportedAlgorithm
-from shared_pki.keys import Certificate, PrivateKey, load_pkcs8
+from shared_pki.keys import Certificate, Credential, PrivateKey, load_pkcs8
 
 Flavour = Literal["modern", "legacy"]
 MODERN_ITERATIONS = 600_000
@@ -699,3 +699,22 @@ def _chain(leaf: Certificate, pool: list[Certificate]) -> list[Certificate]:
         seen.add(issuer.dump())
         current = issuer
     return chain
+
+
+def load_pkcs12(data: bytes, password: bytes | None = None) -> Credential:
+    """The key, certificate and chain of a PKCS#12 file (.p12/.pfx), through parse_pfx:
+    `cryptography`'s loader reads DER only and falls back to BER with a deprecation warning
+    ("may become an exception"), and NSS (Thunderbird, Firefox) writes BER. The first key that
+    has its certificate in the file is taken (RSA, EC or SM2)."""
+    try:
+        entries = parse_pfx(data, b"" if password is None else password)
+    except KeyLoadError as error:
+        # Its subtypes (wrong password, tampered) keep their words but not their codes here:
+        # callers of this function know one code for a key file that does not load.
+        raise KeyLoadError(error.message) from None
+    except PkiError as error:
+        raise KeyLoadError(f"Not a PKCS#12 file we can read: {error.message}") from None
+    for entry in entries:
+        if entry.certificate is not None:
+            return Credential(entry.key, entry.certificate, entry.chain)
+    raise KeyLoadError("The PKCS#12 file holds no private key with its certificate.")

@@ -215,7 +215,7 @@ class OpenedLayer:
 class OpenedMessage:
     """The innermost entity with the original outer headers, and every layer found on the way,
     outermost first. payload: that innermost entity as it came out of the last layer, its own
-    header fields included (RFC 9788's Cryptographic Payload: header_protection.read_opened)."""
+    header fields included (RFC 9788's Cryptographic Payload: headers() reads it)."""
 
     message: bytes
     layers: tuple[OpenedLayer, ...] = field(default_factory=tuple)
@@ -233,6 +233,14 @@ class OpenedMessage:
     def signed_and_valid(self) -> bool:
         """Signed at least once, and every signature holds."""
         return bool(self.signatures) and all(result.valid for result in self.signatures)
+
+    def headers(self) -> header_protection.ReadHeaders:
+        """The header fields to show (RFC 9788: the protected ones when the payload carries
+        them, else the outer ones), with what HP-Outer said and the discrepancies in words."""
+        outer, _ = mime.split_headers(self.message)
+        return header_protection.read(
+            outer, self.payload, encrypted=self.encrypted, signature_valid=self.signed_and_valid
+        )
 
 
 def from_address(outer_headers: bytes) -> str | None:

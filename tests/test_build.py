@@ -97,6 +97,7 @@ def test_roundcube_address_is_built_in(tmp_path: Path) -> None:
         gmail, roundcube = manifest["content_scripts"]
         assert gmail["matches"] == ["https://mail.google.com/*"]
         assert gmail["js"] == [
+            "shared/ask.js",
             "content/adapters/addresses.js",
             "content/adapters/gmail.js",
             "content/webmail.js",
@@ -104,6 +105,7 @@ def test_roundcube_address_is_built_in(tmp_path: Path) -> None:
         assert roundcube == {
             "matches": ["https://mail.example.org/roundcube/*"],
             "js": [
+                "shared/ask.js",
                 "content/adapters/addresses.js",
                 "content/adapters/roundcube.js",
                 "content/webmail.js",

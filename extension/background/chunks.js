@@ -2,26 +2,11 @@
 // A message whose UTF-8 JSON is larger than one frame allows travels as chunk events
 // {id, event: "chunk", seq, count, data}, data being base64 of at most chunkRawBytes bytes.
 // Pure functions: the limits come in as arguments so that Node's test runner can use them.
+// Base64 is the platform's (Uint8Array.prototype.toBase64, Uint8Array.fromBase64: Chromium 140,
+// Firefox 133; tests/extension/base64.mjs adds them to older Node).
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
-
-export function bytesToBase64(bytes) {
-  if (typeof bytes.toBase64 === 'function') return bytes.toBase64();
-  let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
-export function base64ToBytes(text) {
-  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(text);
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
 
 /** The frames that carry message: the message itself if it fits in maxFrame bytes, else chunks. */
 export function splitMessage(message, { maxFrame, chunkRawBytes }) {
@@ -31,7 +16,7 @@ export function splitMessage(message, { maxFrame, chunkRawBytes }) {
   const frames = [];
   for (let seq = 0; seq < count; seq += 1) {
     const piece = body.subarray(seq * chunkRawBytes, (seq + 1) * chunkRawBytes);
-    frames.push({ id: message.id, event: 'chunk', seq, count, data: bytesToBase64(piece) });
+    frames.push({ id: message.id, event: 'chunk', seq, count, data: piece.toBase64() });
   }
   return frames;
 }
@@ -67,7 +52,12 @@ export class ChunkAssembler {
     }
     if (count !== entry.count) fail('Chunks of one message disagree on their count.');
     if (seq !== entry.parts.length) fail(`Chunk ${seq} arrived where ${entry.parts.length} was expected.`);
-    const piece = base64ToBytes(data);
+    let piece = null;
+    try {
+      piece = Uint8Array.fromBase64(data);
+    } catch {
+      fail('A chunk\'s data is not base64.');
+    }
     entry.size += piece.length;
     if (entry.size > this.maxMessageBytes) fail('A chunked message grew past the size limit.');
     entry.parts.push(piece);

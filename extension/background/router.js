@@ -1,13 +1,15 @@
 // Requests from content scripts and extension pages, checked before anything reaches the host.
 // The webmail page is hostile: content scripts may ask only for the ops listed here.
 
+import { SECURE_MESSAGE } from './secure_frames.js';
+
 // certs.lookup: addresses in, public certificates out; no secret, and shown as recipient badges.
 export const CONTENT_SCRIPT_OPS = new Set(['hello', 'echo', 'certs.lookup']);
 
-// The secure editor and viewer are our pages framed inside the webmail tab: they hold the
-// plaintext and ask the host themselves, for these ops only (the page can post to them).
+// The secure editor and viewer are our pages framed inside the webmail tab, where the page can
+// frame them too: they ask for nothing here. The worker serves the frame the content script
+// registered, over that frame's own port (secure_frames.js).
 export const SECURE_FRAME_PAGES = ['ui/editor.html', 'ui/viewer.html'];
-export const SECURE_FRAME_OPS = new Set(['compose.send', 'message.open']);
 
 /** Whether sender is one of the secure frames (editor, viewer) of this extension. */
 export function isSecureFrame(sender, extensionId, extensionBaseUrl) {
@@ -45,18 +47,21 @@ export function isTrustedExtensionPage(sender, extensionId, extensionBaseUrl) {
   return sender.frameId === 0 && TAB_PAGES.includes(path);
 }
 
-/** Whether sender may ask for op: extension pages may ask for anything, content scripts for a few. */
+/**
+ * Whether sender may ask for op: our own tab pages anything, content scripts a few ops, the
+ * secure frames nothing (a page-made copy of them must not reach the host).
+ */
 export function senderMayAsk(sender, op, extensionId, extensionBaseUrl) {
   if (sender.id !== extensionId) return false;
   if (isTrustedExtensionPage(sender, extensionId, extensionBaseUrl)) return true;
-  if (isSecureFrame(sender, extensionId, extensionBaseUrl) && SECURE_FRAME_OPS.has(op)) return true;
+  if (isSecureFrame(sender, extensionId, extensionBaseUrl)) return false;
   return CONTENT_SCRIPT_OPS.has(op);
 }
 
 export function installRouter(runtime, nativePort) {
   runtime.onMessage.addListener((message, sender, sendResponse) => {
     if (message?.type === 'autosmime.accountHint') return false; // account_hint.js answers it
-    if (message?.type === 'autosmime.frame-command') return false; // for a secure frame, not the host
+    if (message?.type === SECURE_MESSAGE) return false; // secure_frames.js answers it
     const problem = validateRequest(message);
     if (problem) {
       sendResponse({ ok: false, error: { code: 'bad_request', message: problem } });

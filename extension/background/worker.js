@@ -6,11 +6,13 @@ import { PROTOCOL, HOST_NAME } from './protocol.js';
 import { installLongRequests, installRouter } from './router.js';
 import { installAccountHints } from './account_hint.js';
 import { installDailyRenewal } from './renewal.js';
+import { installSecureFrames } from './secure_frames.js';
 
 const api = globalThis.browser?.runtime ?? chrome.runtime;
 const nativePort = new NativePort(HOST_NAME, PROTOCOL, (name) => api.connectNative(name));
 installRouter(api, nativePort);
 installLongRequests(api, nativePort);
+const secureFrames = installSecureFrames(api, (globalThis.browser ?? chrome).tabs, nativePort);
 installAccountHints(api, (globalThis.browser ?? globalThis.chrome)?.storage?.session);
 const renewNow = installDailyRenewal(
   (globalThis.browser ?? globalThis.chrome)?.alarms,
@@ -29,4 +31,5 @@ globalThis.autosmime = {
   nativePort,
   request: (op, params, options) => nativePort.request(op, params, options),
   renewNow,
+  secureFrames,
 };

@@ -3,7 +3,9 @@
 // whose matches(location) is true). The page is hostile: this script never holds plaintext.
 // The body of a secure message lives in the secure editor and the opened message in the secure
 // viewer, both extension pages in iframes; this script only moves envelopes (addresses,
-// subject, flags) and ciphertext, and shows status.
+// subject, flags) and ciphertext, and shows status. It speaks to those frames only through the
+// worker (background/secure_frames.js): each frame is registered there under a secret the page
+// never sees, and nothing is posted to a frame but that secret (docs/SECURITY.md).
 (() => {
   if (globalThis.__autosmimeContentLoaded) return;
   globalThis.__autosmimeContentLoaded = true;
@@ -15,16 +17,7 @@
   const isTop = window.top === window;
   const EXTENSION_ORIGIN = new URL(runtime.getURL('')).origin;
 
-  function ask(op, params = {}) {
-    return runtime.sendMessage({ type: 'autosmime.request', op, params }).then((reply) => {
-      if (!reply || reply.ok !== true) {
-        const error = new Error(reply?.error?.message ?? 'No answer from the extension.');
-        error.code = reply?.error?.code ?? 'internal';
-        throw error;
-      }
-      return reply.result;
-    });
-  }
+  const { ask, call } = globalThis.autosmimeAsk; // shared/ask.js, loaded first
 
   function makeBadge() {
     const holder = document.createElement('autosmime-status');
@@ -67,36 +60,65 @@
     badge.textContent = `autosmime: ${text}`;
   }
 
-  // ---- secure frames: an extension page in an iframe, spoken to on a per-frame channel ----------
+  // ---- secure frames: registered with the worker under a secret, spoken to through it --------
 
-  function secureFrame(page, onEvent, { mode = null, minHeight = 120 } = {}) {
-    const channel = crypto.randomUUID();
-    const iframe = document.createElement('iframe');
-    const params = new URLSearchParams({ channel, origin: location.origin });
-    if (mode) params.set('mode', mode);
-    iframe.src = `${runtime.getURL(page)}#${params}`;
-    iframe.setAttribute('allow', 'clipboard-write');
-    iframe.style.cssText = `border:0;width:100%;display:block;min-height:${minHeight}px;background:#fff`;
-    window.addEventListener('message', (event) => {
-      if (event.source !== iframe.contentWindow || event.origin !== EXTENSION_ORIGIN) return;
-      const data = event.data;
-      if (!data || data.autosmime !== 'frame-event' || data.channel !== channel) return;
-      if (data.type === 'resize' && Number.isFinite(data.height)) {
-        iframe.style.height = `${Math.min(Math.max(data.height, minHeight), 4000)}px`;
-      }
-      onEvent(data);
-    });
-    const post = (type, payload = {}) => {
-      iframe.contentWindow?.postMessage({ autosmime: 'frame-command', channel, type, ...payload }, EXTENSION_ORIGIN);
-    };
-    // Commands that act (send, encrypt) go through the extension's runtime messaging, which the
-    // page cannot use: a command the page forges by postMessage arrives marked untrusted.
-    const command = (type, payload = {}) => {
-      runtime.sendMessage({ type: 'autosmime.frame-command', channel, command: { type, ...payload } })
-        .catch(() => {});
-    };
-    return { iframe, post, command };
+  const SECURE = 'autosmime.secure';
+  const SECURE_EVENT = 'autosmime.secure-event';
+  // Fixed sizes: nothing the page can measure follows what a frame shows or what is typed in it.
+  const FRAME_HEIGHT = { editor: 360, viewer: 480, status: 56 };
+  const PAGE_OF_KIND = { editor: 'ui/editor.html', viewer: 'ui/viewer.html', status: 'ui/viewer.html' };
+  const frameEvents = new Map(); // secret -> handler of the worker's events for that frame
+
+  function newSecret() {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
+
+  function tell(action, secret, payload = {}) {
+    return call({ type: SECURE, action, secret, ...payload });
+  }
+
+  /**
+   * An iframe of an extension page, registered with the worker as `kind` under a fresh secret.
+   * Its URL names the page only. The secret is posted into it (targetOrigin: the extension, so a
+   * document of any other origin gets nothing) until the worker says a frame claimed it: every
+   * 10 ms from the start, since the frame's script may run well before its load event (the
+   * viewer's sandboxed child delays that), and again on each load. Only the first claim binds.
+   */
+  function secureFrame(kind, registration, onEvent) {
+    const secret = newSecret();
+    const registered = tell('register', secret, { kind, ...registration });
+    registered.catch(() => {});
+    const iframe = document.createElement('iframe');
+    let handing = null;
+    const handOver = () => {
+      iframe.contentWindow?.postMessage({ autosmime: 'autosmime.claim', secret }, EXTENSION_ORIGIN);
+    };
+    const stopHanding = () => {
+      clearInterval(handing);
+      handing = null;
+    };
+    frameEvents.set(secret, (event) => {
+      if (event.event === 'bound') stopHanding();
+      if (event.event === 'disconnected' && kind !== 'editor') frameEvents.delete(secret);
+      onEvent?.(event);
+    });
+    iframe.src = runtime.getURL(PAGE_OF_KIND[kind]);
+    iframe.setAttribute('allow', 'clipboard-write');
+    iframe.style.cssText = `border:0;width:100%;display:block;height:${FRAME_HEIGHT[kind]}px;background:#fff`;
+    registered.then(() => {
+      handing = setInterval(handOver, 10);
+      setTimeout(stopHanding, 15_000);
+    }, () => {});
+    iframe.addEventListener('load', () => registered.then(handOver, () => {}));
+    return { iframe, secret, registered };
+  }
+
+  runtime.onMessage.addListener((message, sender) => {
+    if (sender.id !== runtime.id || message?.type !== SECURE_EVENT) return false;
+    frameEvents.get(message.secret)?.(message);
+    return false;
+  });
 
   // ---- compose ---------------------------------------------------------------------------------
 
@@ -111,7 +133,7 @@
     .status[data-state=error]{color:#a11}
     .status[data-state=sent]{color:#175}`;
 
-  const composes = new WeakMap();
+  const composes = new Map(); // compose element -> its state, while it is in the page
 
   function setUpCompose(compose) {
     const shadow = adapter.insertControls(compose);
@@ -119,65 +141,78 @@
       <div class="bar">
         <button type="button" data-toggle="encrypt" aria-pressed="false">🔒 Encrypt</button>
         <button type="button" data-toggle="sign" aria-pressed="false">✍ Sign</button>
+        <button type="button" data-action="reopen" hidden>Reopen the secure editor</button>
         <span class="recipients" aria-live="polite"></span>
         <span class="status" role="status" aria-live="polite"></span>
       </div>`;
     // Neither toggle: the webmail sends as it always does. Sign or Encrypt moves the body into
     // the secure editor and the send goes through the host (signed; encrypted too for Encrypt).
-    const state = { encrypt: false, sign: false, editor: null, sending: false, lookups: new Map(), shadow };
+    // The mode only goes up (sign -> encrypt), and only for a person's click: the page can click
+    // these buttons from its script (the shadow root is open), but not with isTrusted.
+    const state = { mode: null, editor: null, sending: false, lookups: new Map(), shadow };
     composes.set(compose, state);
     const status = shadow.querySelector('.status');
-    const say = (text, kind = 'info') => {
+    state.say = (text, kind = 'info') => {
       status.textContent = text;
       status.setAttribute('data-state', kind);
     };
-    state.say = say;
 
     const signButton = shadow.querySelector('[data-toggle=sign]');
     const encryptButton = shadow.querySelector('[data-toggle=encrypt]');
-    const showToggles = () => {
-      signButton.setAttribute('aria-pressed', String(state.sign));
-      encryptButton.setAttribute('aria-pressed', String(state.encrypt));
-      if (state.encrypt) encryptButton.textContent = '🔒 Encrypted';
+    const reopenButton = shadow.querySelector('[data-action=reopen]');
+    state.showToggles = () => {
+      signButton.setAttribute('aria-pressed', String(state.mode !== null));
+      encryptButton.setAttribute('aria-pressed', String(state.mode === 'encrypt'));
+      if (state.mode === 'encrypt') encryptButton.textContent = '🔒 Encrypted';
+      reopenButton.hidden = !state.editor?.dead;
     };
-    signButton.addEventListener('click', () => {
-      if (!state.editor) {
-        state.sign = true;
-        openEditor(compose, state, 'sign');
-      } else if (state.encrypt) {
-        state.sign = !state.sign; // encrypted mail may go unsigned; signed-only mail stays signed
-      }
-      showToggles();
+    signButton.addEventListener('click', (event) => {
+      if (!event.isTrusted || state.mode) return; // encrypted mail is always signed too
+      state.mode = 'sign';
+      openEditor(compose, state);
+      state.showToggles();
     });
-    encryptButton.addEventListener('click', () => {
-      if (state.encrypt) return; // once encrypted, the message stays encrypted
-      state.encrypt = true;
-      state.sign = true;
-      if (state.editor) state.editor.command('encrypt');
-      else openEditor(compose, state, 'encrypt');
-      showToggles();
+    encryptButton.addEventListener('click', (event) => {
+      if (!event.isTrusted || state.mode === 'encrypt') return;
+      state.mode = 'encrypt';
+      if (state.editor && !state.editor.dead) {
+        tell('mode', state.editor.secret, { mode: 'encrypt' }).catch(() => {});
+      } else {
+        openEditor(compose, state);
+      }
+      state.showToggles();
       refreshRecipients(compose, state);
     });
-    adapter.interceptSend(compose, () => state.editor !== null, () => sendSecure(compose, state));
+    reopenButton.addEventListener('click', (event) => {
+      if (!event.isTrusted || !state.editor?.dead) return;
+      openEditor(compose, state);
+      state.showToggles();
+    });
   }
 
-  function openEditor(compose, state, mode) {
-    const body = adapter.bodyOf(compose);
+  function openEditor(compose, state) {
+    const previous = state.editor;
     // What the page already had is moved (the page saw it already); from now on it gets nothing.
-    const carried = adapter.takeBody ? adapter.takeBody(compose) : takeEditableBody(body);
-    const frame = secureFrame('ui/editor.html', (event) => onEditorEvent(compose, state, event), { mode });
+    const text = previous ? '' : (adapter.takeBody ? adapter.takeBody(compose) : takeEditableBody(adapter.bodyOf(compose)));
+    const frame = secureFrame('editor', { mode: state.mode, text, restoreFrom: previous?.secret },
+      (event) => onEditorEvent(compose, state, frame, event));
     frame.iframe.title = 'autosmime secure editor';
     frame.iframe.className = 'autosmime-editor';
-    frame.iframe.style.minHeight = '200px';
     const holder = document.createElement('autosmime-secure-editor');
     holder.attachShadow({ mode: 'open' }).append(frame.iframe);
-    if (adapter.placeEditor) adapter.placeEditor(compose, holder);
-    else if (body) body.after(holder);
+    if (previous?.holder?.isConnected) previous.holder.replaceWith(holder);
+    else if (adapter.placeEditor) adapter.placeEditor(compose, holder);
+    else if (adapter.bodyOf(compose)) adapter.bodyOf(compose).after(holder);
     else state.shadow.host.after(holder);
-    state.editor = { ...frame, carried, ready: false };
-    state.say(mode === 'encrypt'
-      ? 'Encrypted: type your message in the secure editor.'
-      : 'Signed: type your message in the secure editor.');
+    state.editor = { secret: frame.secret, holder, dead: false, recipientKey: null };
+    frame.registered.then(() => pushRecipients(compose, state), () => {
+      state.say('The extension did not answer: the secure editor cannot work.', 'error');
+    });
+    state.say(previous
+      ? 'Secure editor reopened with what you had typed; attach files again.'
+      : state.mode === 'encrypt'
+        ? 'Encrypted: type your message in the secure editor.'
+        : 'Signed: type your message in the secure editor.');
   }
 
   /** A contenteditable body (Gmail): its text, then emptied, locked and hidden. */
@@ -191,39 +226,31 @@
     return text;
   }
 
-  function onEditorEvent(compose, state, event) {
-    switch (event.type) {
-      case 'ready':
-        state.editor.ready = true;
-        if (state.editor.carried.trim()) state.editor.post('init', { text: state.editor.carried });
-        state.editor.carried = '';
-        state.editor.post('focus');
-        break;
-      case 'send-shortcut':
-        sendSecure(compose, state);
-        break;
-      case 'progress':
-        state.say(event.stage ? `Sending: ${event.stage}` : 'Sending…');
-        break;
-      case 'sent': {
-        state.sending = false;
-        const how = event.encrypted ? (state.sign ? 'signed and encrypted' : 'encrypted') : 'signed';
-        state.say(`Sent, ${how}.`, 'sent');
-        notice(`Message sent, ${how}.`, 'sent');
-        setTimeout(() => adapter.discardCompose(compose), 300);
-        break;
-      }
-      case 'error':
-        state.sending = false;
-        state.say(event.message ?? 'Not sent.', 'error');
-        break;
-      default:
-        break;
+  function onEditorEvent(compose, state, frame, event) {
+    if (state.editor?.secret !== frame.secret) return;
+    if (event.event === 'send-shortcut') {
+      sendSecure(compose, state);
+    } else if (event.event === 'disconnected' && composes.has(compose) && compose.isConnected) {
+      // The frame we placed went away or was reloaded while the compose window stayed: someone
+      // interfered with it. It cannot be claimed again; nothing will be sent from it.
+      state.editor.dead = true;
+      state.sending = false;
+      state.say('The secure editor was interfered with (reloaded or removed by the page): nothing '
+        + 'will be sent from it. Reopen it to go on; what you typed is kept.', 'error');
+      state.showToggles();
     }
   }
 
-  function sendSecure(compose, state) {
+  /**
+   * A trusted Send (button or keyboard): the envelope goes to the worker, which sends what the
+   * secure editor holds, in the mode the extension holds, to the recipients the editor showed.
+   */
+  async function sendSecure(compose, state) {
     if (state.sending || !state.editor) return;
+    if (state.editor.dead) {
+      state.say('Not sent: the secure editor was interfered with. Reopen it, check, and send again.', 'error');
+      return;
+    }
     const recipients = adapter.readRecipients(compose);
     if (recipients.to.length + recipients.cc.length + recipients.bcc.length === 0) {
       state.say('Add at least one recipient.', 'error');
@@ -244,14 +271,39 @@
       return;
     }
     state.sending = true;
-    state.say(state.encrypt ? 'Sending encrypted…' : 'Sending signed…');
-    state.editor.command('send', {
-      envelope: { from, ...recipients, subject: adapter.readSubject(compose), sign: state.sign },
-    });
+    state.say(state.mode === 'encrypt' ? 'Sending encrypted…' : 'Sending signed…');
+    // The worker shows this list in the editor if it is not the one shown there (and sends only
+    // on a second Send): it is now the list the editor has.
+    state.editor.recipientKey = JSON.stringify(recipients);
+    try {
+      const result = await tell('send', state.editor.secret, {
+        envelope: { from, ...recipients, subject: adapter.readSubject(compose) },
+      });
+      const how = result.encrypted ? 'signed and encrypted' : 'signed';
+      state.say(`Sent, ${how}.`, 'sent');
+      notice(`Message sent, ${how}.`, 'sent');
+      setTimeout(() => adapter.discardCompose(compose), 300);
+    } catch (error) {
+      state.say(error.message || 'Not sent.', 'error');
+    } finally {
+      state.sending = false;
+    }
+  }
+
+  /** The webmail's recipients, to the secure editor (through the worker) whenever they change. */
+  function pushRecipients(compose, state) {
+    const editor = state.editor;
+    if (!editor || editor.dead) return;
+    const recipients = adapter.readRecipients(compose);
+    const key = JSON.stringify(recipients);
+    if (editor.recipientKey === key) return;
+    editor.recipientKey = key;
+    tell('recipients', editor.secret, recipients).catch(() => { editor.recipientKey = null; });
   }
 
   async function refreshRecipients(compose, state) {
-    if (!state.encrypt) return;
+    pushRecipients(compose, state);
+    if (state.mode !== 'encrypt') return;
     const { to, cc, bcc } = adapter.readRecipients(compose);
     const all = [...new Set([...to, ...cc, ...bcc])];
     const key = all.join(',');
@@ -279,6 +331,49 @@
     }));
   }
 
+  // ---- the one send gate -----------------------------------------------------------------------
+
+  /**
+   * While a compose window has a secure editor, its Send never reaches the webmail: pointer
+   * events on the adapter's Send button, Ctrl/Cmd-Enter anywhere in the window and Enter or
+   * Space on the Send button are stopped in the capture phase, and only a person's (isTrusted)
+   * click or key sends, through the host. The page can synthesize events, not trusted ones.
+   */
+  function composeWithEditor(target) {
+    if (!(target instanceof Node)) return null;
+    for (const [compose, state] of composes) {
+      if (state.editor && compose.contains(target)) return [compose, state];
+    }
+    return null;
+  }
+
+  function onSendPointer(event) {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target?.closest(adapter.SELECTORS.send)) return;
+    const found = composeWithEditor(target);
+    if (!found) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    if (event.type === 'click' && event.isTrusted) sendSecure(...found);
+  }
+
+  function onSendKey(event) {
+    const found = composeWithEditor(event.target);
+    if (!found) return;
+    const shortcut = event.key === 'Enter' && (event.ctrlKey || event.metaKey);
+    const onButton = (event.key === 'Enter' || event.key === ' ')
+      && event.target instanceof Element && event.target.closest(adapter.SELECTORS.send);
+    if (!shortcut && !onButton) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    if (event.type === 'keydown' && event.isTrusted) sendSecure(...found);
+  }
+
+  for (const type of ['pointerdown', 'mousedown', 'pointerup', 'mouseup', 'click', 'auxclick']) {
+    window.addEventListener(type, onSendPointer, true);
+  }
+  for (const type of ['keydown', 'keypress', 'keyup']) window.addEventListener(type, onSendKey, true);
+
   // ---- read ------------------------------------------------------------------------------------
 
   const opened = new WeakSet();
@@ -286,45 +381,41 @@
   /**
    * Encrypted (or opaque-signed) mail: the secure viewer takes the body's place. Mail signed but
    * not encrypted: the webmail renders it, and a status strip (the viewer in status mode) says
-   * next to it whether the signature and its timestamp hold.
+   * next to it whether the signature and its timestamp hold. The ciphertext is fetched while the
+   * viewer page loads and goes to the worker, which opens it for the registered frame only.
    */
   function setUpMessage(message) {
     opened.add(message.element);
-    const statusOnly = message.smime === 'signed';
-    // The ciphertext is fetched while the viewer page loads, not after.
-    const raw = adapter.fetchRaw(message).then(toBase64);
-    raw.catch(() => {}); // reported to the viewer once it is ready
-    const frame = secureFrame('ui/viewer.html', async (event) => {
-      if (event.type !== 'ready') return;
-      try {
-        frame.post('open', { raw: await raw, kind: message.smime });
-      } catch (error) {
-        frame.post('fail', { message: String(error.message ?? error) });
-      }
-    }, statusOnly ? { mode: 'status', minHeight: 28 } : {});
-    frame.iframe.title = statusOnly ? 'autosmime signature status' : 'autosmime secure viewer';
-    frame.iframe.className = statusOnly ? 'autosmime-signature-status' : 'autosmime-viewer';
+    const kind = message.smime === 'signed' ? 'status' : 'viewer';
+    const frame = secureFrame(kind, {});
+    const raw = adapter.fetchRaw(message);
+    Promise.all([raw, frame.registered]).then(
+      ([bytes]) => tell('raw', frame.secret, { raw: bytes.toBase64() }),
+      () => frame.registered.then(() => tell('raw', frame.secret, { failed: true })),
+    ).catch(() => {});
+    frame.iframe.title = kind === 'status' ? 'autosmime signature status' : 'autosmime secure viewer';
+    frame.iframe.className = kind === 'status' ? 'autosmime-signature-status' : 'autosmime-viewer';
     const holder = document.createElement('autosmime-secure-viewer');
     holder.attachShadow({ mode: 'open' }).append(frame.iframe);
-    if (statusOnly) adapter.placeStatus(message, holder);
+    if (kind === 'status') adapter.placeStatus(message, holder);
     else adapter.placeViewer(message, holder);
-  }
-
-  function toBase64(bytes) {
-    let binary = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    }
-    return btoa(binary);
   }
 
   // ---- the watcher -----------------------------------------------------------------------------
 
   function scan() {
+    // Composes we set up stay ours while they are in the page, even once their own body is
+    // hidden (the adapter finds only composes with a usable body).
+    for (const [compose, state] of composes) {
+      if (compose.isConnected) {
+        refreshRecipients(compose, state);
+      } else {
+        composes.delete(compose);
+        if (state.editor) frameEvents.delete(state.editor.secret);
+      }
+    }
     for (const compose of adapter.findComposeWindows()) {
-      const state = composes.get(compose);
-      if (!state) setUpCompose(compose);
-      else refreshRecipients(compose, state);
+      if (!composes.has(compose)) setUpCompose(compose);
     }
     for (const message of adapter.findOpenedMessages()) {
       if (message.smime && !opened.has(message.element)) setUpMessage(message);

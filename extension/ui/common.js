@@ -1,30 +1,14 @@
 // Shared helpers of the extension's own pages (popup, onboarding, options): asking the host
 // through the service worker, long requests with progress, configuration, and showing errors.
 
+import '../shared/ask.js';
 import { describeError, progressPercent } from './messages.js';
 
 const ext = globalThis.browser ?? globalThis.chrome;
 export const LONG_REQUEST_PORT = 'autosmime.long-request';
 
-export class RequestError extends Error {
-  constructor(error) {
-    super(error?.message ?? 'Unknown error.');
-    this.code = error?.code ?? 'internal';
-  }
-}
-
 /** Ask the host for op (short requests); resolves with the result, rejects with RequestError. */
-export async function request(op, params = {}) {
-  let answer;
-  try {
-    answer = await ext.runtime.sendMessage({ type: 'autosmime.request', op, params });
-  } catch (error) {
-    throw new RequestError({ code: 'host_unavailable', message: String(error?.message ?? error) });
-  }
-  if (!answer) throw new RequestError({ code: 'host_unavailable', message: 'The extension did not answer.' });
-  if (answer.ok) return answer.result;
-  throw new RequestError(answer.error);
-}
+export const { ask: request, RequestError } = globalThis.autosmimeAsk;
 
 /**
  * A long request over its own runtime Port: onProgress({done, total, stage}) for every

@@ -1,40 +1,57 @@
-// The secure editor: the body of an encrypted or signed message lives only here (an extension page in an
-// iframe over the webmail's compose body). On the content script's "send" (runtime messaging,
-// which the page cannot forge; see frame_channel.js) it calls compose.send itself; the webmail
-// page and the content script never see the body.
-import { ask, connectFrame } from './frame_channel.js';
+// The secure editor: the body of an encrypted or signed message lives only here (an extension page
+// in an iframe over the webmail's compose body). It shows, where the page cannot draw, whether the
+// message will be encrypted and exactly who gets it; the worker sends what this frame holds, to
+// the recipients it showed, in the mode the extension holds (frame_channel.js,
+// background/secure_frames.js). The webmail page and the content script never see the body.
+import { connectSecureFrame } from './frame_channel.js';
 
 const body = document.getElementById('body');
 const status = document.getElementById('status');
 const files = document.getElementById('files');
 const list = document.getElementById('attachments');
 const modeLine = document.getElementById('mode');
+const recipientsBox = document.getElementById('recipients');
 const attachments = [];
-let sending = false;
-
-// Whether this message is encrypted is decided here, in the extension's own frame, never by a
-// command: the page can forge commands, so it may upgrade a signed message to encrypted ("encrypt")
-// but nothing downgrades an editor that was opened to encrypt. The line says which, where the
-// page cannot draw over it.
-let encrypt = new URLSearchParams(location.hash.replace(/^#/, '')).get('mode') !== 'sign';
-
-function showMode() {
-  modeLine.setAttribute('data-mode', encrypt ? 'encrypt' : 'sign');
-  modeLine.textContent = encrypt
-    ? '🔒 Encrypted: only the recipients can read what you type here.'
-    : '✍ Signed, not encrypted: anyone who gets it can read it; the signature proves it is yours.';
-}
-showMode();
+let shownOnce = false;
+let draftTimer = null;
 
 function say(text, state = 'info') {
   status.textContent = text;
   status.setAttribute('data-state', state);
 }
 
-function toBase64(bytes) {
-  let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
+function showMode(mode) {
+  const encrypt = mode === 'encrypt';
+  modeLine.setAttribute('data-mode', encrypt ? 'encrypt' : 'sign');
+  modeLine.textContent = encrypt
+    ? '🔒 Encrypted and signed: only the recipients below can read what you type here.'
+    : '✍ Signed, not encrypted: anyone who gets it can read it; the signature proves it is yours.';
+}
+
+function showRecipients({ to = [], cc = [], bcc = [] }) {
+  const lines = [['to', 'To', to], ['cc', 'Cc', cc], ['bcc', 'Bcc', bcc]]
+    .filter(([kind, , addresses]) => kind === 'to' || addresses.length)
+    .map(([kind, label, addresses]) => {
+      const line = document.createElement('div');
+      line.className = 'line';
+      const name = document.createElement('span');
+      name.className = 'kind';
+      name.textContent = `${label}:`;
+      const items = document.createElement('ul');
+      items.setAttribute('data-kind', kind);
+      items.append(...addresses.map((address) => {
+        const item = document.createElement('li');
+        item.setAttribute('data-address', address);
+        item.textContent = address;
+        return item;
+      }));
+      if (!addresses.length) items.textContent = '(nobody yet)';
+      line.append(name, items);
+      return line;
+    });
+  recipientsBox.replaceChildren(...lines);
+  if (shownOnce) recipientsBox.setAttribute('data-changed', 'true');
+  shownOnce = true;
 }
 
 function showAttachments() {
@@ -53,69 +70,79 @@ function showAttachments() {
 
 files.addEventListener('change', async () => {
   for (const file of files.files) {
-    const data = toBase64(new Uint8Array(await file.arrayBuffer()));
+    const data = new Uint8Array(await file.arrayBuffer()).toBase64();
     attachments.push({ name: file.name, contentType: file.type || 'application/octet-stream', data });
   }
   files.value = '';
   showAttachments();
 });
 
-async function send(envelope, post) {
-  if (sending) return;
-  sending = true;
-  const signing = envelope.sign !== false;
-  say(encrypt ? 'Signing, timestamping, encrypting and sending…' : 'Signing, timestamping and sending…');
-  post('progress', { stage: encrypt ? 'Encrypting and sending' : 'Signing and sending' });
-  try {
-    const result = await ask('compose.send', {
-      from: envelope.from,
-      to: envelope.to ?? [],
-      cc: envelope.cc ?? [],
-      bcc: envelope.bcc ?? [],
-      subject: envelope.subject ?? '',
-      text: body.innerText,
-      // An encrypted message is always signed; only a signed one is sent without encryption.
-      sign: encrypt ? signing : true,
-      encrypt,
-      attachments,
-    });
-    if (result.status !== 'sent' && result.status !== 'queued') throw new Error(result.problem ?? 'Not sent.');
-    body.replaceChildren();
-    attachments.length = 0;
-    showAttachments();
-    say(result.status === 'sent' ? 'Sent.' : 'Queued: it will go when the mail server answers.');
-    post('sent', { status: result.status, messageId: result.messageId, timestamped: result.timestamped, encrypted: encrypt });
-  } catch (error) {
-    const message = error.message || 'Not sent.';
-    say(message, 'error');
-    post('error', { code: error.code ?? 'internal', message });
-  } finally {
-    sending = false;
+function onWorker(message) {
+  switch (message.type) {
+    case 'bound':
+      showMode(message.mode);
+      if (message.draft && !body.textContent) body.textContent = message.draft;
+      body.contentEditable = 'true';
+      files.disabled = false;
+      say('');
+      body.focus();
+      break;
+    case 'mode':
+      showMode(message.mode);
+      break;
+    case 'recipients':
+      showRecipients(message);
+      channel.post({ type: 'shown', version: message.version });
+      break;
+    case 'collect':
+      channel.post({ type: 'body', id: message.id, text: body.innerText, attachments });
+      break;
+    case 'progress':
+      say(message.stage ?? 'Sending…');
+      break;
+    case 'sent':
+      body.replaceChildren();
+      attachments.length = 0;
+      showAttachments();
+      recipientsBox.removeAttribute('data-changed');
+      say(message.status === 'sent' ? 'Sent.' : 'Queued: it will go when the mail server answers.');
+      break;
+    case 'failed':
+      say(message.message ?? 'Not sent.', 'error');
+      break;
+    case 'refused':
+      say('This editor is not connected: nothing typed here will be sent. Use the secure editor '
+        + 'autosmime opens in the compose window.', 'error');
+      break;
+    case 'disconnected':
+      body.contentEditable = 'false';
+      files.disabled = true;
+      say(message.wasBound
+        ? 'This secure editor was disconnected: nothing typed here will be sent from it.'
+        : 'This editor works only where autosmime places it in a compose window.', 'error');
+      break;
+    default:
+      break;
   }
 }
 
-const post = connectFrame((command, reply) => {
-  if (command.type === 'send' && command.trusted && command.envelope && typeof command.envelope === 'object') {
-    send(command.envelope, reply);
-  } else if (command.type === 'init' && typeof command.text === 'string' && !body.textContent) {
-    body.textContent = command.text;
-  } else if (command.type === 'encrypt' && command.trusted) {
-    encrypt = true;
-    showMode();
-  } else if (command.type === 'focus') {
-    body.focus();
+const channel = connectSecureFrame(onWorker) ?? { post: () => {} };
+
+// What is typed is kept in the worker's memory (never on disk), so an editor reopened after this
+// one was interfered with loses nothing.
+const saveDraft = () => {
+  clearTimeout(draftTimer);
+  draftTimer = null;
+  channel.post({ type: 'draft', text: body.innerText });
+};
+body.addEventListener('input', () => {
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(saveDraft, 150);
+});
+window.addEventListener('pagehide', () => { if (draftTimer) saveDraft(); });
+body.addEventListener('keydown', (event) => {
+  if (event.isTrusted && event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    channel.post({ type: 'send-shortcut' });
   }
 });
-
-if (post) {
-  body.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
-      post('send-shortcut');
-    }
-  });
-  post('ready');
-} else {
-  say('This editor only works inside a webmail compose window.', 'error');
-  body.contentEditable = 'false';
-}

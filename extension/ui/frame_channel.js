@@ -1,9 +1,16 @@
-// The channel between a secure frame (editor, viewer) and the content script that placed it.
-// The frame is an extension page inside the webmail's tab: commands arrive by postMessage from
-// the parent window. Everything the frame posts back is seen by the hostile page too, so it
-// posts only status, never plaintext.
+// How a secure frame (editor, viewer) reaches the extension. Its URL carries nothing: the content
+// script that placed it posts it one secret (targetOrigin: the extension), the frame claims that
+// secret over a runtime Port, and from then on the worker speaks to it over that port only
+// (background/secure_frames.js). The frame never posts anything to the webmail page and acts on
+// no window message but the claim; a frame nobody registered (one the page made itself, or this
+// one reloaded) never binds, so it shows nothing and asks for nothing.
 
 const runtime = globalThis.browser?.runtime ?? globalThis.chrome?.runtime;
+
+export const SECURE_FRAME_PORT = 'autosmime.secure-frame';
+export const CLAIM = 'autosmime.claim';
+const MAX_CLAIMS = 32;
+const KEEPALIVE_MS = 20_000;
 
 /**
  * The webmail origins that may frame the secure editor and viewer: those the manifest makes
@@ -25,73 +32,50 @@ export const ALLOWED_PARENT_ORIGINS = runtime?.getManifest
   ? webmailOrigins(runtime.getManifest())
   : ['https://mail.google.com'];
 
-/** channel and parent origin from the frame's URL fragment, or null when they are not valid. */
-export function parseFrameParams(hash, ancestorOrigin = null, allowed = ALLOWED_PARENT_ORIGINS) {
-  const params = new URLSearchParams(String(hash ?? '').replace(/^#/, ''));
-  const channel = params.get('channel');
-  const origin = params.get('origin');
-  if (!channel || !/^[0-9a-f-]{36}$/i.test(channel)) return null;
-  if (!allowed.includes(origin)) return null;
-  if (ancestorOrigin && ancestorOrigin !== origin) return null;
-  return { channel, origin };
+/**
+ * The secret of a claim hand-off, or null: posted by the parent window, from a webmail origin,
+ * shaped like a secret. (The page can post the same shape; the worker binds only real ones.)
+ */
+export function claimedSecret(event, parentWindow, allowed = ALLOWED_PARENT_ORIGINS) {
+  const data = event?.data;
+  if (event?.source !== parentWindow || !allowed.includes(event.origin)) return null;
+  if (data?.autosmime !== CLAIM || typeof data.secret !== 'string') return null;
+  return /^[0-9a-f]{64}$/.test(data.secret) ? data.secret : null;
 }
 
-/** Whether a message event is a command for this frame. */
-export function isCommand(event, parentWindow, params) {
-  return event.source === parentWindow
-    && event.origin === params.origin
-    && event.data?.autosmime === 'frame-command'
-    && event.data.channel === params.channel
-    && typeof event.data.type === 'string';
-}
-
-export const TRUSTED_COMMAND = 'autosmime.frame-command';
-
-/** Whether a runtime message is a command for this frame from this extension's content script. */
-export function isTrustedCommand(message, sender, params, extensionId) {
-  return message?.type === TRUSTED_COMMAND
-    && message.channel === params.channel
-    && sender?.id === extensionId
-    && Boolean(sender.tab)
-    && typeof message.command?.type === 'string';
-}
-
-export function connectFrame(onCommand) {
-  const params = parseFrameParams(location.hash, location.ancestorOrigins?.[0] ?? null);
-  if (!params || window.parent === window) return null;
-  const post = (type, payload = {}) => {
-    window.parent.postMessage({ autosmime: 'frame-event', channel: params.channel, type, ...payload }, params.origin);
+/**
+ * Opens this frame's port and claims whatever secret the parent hands over. onMessage gets every
+ * message of the worker once bound ({type: 'bound', ...} first), {type: 'refused'} for a claim
+ * the worker would not bind, and {type: 'disconnected'} at the end.
+ * Returns {post} (to the worker), or null outside a frame.
+ */
+export function connectSecureFrame(onMessage) {
+  if (window.parent === window || !runtime?.connect) return null;
+  const port = runtime.connect({ name: SECURE_FRAME_PORT });
+  let bound = false;
+  let claims = 0;
+  let keepalive = null;
+  const onWindowMessage = (event) => {
+    const secret = claimedSecret(event, window.parent);
+    if (bound || !secret) return;
+    claims += 1;
+    if (claims > MAX_CLAIMS) window.removeEventListener('message', onWindowMessage);
+    else port.postMessage({ type: 'claim', secret });
   };
-  // Commands by postMessage may come from the page itself (it can read this frame's channel):
-  // they arrive marked untrusted. The content script sends the ones that act (send, encrypt)
-  // through the extension's runtime messaging too, which the page cannot reach.
-  window.addEventListener('message', (event) => {
-    if (isCommand(event, window.parent, params)) onCommand({ ...event.data, trusted: false }, post);
-  });
-  runtime?.onMessage?.addListener((message, sender) => {
-    if (isTrustedCommand(message, sender, params, runtime.id)) {
-      onCommand({ ...message.command, trusted: true }, post);
+  window.addEventListener('message', onWindowMessage);
+  port.onMessage.addListener((message) => {
+    if (message?.type === 'bound' && !bound) {
+      bound = true;
+      window.removeEventListener('message', onWindowMessage);
+      // A quiet service worker may be stopped, which would cut this port: keep it talking.
+      keepalive = setInterval(() => port.postMessage({ type: 'ping' }), KEEPALIVE_MS);
     }
-    return false;
+    if (bound || message?.type === 'refused') onMessage(message);
   });
-  // The body's own height: the root's scrollHeight never drops below the iframe's viewport, so a
-  // frame could grow but never shrink to a one-line status strip.
-  const bodyHeight = () => {
-    const style = getComputedStyle(document.body);
-    return Math.ceil(document.body.getBoundingClientRect().height
-      + parseFloat(style.marginTop) + parseFloat(style.marginBottom));
-  };
-  new ResizeObserver(() => post('resize', { height: bodyHeight() })).observe(document.body);
-  return post;
-}
-
-/** One host operation through the service worker (extension pages may ask for any op). */
-export async function ask(op, params = {}) {
-  const reply = await runtime.sendMessage({ type: 'autosmime.request', op, params });
-  if (!reply || reply.ok !== true) {
-    const error = new Error(reply?.error?.message ?? 'No answer from the extension.');
-    error.code = reply?.error?.code ?? 'internal';
-    throw error;
-  }
-  return reply.result;
+  port.onDisconnect.addListener(() => {
+    clearInterval(keepalive);
+    window.removeEventListener('message', onWindowMessage);
+    onMessage({ type: 'disconnected', wasBound: bound });
+  });
+  return { post: (message) => { if (bound) port.postMessage(message); } };
 }

@@ -73,7 +73,7 @@ let lastFileUrl = null;
 
 /** Offer the file as a link (kept for a new click) and start its download at once. */
 function download(base64, name) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const bytes = Uint8Array.fromBase64(base64);
   if (lastFileUrl) URL.revokeObjectURL(lastFileUrl);
   lastFileUrl = URL.createObjectURL(new Blob([bytes], { type: 'application/x-pkcs12' }));
   const link = $('#export-link');

@@ -6,14 +6,52 @@ function when(iso) {
   return Number.isNaN(date.getTime()) ? String(iso) : date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }
 
-/** {state: valid|invalid|unsigned, parts: [sentences]} for the status line. */
+export const UNPROTECTED = 'Not protected against alteration: encrypted with a cipher that does '
+  + 'not detect changes (CBC) and not validly signed, so anyone on the way could have changed it. '
+  + 'Shown as plain text only.';
+
+function validSignature(s) {
+  return Boolean(s?.valid) && s.chainValid !== false && s.fromMatches !== false;
+}
+
+/**
+ * Encrypted content nobody vouches for: decrypted with a cipher that does not detect alteration
+ * (CBC; authenticatedCipher false) and not carried by a valid signature. An attacker can flip
+ * bits of CBC ciphertext and change the text without knowing the key.
+ */
+export function isUnprotected(security) {
+  if (!security?.encrypted || !security.decrypted || security.authenticatedCipher !== false) return false;
+  const signatures = security.signatures ?? [];
+  return !(signatures.length && signatures.every(validSignature));
+}
+
+/**
+ * How to show an opened message: unprotected content as text only (no HTML, no remote images),
+ * else the sanitized HTML when there is some, else the text.
+ */
+export function renderPlan(view) {
+  const unprotected = isUnprotected(view?.security);
+  if (view?.html && !unprotected) return { as: 'html', html: view.html, remote: view.remoteImagesBlocked > 0 };
+  if (typeof view?.text === 'string') return { as: 'text', text: view.text, remote: false };
+  return { as: 'text', text: null, fromHtml: view?.html ?? null, remote: false };
+}
+
+/** "From: … · Subject: … · Date: …" of the opened message, for the viewer's own header line. */
+export function headerLine(headers) {
+  return [['From', headers?.from], ['Subject', headers?.subject], ['Date', headers?.date]]
+    .filter(([, value]) => typeof value === 'string' && value)
+    .map(([name, value]) => `${name}: ${value}`)
+    .join(' · ');
+}
+
+/** {state: valid|invalid|unsigned|unprotected, parts: [sentences]} for the status line. */
 export function describeSecurity(security) {
   const parts = [];
   if (!security) return { state: 'invalid', parts: ['The extension could not read this message.'] };
   if (security.encrypted) {
     parts.push(security.decrypted
       ? `Encrypted with ${security.cipher ?? 'an unknown cipher'}${security.suite ? ` (${security.suite})` : ''}.`
-      : 'Encrypted, but none of your keys opens it.');
+      : 'Encrypted, and it could not be opened.');
   } else {
     parts.push('Not encrypted.');
   }
@@ -21,7 +59,7 @@ export function describeSecurity(security) {
   let state = signatures.length ? 'valid' : 'unsigned';
   for (const s of signatures) {
     const who = s.signer ?? s.signerSubject ?? 'an unknown signer';
-    if (s.valid && s.chainValid !== false && s.fromMatches !== false) {
+    if (validSignature(s)) {
       parts.push(`Signed by ${who}: valid.`);
     } else {
       state = 'invalid';
@@ -41,6 +79,10 @@ export function describeSecurity(security) {
   if (security.problem) {
     parts.push(security.problem);
     if (security.encrypted && !security.decrypted) state = 'invalid';
+  }
+  if (isUnprotected(security)) {
+    parts.push(UNPROTECTED);
+    if (state !== 'invalid') state = 'unprotected';
   }
   return { state, parts };
 }

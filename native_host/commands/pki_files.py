@@ -64,7 +64,8 @@ def certificates(paths: list[str] | None) -> list[Certificate]:
 def credential(key: str, cert: str | None, password: bytes | None) -> Credential:
     """A signing/decryption credential from a PKCS#12 file, or from a key file plus a cert file
     (the cert file may hold the chain after the end-entity certificate)."""
-    from shared_pki.keys import Credential, load_pkcs12, load_private_key
+    from shared_pki.keys import Credential, load_private_key
+    from shared_pki.pkcs12 import load_pkcs12
 
     data = read_bytes(key)
     if key.lower().endswith(PKCS12_SUFFIXES) or (cert is None and not data.startswith(b"-----")):

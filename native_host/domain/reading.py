@@ -9,7 +9,15 @@ accepts a certificate that has expired since, as long as it was valid at the tim
 Decryption tries every key the profile ever held (keystore.decryption_pairs), so old mail
 opens after a renewal. Valid signers' certificates are handed to the certificate book
 (harvested). A message that cannot be decrypted still opens: headers, and a summary that says
-why the content is not readable.
+the content is not readable.
+
+Whoever hands us the bytes may be an attacker probing for an oracle (a webmail page that serves
+altered ciphertext and watches what happens): bad CBC padding, a GCM tag that fails, an RSA key
+transport that does not decrypt, no matching key, a malformed envelope, and anything that goes
+wrong in what a failed decryption would have produced are therefore ONE outcome, in words and
+in kind (UNREADABLE, decrypted false, no cipher). `authenticated_cipher` says whether the
+content cipher itself detects alteration (AES-GCM) or not (CBC), so a viewer can label
+unsigned CBC mail, which anyone on the way could have altered.
 """
 
 from __future__ import annotations
@@ -59,6 +67,13 @@ class ReadError(HostError):
 
 class MessageNotFound(ReadError):
     code = "message_not_found"
+
+
+#: The one thing said about encrypted content that could not be opened, whatever the reason.
+UNREADABLE = (
+    "This message could not be decrypted: none of your keys opens it, or it was damaged or "
+    "altered on the way."
+)
 
 
 # ---- the view --------------------------------------------------------------------------------
@@ -113,6 +128,9 @@ class SecuritySummary:
     signed: bool
     signatures: tuple[SignatureSummary, ...]
     problem: str | None = None  # why the content could not be opened
+    # Decrypted with a cipher that detects alteration (AES-GCM: True) or not (CBC: False);
+    # None when there was nothing decrypted.
+    authenticated_cipher: bool | None = None
 
     @property
     def verified(self) -> bool:
@@ -158,6 +176,7 @@ class _Peeled:
         default_factory=list
     )
     problem: str | None = None
+    sealed_at: int | None = None  # signatures found before the first encrypted layer
 
 
 def _peel(
@@ -167,23 +186,38 @@ def _peel(
     at: datetime.datetime | None,
 ) -> _Peeled:
     outer = mime.outer_headers(raw)
-    sender = smime.from_address(outer)
     peeled = _Peeled(raw)
+    try:
+        _peel_layers(raw, outer, peeled, keys, anchors, at)
+    except PkiError:
+        if peeled.sealed_at is None and not _claims_encrypted(raw):
+            raise
+        # One failure for every way encrypted content can fail to open (module docstring).
+        kept = peeled.signatures[: peeled.sealed_at or 0]
+        return _Peeled(outer + b"\r\n", True, False, None, kept, UNREADABLE)
+    return peeled
+
+
+def _peel_layers(
+    raw: bytes,
+    outer: bytes,
+    peeled: _Peeled,
+    keys: Sequence[tuple[Certificate, PrivateKey]],
+    anchors: Sequence[Certificate],
+    at: datetime.datetime | None,
+) -> None:
+    sender = smime.from_address(outer)
     current = raw
     for _ in range(MAX_LAYERS):
         layer = mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
+            if peeled.sealed_at is None:
+                peeled.sealed_at = len(peeled.signatures)
             peeled.encrypted = True
-            try:
-                current, info = enveloped.decrypt_with_info(layer.der, keys)
-                peeled.cipher = info.cipher
-            except PkiError as error:
-                peeled.cipher = enveloped.inspect(layer.der).cipher
-                peeled.decrypted = False
-                peeled.problem = error.message
-                peeled.message = outer + b"\r\n"
-                return peeled
+            # One parse for the cipher and the content (inspect, then decrypt, parsed twice).
+            current, info = enveloped.decrypt_with_info(layer.der, keys)
+            peeled.cipher = info.cipher
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
@@ -208,8 +242,24 @@ def _peel(
         else:
             _, entity = mime.split_headers(current)
             peeled.message = mime.with_outer_headers(entity, outer)
-            return peeled
+            return
     raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
+
+
+def _claims_encrypted(raw: bytes) -> bool:
+    """Whether the outer entity says it is (or may be) encrypted: application/pkcs7-mime
+    without an smime-type that says otherwise, or a .p7m file. Broken bytes under such a
+    header are the same failure as bad ciphertext."""
+    try:
+        head = _PARSER.parsebytes(raw, headersonly=True)
+        ctype = head.get_content_type()
+        smime_type = str(head.get_param("smime-type") or "").lower()
+        name = str(head.get_param("name") or head.get_filename() or "").lower()
+    except (ValueError, LookupError, TypeError, AttributeError, email.errors.MessageError):
+        return False
+    if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
+        return smime_type not in ("signed-data", "certs-only")
+    return ctype == "application/octet-stream" and name.endswith(".p7m")
 
 
 # ---- summaries -------------------------------------------------------------------------------
@@ -277,6 +327,15 @@ def _suite_name(peeled: _Peeled, results: Sequence[VerificationResult]) -> str |
             if signer.certificate is not None:
                 return _suite.suite_of(signer.certificate).name
     return None
+
+
+def _authenticated(peeled: _Peeled) -> bool | None:
+    if not (peeled.encrypted and peeled.decrypted and peeled.cipher):
+        return None
+    try:
+        return ciphers.by_name(peeled.cipher).aead
+    except (PkiError, KeyError, ValueError):
+        return False  # an algorithm we do not know: never assume it detects alteration
 
 
 # ---- content ---------------------------------------------------------------------------------
@@ -391,6 +450,7 @@ def open_message(
         signed=bool(signatures),
         signatures=tuple(signatures),
         problem=peeled.problem,
+        authenticated_cipher=_authenticated(peeled),
     )
     message = mime.parse_message(peeled.message)  # the email package's tree, built faster
     assert isinstance(message, EmailMessage)

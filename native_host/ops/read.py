@@ -80,6 +80,7 @@ def view_to_json(view: Any) -> dict[str, Any]:
             "encrypted": security.encrypted,
             "decrypted": security.decrypted,
             "cipher": security.cipher,
+            "authenticatedCipher": security.authenticated_cipher,
             "suite": security.suite,
             "signed": security.signed,
             "verified": security.verified,

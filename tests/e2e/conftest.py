@@ -6,6 +6,8 @@ extension, so its stock `page` fixture opens pages in the extension's profile.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +92,36 @@ def people(
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def eve(pki_world: Any, people: dict[str, Any]) -> str:
+    """eve@example.test: a mailbox on the stack and a certificate in the directory, so mail can
+    be encrypted to her; the page-boundary tests' would-be hidden recipient."""
+    pki_world.issue("eve@example.test")
+    return "eve@example.test"
+
+
+# ---- Roundcube: the real Roundcube 1.6 over the mail stack, and the extension built for it ----
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def roundcube(mail_stack: Any) -> Iterator[Any]:
+    from harness.roundcube import RoundcubeServer
+
+    # Autosave every 2 s, so Roundcube does save drafts while alice writes (and we can look).
+    with RoundcubeServer(mail_stack, draft_autosave=2) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def roundcube_extension(tmp_path_factory: pytest.TempPathFactory, roundcube: Any) -> Path:
+    """The extension as an organisation builds it for its Roundcube (build.py --roundcube)."""
+    out = tmp_path_factory.mktemp("dist-roundcube")
+    subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), "--out", str(out), "--roundcube", roundcube.url()],
+        check=True,
+    )
+    return out / "chromium"

@@ -12,139 +12,37 @@ browsers and Roundcube ever contained the plaintext."""
 
 from __future__ import annotations
 
-import copy
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.browser import launch_options
 from harness.extension_ui import screenshot
-from harness.gmail_story import SECURE_EDITOR, SECURE_VIEWER, wait_for_inbox
+from harness.gmail_story import (
+    SECURE_EDITOR,
+    SECURE_VIEWER,
+    mailbox_bytes,
+    wait_for_inbox,
+    with_subject,
+)
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
-from playwright.sync_api import Error as PlaywrightError
+from harness.roundcube_story import (
+    everything_the_page_holds,
+    log_in,
+    open_browser,
+    open_message,
+    wait_for,
+)
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.mail]
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Plaintext-b7e4: the Roundcube merger closes on Monday"
 ATTACHMENT = b"figure-9c1e,42\r\nfigure-9c1f,43\r\n"
 SUBJECT = "Roundcube figures (e2e)"
 SIGNED_TEXT = "Signed-only 3d9f: Roundcube renders this itself."
 SIGNED_SUBJECT = "Signed, not encrypted (Roundcube e2e)"
-
-
-@pytest.fixture(scope="module")
-def roundcube(mail_stack: MailStack) -> Iterator[RoundcubeServer]:
-    # Autosave every 2 s, so Roundcube does save drafts while alice writes (and we can look).
-    with RoundcubeServer(mail_stack, draft_autosave=2) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def roundcube_extension(tmp_path_factory: pytest.TempPathFactory, roundcube: Any) -> Path:
-    """The extension as an organisation builds it for its Roundcube (build.py --roundcube)."""
-    out = tmp_path_factory.mktemp("dist-roundcube")
-    subprocess.run(
-        [sys.executable, str(ROOT / "build.py"), "--out", str(out), "--roundcube", roundcube.url()],
-        check=True,
-    )
-    return out / "chromium"
-
-
-def open_browser(playwright: Any, person: Any, roundcube: Any, extension: Path) -> Any:
-    """The person's Chromium profile with the Roundcube build, webmail.example.test mapped."""
-    profile = copy.copy(person.browser)
-    profile.extension_dir = extension
-    args = [f"--host-resolver-rules={roundcube.resolver_rule}", "--ignore-certificate-errors"]
-    return playwright.chromium.launch_persistent_context(**launch_options(profile, args))
-
-
-def log_in(page: Any, roundcube: Any, stack: MailStack, address: str) -> None:
-    page.goto(roundcube.url())
-    page.fill("#rcmloginuser", address)
-    page.fill("#rcmloginpwd", stack.users[address])
-    page.click("#rcmloginsubmit")
-    page.wait_for_selector("#mailboxlist", state="attached", timeout=30_000)
-
-
-def everything_the_page_holds(page: Any) -> str:
-    """Every frame's DOM as its own scripts see it (light DOM, open shadow roots, form values)
-    and the origin's localStorage, where Roundcube keeps its local copy of a compose form."""
-    script = """() => {
-        const parts = [document.documentElement.outerHTML, document.body?.innerText ?? ''];
-        const walk = (root) => {
-            for (const el of root.querySelectorAll('*')) {
-                if (el.shadowRoot) { parts.push(el.shadowRoot.innerHTML); walk(el.shadowRoot); }
-                if (typeof el.value === 'string' && el.value) parts.push(el.value);
-            }
-        };
-        walk(document);
-        try {
-            for (let i = 0; i < localStorage.length; i++) {
-                parts.push(localStorage.key(i), localStorage.getItem(localStorage.key(i)));
-            }
-        } catch (e) {}
-        return parts.join('\\n');
-    }"""
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            texts = [
-                frame.evaluate(script)
-                for frame in page.frames
-                if frame.url.startswith(page.url.split("/?")[0])
-            ]
-            break
-        except PlaywrightError as error:
-            # A frame that navigates meanwhile (the preview frame loading its page) is read again.
-            if time.monotonic() > deadline or not re.search(
-                "context was destroyed|detached|navigat", str(error)
-            ):
-                raise
-            time.sleep(0.1)
-    assert texts, "no Roundcube frame to look at"
-    return "\n".join(texts)
-
-
-def mailbox_bytes(stack: MailStack, user: str) -> dict[str, list[bytes]]:
-    """Every message of every folder of user's mailbox (real IMAP), by folder."""
-    client = stack.imap_client(user)
-    try:
-        found: dict[str, list[bytes]] = {}
-        for _flags, _delimiter, name in client.list_folders():
-            client.select_folder(name, readonly=True)
-            uids = client.search(["ALL"])
-            data = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
-            found[name] = [item[b"BODY[]"] for item in data.values()]
-        return found
-    finally:
-        client.logout()
-
-
-def open_message(page: Any, subject: str) -> None:
-    """Opens the message with this subject in Roundcube's preview frame."""
-    page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
-
-
-def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
-
-
-def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
-    return [m for m in messages if f"Subject: {subject}".encode() in m]
 
 
 def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(

@@ -1,8 +1,9 @@
 // Unit tests of the extension's pure chunking and port logic (Node's built-in test runner).
+import './base64.mjs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ChunkAssembler, ChunkError, splitMessage, bytesToBase64, base64ToBytes } from '../../extension/background/chunks.js';
+import { ChunkAssembler, ChunkError, splitMessage } from '../../extension/background/chunks.js';
 
 const protocol = JSON.parse(readFileSync(new URL('../../native_host/protocol.json', import.meta.url), 'utf-8'));
 const limits = { maxFrame: protocol.limits.maxHostToBrowserFrame, chunkRawBytes: protocol.limits.chunkRawBytes };
@@ -39,7 +40,7 @@ test('out-of-order, miscounted and oversize chunks are refused and forgotten', (
   assert.throws(() => small.add(frames[0]), /size limit/);
 });
 
-test('base64 helpers round-trip every byte value', () => {
-  const bytes = new Uint8Array(70_000).map((_, i) => i % 256);
-  assert.deepEqual(base64ToBytes(bytesToBase64(bytes)), bytes);
+test('a chunk whose data is not base64 is refused', () => {
+  const [first] = splitMessage({ id: 9, op: 'echo', params: { payload: 'x'.repeat(3_000_000) } }, limits);
+  assert.throws(() => new ChunkAssembler({ maxMessageBytes: 1e9 }).add({ ...first, data: '***' }), ChunkError);
 });

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
 import { senderMayAsk, isSecureFrame, CONTENT_SCRIPT_OPS } from '../../extension/background/router.js';
-import { parseFrameParams, isCommand } from '../../extension/ui/frame_channel.js';
-import { describeSecurity, contentDocument } from '../../extension/ui/viewer_status.js';
+import {
+  UNPROTECTED, contentDocument, describeSecurity, headerLine, isUnprotected, renderPlan,
+} from '../../extension/ui/viewer_status.js';
 
 function loadAdapter() {
   const context = vm.createContext({ TextDecoder, TextEncoder, URLSearchParams });
@@ -64,33 +65,16 @@ test('content scripts may look certificates up but never send or open', () => {
   }
 });
 
-test('the secure frames may send and open, and nothing more', () => {
-  const editor = { id: ID, url: `${BASE}ui/editor.html#channel=x`, tab: { id: 3 }, frameId: 7 };
+test('the secure frames may ask the host for nothing (a copy the page framed must not reach it)', () => {
+  const editor = { id: ID, url: `${BASE}ui/editor.html`, tab: { id: 3 }, frameId: 7 };
   const viewer = { id: ID, url: `${BASE}ui/viewer.html`, tab: { id: 3 }, frameId: 8 };
   assert.ok(isSecureFrame(editor, ID, BASE) && isSecureFrame(viewer, ID, BASE));
-  assert.equal(senderMayAsk(editor, 'compose.send', ID, BASE), true);
-  assert.equal(senderMayAsk(viewer, 'message.open', ID, BASE), true);
-  assert.equal(senderMayAsk(editor, 'keys.export', ID, BASE), false);
-  const other = { id: 'someone-else', url: `${BASE}ui/editor.html`, tab: { id: 3 }, frameId: 7 };
-  assert.equal(senderMayAsk(other, 'compose.send', ID, BASE), false);
+  for (const op of ['compose.send', 'message.open', 'hello', 'certs.lookup', 'keys.export']) {
+    assert.equal(senderMayAsk(editor, op, ID, BASE), false, op);
+    assert.equal(senderMayAsk(viewer, op, ID, BASE), false, op);
+  }
   const spoof = { id: ID, url: `https://mail.google.com/${BASE}ui/editor.html`, tab: { id: 3 }, frameId: 0 };
   assert.equal(isSecureFrame(spoof, ID, BASE), false);
-});
-
-test('frame parameters: a UUID channel and an allowed webmail origin only', () => {
-  const channel = '0f8fad5b-d9cb-469f-a165-70867728950e';
-  assert.deepEqual(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fmail.google.com`),
-    { channel, origin: 'https://mail.google.com' });
-  assert.equal(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fevil.test`), null);
-  assert.equal(parseFrameParams('#channel=short&origin=https%3A%2F%2Fmail.google.com'), null);
-  assert.equal(parseFrameParams(`#channel=${channel}&origin=https%3A%2F%2Fmail.google.com`, 'https://evil.test'), null);
-  const params = { channel, origin: 'https://mail.google.com' };
-  const parent = {};
-  const good = { source: parent, origin: params.origin, data: { autosmime: 'frame-command', channel, type: 'send' } };
-  assert.equal(isCommand(good, parent, params), true);
-  assert.equal(isCommand({ ...good, source: {} }, parent, params), false);
-  assert.equal(isCommand({ ...good, origin: 'https://evil.test' }, parent, params), false);
-  assert.equal(isCommand({ ...good, data: { ...good.data, channel: 'other' } }, parent, params), false);
 });
 
 test('the status line says encrypted with what, signed by whom, valid or why not, and when', () => {
@@ -106,6 +90,34 @@ test('the status line says encrypted with what, signed by whom, valid or why not
   assert.equal(bad.state, 'invalid');
   assert.match(bad.parts.join(' '), /NOT valid \(content was altered\)/);
   assert.equal(describeSecurity({ encrypted: true, decrypted: false, signatures: [], problem: 'No key fits.' }).state, 'invalid');
+});
+
+test('encrypted content nobody vouches for (CBC, no valid signature) is labelled and shown as text', () => {
+  const cbc = { encrypted: true, decrypted: true, cipher: 'aes256_cbc', authenticatedCipher: false, signatures: [] };
+  const view = { html: '<p>hi <img src="https://x.test/p.gif"></p>', text: 'hi', remoteImagesBlocked: 1, security: cbc };
+  assert.equal(isUnprotected(cbc), true);
+  const said = describeSecurity(cbc);
+  assert.equal(said.state, 'unprotected');
+  assert.ok(said.parts.includes(UNPROTECTED));
+  assert.deepEqual(renderPlan(view), { as: 'text', text: 'hi', remote: false });
+  assert.deepEqual(renderPlan({ ...view, text: null }), { as: 'text', text: null, fromHtml: view.html, remote: false });
+  const badSignature = { ...cbc, signatures: [{ valid: false, signer: 'a@x.test' }] };
+  assert.equal(isUnprotected(badSignature), true);
+  assert.equal(describeSecurity(badSignature).state, 'invalid');
+  // a valid signature vouches for the content; GCM detects alteration by itself
+  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test' }] };
+  assert.equal(isUnprotected(signed), false);
+  assert.equal(renderPlan({ ...view, security: signed }).as, 'html');
+  assert.equal(isUnprotected({ ...cbc, cipher: 'aes256_gcm', authenticatedCipher: true }), false);
+  assert.equal(isUnprotected({ ...cbc, decrypted: false, authenticatedCipher: null }), false);
+  assert.equal(isUnprotected({ encrypted: false, signatures: [] }), false);
+});
+
+test('the viewer names the message it opened, from its own headers', () => {
+  assert.equal(headerLine({ from: 'alice@example.test', subject: 'Q3', date: 'Mon, 1 Dec 2026 10:00:00 +0000' }),
+    'From: alice@example.test · Subject: Q3 · Date: Mon, 1 Dec 2026 10:00:00 +0000');
+  assert.equal(headerLine({ subject: '' }), '');
+  assert.equal(headerLine(undefined), '');
 });
 
 test('the content document carries its own strict CSP; remote images only when allowed', () => {

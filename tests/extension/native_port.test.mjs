@@ -1,5 +1,6 @@
 // NativePort against an in-memory port: the browser's side of the protocol, without a browser.
 // (The real port, Chromium and the real host are exercised by tests/e2e.)
+import './base64.mjs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

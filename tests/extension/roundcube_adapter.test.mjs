@@ -87,7 +87,7 @@ test('S/MIME kinds from the attachment list (class words and names, as Roundcube
 
 test('the adapter has the shared interface', () => {
   for (const member of ['matches', 'findComposeWindows', 'readRecipients', 'readSubject', 'readFrom',
-    'bodyOf', 'sendButtonOf', 'insertControls', 'interceptSend', 'discardCompose',
+    'bodyOf', 'sendButtonOf', 'insertControls', 'discardCompose',
     'findOpenedMessages', 'rawMessageUrl', 'fetchRaw', 'placeViewer', 'placeStatus']) {
     assert.equal(typeof roundcube[member], 'function', member);
   }
@@ -95,21 +95,3 @@ test('the adapter has the shared interface', () => {
   assert.ok(Object.isFrozen(roundcube.SELECTORS));
 });
 
-test('secure frames accept the webmail origins the manifest opens them to, and only those', async () => {
-  const { webmailOrigins, parseFrameParams } = await import('../../extension/ui/frame_channel.js');
-  const manifest = {
-    web_accessible_resources: [
-      { resources: ['ui/editor.html', 'ui/viewer.html'], matches: ['https://mail.google.com/*', 'https://webmail.example.test/*'] },
-      { resources: ['x.png'], matches: ['<all_urls>', 'https://*.example.org/*'] },
-    ],
-  };
-  const origins = webmailOrigins(manifest);
-  assert.deepEqual(origins, ['https://mail.google.com', 'https://webmail.example.test']);
-  assert.deepEqual(webmailOrigins({}), []);
-  const channel = '0b0f1c1e-5a3b-4c2d-9e8f-112233445566';
-  const hash = `#channel=${channel}&origin=https%3A%2F%2Fwebmail.example.test`;
-  assert.deepEqual(plain(parseFrameParams(hash, 'https://webmail.example.test', origins)),
-    { channel, origin: 'https://webmail.example.test' });
-  assert.equal(parseFrameParams(hash, 'https://webmail.example.test'), null); // Gmail-only build
-  assert.equal(parseFrameParams(hash, 'https://evil.test', origins), null);
-});

@@ -32,6 +32,25 @@ def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> 
         time.sleep(0.3)
 
 
+def mailbox_bytes(stack: Any, user: str) -> dict[str, list[bytes]]:
+    """Every message of every folder of user's mailbox (real IMAP), by folder."""
+    client = stack.imap_client(user)
+    try:
+        found: dict[str, list[bytes]] = {}
+        for _flags, _delimiter, name in client.list_folders():
+            client.select_folder(name, readonly=True)
+            uids = client.search(["ALL"])
+            data = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
+            found[name] = [item[b"BODY[]"] for item in data.values()]
+        return found
+    finally:
+        client.logout()
+
+
+def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
+    return [m for m in messages if f"Subject: {subject}".encode() in m]
+
+
 def page_text_everywhere(page: Any) -> str:
     """The page's DOM as the page's own scripts can see it, light DOM and open shadow roots."""
     return page.evaluate(

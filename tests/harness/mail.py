@@ -41,6 +41,8 @@ USERS: dict[str, str] = {
     f"alice@{DOMAIN}": "alice-password-1",
     f"bob@{DOMAIN}": "bob-password-2",
     f"carol@{DOMAIN}": "carol-password-3",
+    # The page-boundary tests' would-be hidden recipient (a certificate, a mailbox, no browser).
+    f"eve@{DOMAIN}": "eve-password-4",
 }
 APT_HINT = "apt-get install -y dovecot-imapd dovecot-lmtpd"
 MAIL_USER = "mail"  # Dovecot refuses to store mail as root; Debian's `mail` is uid 8.

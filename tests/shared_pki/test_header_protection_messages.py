@@ -85,7 +85,7 @@ def test_signed_mail_carries_its_fields_inside_the_signature(detached: bool):
     assert mime.split_headers(signed)[0] == mime.header_block(HEADERS)  # outside untouched
     opened = smime.open_message(signed, trust_anchors=ANCHORS)
     assert opened.signed_and_valid, opened.signatures[0].signers[0].summary
-    read = hp.read_opened(opened)
+    read = opened.headers()
     assert read.hp == "clear" and read.confidential == ()
     assert_every_field_round_trips(read)
     assert read.protection_of("Subject") == "signed"
@@ -100,7 +100,7 @@ def test_a_changed_protected_field_breaks_the_signature():
     forged = outer + entity.replace(b"Keywords: contract\r\n", b"Keywords: approved\r\n")
     opened = smime.open_message(forged, trust_anchors=ANCHORS)
     assert not opened.signed_and_valid
-    assert hp.read_opened(opened).protection_of("Keywords") == "unprotected"
+    assert opened.headers().protection_of("Keywords") == "unprotected"
 
 
 def test_signed_and_encrypted_mail_shows_nothing_of_its_subject_outside():
@@ -111,7 +111,7 @@ def test_signed_and_encrypted_mail_shows_nothing_of_its_subject_outside():
     opened = smime.open_message(sealed, keys=BOB_KEYS, trust_anchors=ANCHORS)
     assert [layer.kind for layer in opened.layers] == ["encrypted", "signed"]
     assert opened.signed_and_valid
-    read = hp.read_opened(opened)
+    read = opened.headers()
     assert read.hp == "cipher"
     assert_every_field_round_trips(read)
     assert read.confidential == ("subject", "keywords")
@@ -125,7 +125,7 @@ def test_encrypted_only_mail_is_protected_by_encrypt_message():
         message(), [cert("5.3")], sender=ALICE_ENCRYPTION, protect_headers=True
     )
     assert not any(piece in sealed for piece in SUBJECT_BYTES)
-    read = hp.read_opened(smime.open_message(sealed, keys=BOB_KEYS))
+    read = (smime.open_message(sealed, keys=BOB_KEYS)).headers()
     assert_every_field_round_trips(read)
     assert read.protection_of("Subject") == "encrypted"
 
@@ -141,7 +141,7 @@ def test_a_forged_sender_outside_a_signed_and_encrypted_message_is_a_warning():
     forged = sealed.replace(
         b"From: Alice Lovelace <alice@smime.example>", b"From: Alice Lovelace <ceo@evil.example>", 1
     )
-    read = hp.read_opened(smime.open_message(forged, keys=BOB_KEYS, trust_anchors=ANCHORS))
+    read = (smime.open_message(forged, keys=BOB_KEYS, trust_anchors=ANCHORS)).headers()
     assert read.get("From") == "Alice Lovelace <alice@smime.example>"
     assert [(d.field, d.severity) for d in read.discrepancies] == [("from", "warning")]
 
@@ -150,7 +150,7 @@ def test_without_hp_a_message_reads_as_before():
     """Signed the old way: the inner entity has no header fields and no hp parameter."""
     signed = smime.sign_message(message(), ALICE)
     opened = smime.open_message(signed, trust_anchors=ANCHORS)
-    read = hp.read_opened(opened)
+    read = opened.headers()
     assert not read.protected
     assert [(f.name, f.text) for f in read.headers] == HEADERS
     assert read.message == opened.message
@@ -162,7 +162,7 @@ def test_the_pre_rfc_protected_headers_sample_reads_as_unprotected():
     raw = (VECTORS / "protected-headers" / "smime-onepart-signed.eml").read_bytes()
     opened = smime.open_message(raw, at=AT)
     assert b"From: Alice Lovelace <alice@smime.example>\r\n" in opened.payload
-    read = hp.read_opened(opened)
+    read = opened.headers()
     assert not read.protected and read.protected_fields == ()
     assert read.get("Subject") == "The FooCorp contract"
     assert read.get("Message-ID") == "<smime-onepart-signed@protected-headers.example>"

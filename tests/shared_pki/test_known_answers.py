@@ -35,7 +35,8 @@ from shared_pki.errors import (
     NoMatchingKey,
     UnsupportedAlgorithm,
 )
-from shared_pki.keys import Certificate, load_certificates, load_pkcs12, load_private_key
+from shared_pki.keys import Certificate, load_certificates, load_private_key
+from shared_pki.pkcs12 import load_pkcs12
 from shared_pki.x509.validate import certificate_addresses
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"

@@ -15,7 +15,7 @@ from harness import pki, sm_pki
 
 from shared_pki import pkcs12, sm2
 from shared_pki.errors import KeyLoadError, MalformedInput, UnsupportedAlgorithm
-from shared_pki.keys import load_pkcs12
+from shared_pki.pkcs12 import load_pkcs12
 
 FAST = 2000  # iterations for tests that are not about the iteration count
 PASSWORD = "correct horse ünïcode"

@@ -1,7 +1,7 @@
 """PKCS#12 as NSS writes it, the engine of Thunderbird's and Firefox's certificate backups: BER
 with indefinite lengths and constructed OCTET STRINGs, made here by NSS's own pk12util from a
 temporary NSS database (Debian package libnss3-tools), read by shared_pki.pkcs12.parse_pfx and
-shared_pki.keys.load_pkcs12 with every warning an error. `cryptography`'s loader reads such a
+shared_pki.pkcs12.load_pkcs12 with every warning an error. `cryptography`'s loader reads such a
 file only through a deprecated BER fallback that warns ("may become an exception"); so do the
 old backups, whose certificates NSS encrypted with 40-bit RC2."""
 
@@ -16,8 +16,7 @@ from harness.peers import require
 
 from shared_pki import pkcs12
 from shared_pki.errors import KeyLoadError
-from shared_pki.keys import load_pkcs12
-from shared_pki.pkcs12 import WrongPassword
+from shared_pki.pkcs12 import WrongPassword, load_pkcs12
 
 PK12UTIL = require("pk12util")
 CERTUTIL = require("certutil")

@@ -127,36 +127,6 @@
     return shadow;
   }
 
-  /**
-   * Intercepts Send clicks and Ctrl/Cmd-Enter in this compose window while shouldIntercept():
-   * the webmail never sees them, and onSend runs for the ones a person made (isTrusted).
-   */
-  function interceptSend(compose, shouldIntercept, onSend) {
-    const isSend = (target) => target instanceof Element && target.closest(SELECTORS.send)
-      && compose.contains(target);
-    const onPointer = (event) => {
-      if (!shouldIntercept() || !isSend(event.target)) return;
-      event.preventDefault();
-      event.stopImmediatePropagation();
-      // Only a person's click sends: the page can synthesize clicks, but not trusted ones.
-      if (event.type === 'click' && event.isTrusted) onSend('button');
-    };
-    const onKey = (event) => {
-      if (!shouldIntercept() || event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
-      if (!compose.contains(event.target)) return;
-      event.preventDefault();
-      event.stopImmediatePropagation();
-      if (event.isTrusted) onSend('keyboard');
-    };
-    const types = ['mousedown', 'mouseup', 'click', 'pointerdown', 'pointerup'];
-    for (const type of types) window.addEventListener(type, onPointer, true);
-    window.addEventListener('keydown', onKey, true);
-    return () => {
-      for (const type of types) window.removeEventListener(type, onPointer, true);
-      window.removeEventListener('keydown', onKey, true);
-    };
-  }
-
   /** Gmail acts on mouseup/click (GJ, FC): Discard draft, else the title bar's close. */
   function discardCompose(compose) {
     const button = compose.querySelector(SELECTORS.discard)
@@ -226,7 +196,6 @@
     bodyOf,
     sendButtonOf,
     insertControls,
-    interceptSend,
     discardCompose,
     composeAttachments,
     findOpenedMessages,

@@ -245,38 +245,6 @@
   }
 
   /**
-   * Stops Send (its click runs rcmail.command('send')) and Ctrl/Cmd-Enter while
-   * shouldIntercept(): Roundcube never sees them, and onSend runs only for the ones a person
-   * made (isTrusted; the page can synthesize events, not trusted ones).
-   */
-  function interceptSend(compose, shouldIntercept, onSend) {
-    const isSend = (target) => target instanceof Element && target.closest(SELECTORS.send)
-      && compose.contains(target);
-    const onPointer = (event) => {
-      if (!shouldIntercept() || !isSend(event.target)) return;
-      event.preventDefault();
-      event.stopImmediatePropagation();
-      if (event.type === 'click' && event.isTrusted) onSend('button');
-    };
-    const onKey = (event) => {
-      if (!shouldIntercept()) return;
-      const sendKey = event.key === 'Enter' && (event.ctrlKey || event.metaKey);
-      const onButton = (event.key === 'Enter' || event.key === ' ') && isSend(event.target);
-      if (!(sendKey && compose.contains(event.target)) && !onButton) return;
-      event.preventDefault();
-      event.stopImmediatePropagation();
-      if (event.isTrusted) onSend('keyboard');
-    };
-    const types = ['mousedown', 'mouseup', 'click', 'pointerdown', 'pointerup'];
-    for (const type of types) window.addEventListener(type, onPointer, true);
-    window.addEventListener('keydown', onKey, true);
-    return () => {
-      for (const type of types) window.removeEventListener(type, onPointer, true);
-      window.removeEventListener('keydown', onKey, true);
-    };
-  }
-
-  /**
    * Discards the compose page the way Roundcube does after its own successful send: the saved
    * draft is deleted for good (POST _action=delete, the permanent delete Roundcube's send and
    * Shift+Del use, not a move to Trash), then the page goes back to the mailbox through the Mail
@@ -396,7 +364,6 @@
     sendButtonOf,
     insertControls,
     placeEditor,
-    interceptSend,
     discardCompose,
     composeAttachments,
     findOpenedMessages,

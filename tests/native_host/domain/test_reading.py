@@ -3,18 +3,23 @@ HTML, remote images, and old mail under a superseded key."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from asn1crypto import cms
 from harness.pki_world import PkiWorld, run
 
 from native_host.domain.certs import CertificateBook
-from native_host.domain.reading import open_message
+from native_host.domain.reading import UNREADABLE, open_message
 from native_host.domain.sanitize import PLACEHOLDER
 from native_host.domain.sending import Attachment, ComposeRequest, build_messages
 from shared_pki import mime, smime
-from shared_pki.keys import Credential
+from shared_pki.cms import enveloped
+from shared_pki.errors import DecryptionFailed
+from shared_pki.keys import Certificate, Credential
 
 HOSTILE = """<html><head><style>p{}</style><script>steal()</script></head>
 <body onload="steal()"><p>Dear <b onclick="x()">Bob</b></p>
@@ -164,3 +169,105 @@ def test_mail_for_someone_else_opens_headers_and_says_why_not_the_content(
     assert view.security.encrypted and not view.security.decrypted
     assert view.text is None and view.security.problem
     assert "not readable" in view.security.summary
+
+
+def _with_ciphertext(raw: bytes, change: Any) -> bytes:
+    """raw (application/pkcs7-mime) with its CMS rebuilt by change(content_info)."""
+    layer = mime.unwrap(raw)
+    assert layer.der is not None
+    info = cms.ContentInfo.load(layer.der)
+    change(info)
+    kind = "authEnveloped-data" if layer.kind == "auth_enveloped" else "enveloped-data"
+    body = mime.wrap_pkcs7_mime(info.dump(force=True), kind)
+    return mime.with_outer_headers(body, OUTER)
+
+
+OUTER = [("From", "mallory@example.test"), ("Subject", "probe")]
+
+
+def test_every_way_encrypted_content_fails_is_one_outcome(world: PkiWorld, tmp_path: Path) -> None:
+    """A padding oracle needs the failures to differ. Bad CBC padding, a GCM tag that fails, no
+    matching key and a malformed envelope: the same view, word for word (message.open's JSON)."""
+    from native_host.ops.read import view_to_json
+
+    bob = world.issue("bob.oracle@example.test", publish=False)
+    stranger = world.issue("stranger.oracle@example.test", publish=False)
+    store = world.keystore(tmp_path / "keys", bob)
+    entity = b"Content-Type: text/plain\r\n\r\nthe secret the page wants\r\n"
+
+    def sealed(cipher: str, to: Certificate) -> bytes:
+        body = smime.encrypt_message(entity, [to], sender=None, cipher=cipher)
+        return mime.with_outer_headers(mime.split_headers(body)[1], OUTER)
+
+    cbc = sealed("aes256_cbc", bob.certificate)
+    gcm = sealed("aes256_gcm", bob.certificate)
+    pairs = [(bob.certificate, bob.key)]
+
+    def eci(info: cms.ContentInfo) -> Any:
+        body = info["content"]
+        name = "auth_encrypted_content_info" if "mac" in body else "encrypted_content_info"
+        return body[name]
+
+    def bad_padding(value: int) -> bytes:
+        def change(info: cms.ContentInfo) -> None:
+            data = bytearray(eci(info)["encrypted_content"].native)
+            data[-17] ^= value  # the last byte of the last plaintext block, i.e. the padding
+            eci(info)["encrypted_content"] = bytes(data)
+
+        return _with_ciphertext(cbc, change)
+
+    # Values whose padding fails (most), and one whose padding holds (garbage that "opens").
+    failing = holding = None
+    for value in range(1, 256):
+        candidate = bad_padding(value)
+        try:
+            enveloped.decrypt(mime.unwrap(candidate).der, pairs)  # type: ignore[arg-type]
+            holding = holding or candidate
+        except DecryptionFailed:
+            failing = failing or candidate
+    assert failing is not None and holding is not None
+
+    def bad_tag(info: cms.ContentInfo) -> None:
+        mac = bytearray(info["content"]["mac"].native)
+        mac[0] ^= 1
+        info["content"]["mac"] = bytes(mac)
+
+    head, _, body = cbc.partition(b"\r\n\r\n")
+    der = base64.b64decode(b"".join(body.split()))
+    malformed = head + b"\r\n\r\n" + base64.encodebytes(der[: len(der) // 2])
+    not_base64 = head + b"\r\n\r\n!!!! not base64 !!!!\r\n"
+    probes = {
+        "bad CBC padding": failing,
+        "bad GCM tag": _with_ciphertext(gcm, bad_tag),
+        "no matching key": sealed("aes256_cbc", stranger.certificate),
+        "malformed CMS": malformed,
+        "broken transfer encoding": not_base64,
+    }
+    views = {
+        name: view_to_json(open_message(raw, keystore=store, trust_anchors=world.roots))
+        for name, raw in probes.items()
+    }
+    first = views["bad CBC padding"]
+    assert first["security"]["decrypted"] is False and first["security"]["cipher"] is None
+    assert first["security"]["problem"] == UNREADABLE and first["text"] is None
+    for name, view in views.items():
+        assert view == first, name
+    # The padding that holds decrypts to garbage: the viewer must say CBC content is unprotected.
+    garbage = open_message(holding, keystore=store, trust_anchors=world.roots).security
+    assert garbage.decrypted and garbage.authenticated_cipher is False and not garbage.signed
+
+
+def test_the_content_cipher_says_whether_it_detects_alteration(
+    world: PkiWorld, tmp_path: Path
+) -> None:
+    bob = world.issue("bob.aead@example.test", publish=False)
+    store = world.keystore(tmp_path / "keys", bob)
+    entity = b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    found = {}
+    for cipher in ("aes128_cbc", "aes256_gcm"):
+        raw = smime.encrypt_message(entity, [bob.certificate], sender=None, cipher=cipher)
+        view = open_message(raw, keystore=store, trust_anchors=world.roots)
+        found[cipher] = view.security.authenticated_cipher
+    plain = open_message(entity, keystore=store, trust_anchors=world.roots)
+    assert found == {"aes128_cbc": False, "aes256_gcm": True}
+    assert plain.security.authenticated_cipher is None

@@ -1,0 +1,86 @@
+"""Steps shared by the Roundcube browser tests (not a test module): the person's Chromium with the
+extension built for Roundcube, logging in, opening a message, and reading everything the page
+holds. The `roundcube` and `roundcube_extension` fixtures are in tests/e2e/conftest.py."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Error as PlaywrightError
+
+from harness.browser import launch_options
+from harness.mail import MailStack
+
+
+def open_browser(playwright: Any, person: Any, roundcube: Any, extension: Path) -> Any:
+    """The person's Chromium profile with the Roundcube build, webmail.example.test mapped."""
+    profile = copy.copy(person.browser)
+    profile.extension_dir = extension
+    args = [f"--host-resolver-rules={roundcube.resolver_rule}", "--ignore-certificate-errors"]
+    return playwright.chromium.launch_persistent_context(**launch_options(profile, args))
+
+
+def log_in(page: Any, roundcube: Any, stack: MailStack, address: str) -> None:
+    page.goto(roundcube.url())
+    page.fill("#rcmloginuser", address)
+    page.fill("#rcmloginpwd", stack.users[address])
+    page.click("#rcmloginsubmit")
+    page.wait_for_selector("#mailboxlist", state="attached", timeout=30_000)
+
+
+def everything_the_page_holds(page: Any) -> str:
+    """Every frame's DOM as its own scripts see it (light DOM, open shadow roots, form values)
+    and the origin's localStorage, where Roundcube keeps its local copy of a compose form."""
+    script = """() => {
+        const parts = [document.documentElement.outerHTML, document.body?.innerText ?? ''];
+        const walk = (root) => {
+            for (const el of root.querySelectorAll('*')) {
+                if (el.shadowRoot) { parts.push(el.shadowRoot.innerHTML); walk(el.shadowRoot); }
+                if (typeof el.value === 'string' && el.value) parts.push(el.value);
+            }
+        };
+        walk(document);
+        try {
+            for (let i = 0; i < localStorage.length; i++) {
+                parts.push(localStorage.key(i), localStorage.getItem(localStorage.key(i)));
+            }
+        } catch (e) {}
+        return parts.join('\\n');
+    }"""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            texts = [
+                frame.evaluate(script)
+                for frame in page.frames
+                if frame.url.startswith(page.url.split("/?")[0])
+            ]
+            break
+        except PlaywrightError as error:
+            # A frame that navigates meanwhile (the preview frame loading its page) is read again.
+            if time.monotonic() > deadline or not re.search(
+                "context was destroyed|detached|navigat", str(error)
+            ):
+                raise
+            time.sleep(0.1)
+    assert texts, "no Roundcube frame to look at"
+    return "\n".join(texts)
+
+
+def open_message(page: Any, subject: str) -> None:
+    """Opens the message with this subject in Roundcube's preview frame."""
+    page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
+
+
+def wait_for(check: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
