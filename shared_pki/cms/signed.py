@@ -284,7 +284,7 @@ def _touch(signed_data: cms.SignedData) -> None:
         signed_data[name].native  # noqa: B018
     for choice in signed_data["certificates"] or ():
         if choice.name == "certificate":
-            choice.chosen.native  # noqa: B018
+            _check_certificate(der.encoded(choice.chosen))
     for info in signed_data["signer_infos"]:
         for name in ("version", "sid", "digest_algorithm", "signature_algorithm", "signature"):
             info[name].native  # noqa: B018
@@ -292,6 +292,15 @@ def _touch(signed_data: cms.SignedData) -> None:
             for attribute in info[name] or ():
                 attribute["type"].native  # noqa: B018
                 len(attribute["values"])
+
+
+@functools.lru_cache(maxsize=256)
+def _check_certificate(encoding: bytes) -> None:
+    """Parse every field of a certificate (`.native`), once per distinct certificate: the same
+    signers' and TSAs' certificates come with every message, and parsing them in full (names
+    through stringprep, URIs, extensions) was a third of the host's CPU per message.open
+    (py-spy). A certificate that fails raises each time (exceptions are not cached)."""
+    asn1_x509.Certificate.load(encoding).native  # noqa: B018
 
 
 def signer_info(signed_data_der: bytes, signer_index: int) -> cms.SignerInfo:
