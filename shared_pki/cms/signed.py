@@ -65,23 +65,21 @@ def sign(
         )
         for one in signers
     ]
-    certificates = _unique(
+    encodings = _unique_encodings(
         [cert for one in signers for cert in (one.certificate, *one.chain)] + list(extra_certs)
     )
-    encap = [cms.ContentType(content_type).dump()]
+    encap = [_content_type_der(content_type)]
     if not detached:  # eContent [0] EXPLICIT OCTET STRING: any content type, parsed or not
         encap += der.constructed(0xA0, der.constructed(0x04, [content]))
     v3 = use_ski or _oids.standard_content_type(content_type) != OID_DATA
     # Written piece by piece (shared_pki.der): through asn1crypto, every certificate was copied
     # into the set and re-encoded whole on each dump, most of a TSA token's cost.
-    certificate_set = (
-        sorted(der.encoded(cert) for cert in certificates) if include_certificates else []
-    )  # DER sorts a SET OF
+    certificate_set = sorted(encodings) if include_certificates else []  # DER sorts a SET OF
     signed_data = der.constructed(
         0x30,
         [
             core.Integer(3 if v3 else 1).dump(),
-            cms.DigestAlgorithms([{"algorithm": algorithm.oid}]).dump(),
+            _digest_algorithms_der(algorithm.oid),
             *der.constructed(0x30, encap),
             *(der.constructed(0xA0, certificate_set) if certificate_set else []),
             *der.constructed(0x31, infos),  # kept in the order given (see _set_in_order)
@@ -91,7 +89,7 @@ def sign(
         der.constructed(
             0x30,
             [
-                cms.ContentType(types.signed_data).dump(),
+                _content_type_der(types.signed_data),
                 *der.constructed(0xA0, signed_data),
             ],
         )
@@ -115,7 +113,7 @@ def _signer_info(
     cert = credential.certificate
     scheme = signatures.for_signing(credential.key, "rsassa_pss" if pss else None)
     attributes = [
-        _attribute_der("content_type", cms.ContentType(content_type).dump()),
+        _attribute_der("content_type", _content_type_der(content_type)),
         _attribute_der("signing_time", _time(when).dump()),
         _attribute_der("message_digest", core.OctetString(algorithm.compute(content)).dump()),
         # From cached DER: building it each time dominated a TSA token's cost.
@@ -125,7 +123,7 @@ def _signer_info(
         attributes.append(_attribute_der("smime_capabilities", _capabilities_der(capabilities)))
     attributes.sort()  # a SET OF, sorted by encoding as DER requires
     to_sign = b"".join(der.constructed(0x31, attributes))  # signed as a SET OF, not as [0]
-    identifier = scheme.algorithm_identifier(algorithm)
+    identifier, identifier_der = _signature_identifier(scheme, algorithm)
     try:
         signature = signatures.sign_with(scheme, credential.key, to_sign, algorithm, sm2_id)
     except (ValueError, TypeError) as error:
@@ -147,13 +145,43 @@ def _signer_info(
             [
                 core.Integer(3 if use_ski else 1).dump(),
                 _sid_der(cert, use_ski),
-                cms.DigestAlgorithm({"algorithm": algorithm.oid}).dump(),
+                _digest_algorithm_der(algorithm.oid),
                 *der.constructed(0xA0, attributes),  # signedAttrs [0] IMPLICIT
-                identifier.dump(),
+                identifier_der,
                 core.OctetString(signature).dump(),
             ],
         )
     )
+
+
+# The same few algorithm identifiers and content types go into every signature: made once.
+@functools.lru_cache(maxsize=32)
+def _content_type_der(content_type: str) -> bytes:
+    return cms.ContentType(content_type).dump()
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithms_der(oid: str) -> bytes:
+    return cms.DigestAlgorithms([{"algorithm": oid}]).dump()
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithm_der(oid: str) -> bytes:
+    return cms.DigestAlgorithm({"algorithm": oid}).dump()
+
+
+_IDENTIFIERS: dict[tuple[str, str], tuple[core.Asn1Value, bytes]] = {}
+
+
+def _signature_identifier(
+    scheme: signatures.SignatureScheme, algorithm: digests.DigestAlgorithm
+) -> tuple[core.Asn1Value, bytes]:
+    """The scheme's AlgorithmIdentifier for this digest and its DER, made once per pair."""
+    key = (scheme.name, algorithm.name)
+    if key not in _IDENTIFIERS:
+        identifier = scheme.algorithm_identifier(algorithm)
+        _IDENTIFIERS[key] = (identifier, identifier.dump())
+    return _IDENTIFIERS[key]
 
 
 @functools.lru_cache(maxsize=32)
@@ -217,15 +245,9 @@ def _ess_cert_id_v2(cert: Certificate) -> tsp.SigningCertificateV2:
     )
 
 
-def _unique(certs: list[Certificate]) -> list[Certificate]:
-    seen: set[bytes] = set()
-    result = []
-    for cert in certs:
-        encoding = der.encoded(cert)
-        if encoding not in seen:
-            seen.add(encoding)
-            result.append(cert)
-    return result
+def _unique_encodings(certs: list[Certificate]) -> list[bytes]:
+    """The DER of each distinct certificate, in the order given."""
+    return list(dict.fromkeys(der.encoded(cert) for cert in certs))
 
 
 def _set_in_order(cls: type[core.SetOf], items: Sequence[core.Asn1Value]) -> core.SetOf:
