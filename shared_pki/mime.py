@@ -434,14 +434,20 @@ class _Split:
 
 
 def wrap_multipart_signed(
-    entity: bytes, signature_der: bytes, micalg: str, *, prepared: bool = False
+    entity: bytes,
+    signature_der: bytes,
+    micalg: str,
+    *,
+    prepared: bool = False,
+    headers: HeaderInput | None = None,
 ) -> bytes:
     """RFC 8551 3.5.3 multipart/signed around `entity`, whose bytes stay exactly as given (they
     are what was signed). `micalg` is an RFC 8551 value ("sha-256") or a digest name
     ("sha256"). The entity must be canonical (CRLF): a bare LF would be changed on the way and
     break the signature, so it is refused rather than silently fixed. prepared: the entity is
     prepare_for_signing's output as it came (canonical by construction), so the check, two
-    passes over a 10 MB body, is skipped."""
+    passes over a 10 MB body, is skipped. headers: the whole message instead, as
+    with_outer_headers(result, headers) would give it (one copy of the body, not two)."""
     _require_bytes(entity, "entity")
     _require_bytes(signature_der, "signature_der")
     if not entity:
@@ -465,27 +471,27 @@ def wrap_multipart_signed(
     )
     delimiter = b"\r\n--" + boundary + CRLF
     # One join: chained + would copy the (multi-megabyte) entity once per operator.
-    return b"".join(
-        (
-            head,
-            CRLF,
-            b"This is an S/MIME signed message\r\n",
-            delimiter,
-            entity,
-            delimiter,
-            signature_part,
-            b"\r\n--",
-            boundary,
-            b"--\r\n",
-        )
+    parts = (
+        head,
+        CRLF,
+        b"This is an S/MIME signed message\r\n",
+        delimiter,
+        entity,
+        delimiter,
+        signature_part,
+        b"\r\n--",
+        boundary,
+        b"--\r\n",
     )
+    return _joined(parts, head, headers)
 
 
-def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+def wrap_pkcs7_mime(der: bytes, smime_type: str, *, headers: HeaderInput | None = None) -> bytes:
     """RFC 8551 3.2 application/pkcs7-mime entity for a CMS ContentInfo. `smime_type` is
     enveloped-data, authEnveloped-data, signed-data (or certs-only, compressed-data) and must
     agree with the content type inside the DER: a mislabelled message is a bug here, not
-    something a receiver should have to guess around."""
+    something a receiver should have to guess around. headers: the whole message instead, as
+    with_outer_headers(result, headers) would give it (one copy of the body, not two)."""
     _require_bytes(der, "der")
     try:
         label, expected = _SMIME_TYPES[smime_type.strip().lower()]
@@ -494,18 +500,14 @@ def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
     oid = _sniff_cms(der, "CMS content")
     if _standard(oid) != expected:
         raise MalformedInput(f"smime-type {label} does not match the CMS content type {oid}")
-    return b"".join(
-        (
-            b"Content-Type: application/pkcs7-mime; smime-type=",
-            label.encode("ascii"),
-            b";\r\n name=smime.p7m\r\n"
-            b"Content-Transfer-Encoding: base64\r\n"
-            b"Content-Disposition: attachment; filename=smime.p7m\r\n"
-            b"\r\n",
-            _b64_lines(der),
-            CRLF,
-        )
+    head = (
+        b"Content-Type: application/pkcs7-mime; smime-type="
+        + label.encode("ascii")
+        + b";\r\n name=smime.p7m\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename=smime.p7m\r\n"
     )
+    return _joined((head, CRLF, _b64_lines(der), CRLF), head, headers)
 
 
 _SMIME_TYPE_BY_OID = {
@@ -560,6 +562,12 @@ def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
     non-ASCII values are RFC 2047 encoded. Content-* fields belong to the entity and are
     refused here; a MIME-Version among them is replaced by ours."""
     _require_bytes(entity, "entity")
+    prefix = _outer_prefix(headers, entity[: _split_point(entity)[0]])
+    return b"".join((prefix, entity))
+
+
+def _outer_prefix(headers: HeaderInput, entity_head: bytes) -> bytes:
+    """What with_outer_headers writes before an entity whose header block is entity_head."""
     with _malformed_guard("headers"):
         if isinstance(headers, bytes):
             fields = _parse_fields(headers)
@@ -575,10 +583,17 @@ def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
         for name in names:
             if name.startswith("content-"):
                 raise MalformedInput(f"{name} is a content field; it belongs in the entity")
-        entity_head = entity[: _split_point(entity)[0]]
         has_version = any(f.name == "mime-version" for f in _parse_fields(entity_head))
     version = b"" if has_version else b"MIME-Version: 1.0\r\n"
-    return b"".join((*lines, version, entity))
+    return b"".join((*lines, version))
+
+
+def _joined(parts: tuple[bytes, ...], head: bytes, headers: HeaderInput | None) -> bytes:
+    """The entity made of parts (its header block is head), or with headers the whole message
+    with_outer_headers would make of it, in one copy of a possibly large body."""
+    if headers is None:
+        return b"".join(parts)
+    return b"".join((_outer_prefix(headers, head), *parts))
 
 
 _FIELD_NAME_STR = re.compile(r"[!-9;-~]+")

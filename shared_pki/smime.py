@@ -54,7 +54,7 @@ def sign_message(
     outer, entity = mime.split_headers(message)
     if protect_headers:
         entity = header_protection.protect(outer, entity, encrypted=False).entity
-    body = sign_entity(
+    return _sign(
         entity,
         signer,
         detached=detached,
@@ -64,8 +64,8 @@ def sign_message(
         suite=suite,
         sm2_id=sm2_id,
         convention=convention,
+        headers=outer,
     )
-    return mime.with_outer_headers(body, outer)
 
 
 def sign_entity(
@@ -83,6 +83,34 @@ def sign_entity(
     """sign_message for a MIME entity, whatever header fields it carries (a header-protected
     payload carries them inside what is signed): the multipart/signed or application/pkcs7-mime
     entity, no outer header fields."""
+    return _sign(
+        entity,
+        signer,
+        detached=detached,
+        digest=digest,
+        pss=pss,
+        signing_time=signing_time,
+        suite=suite,
+        sm2_id=sm2_id,
+        convention=convention,
+        headers=None,
+    )
+
+
+def _sign(
+    entity: bytes,
+    signer: Credential,
+    *,
+    detached: bool,
+    digest: str | None,
+    pss: bool,
+    signing_time: datetime.datetime | None,
+    suite: str | _suite.Suite | None,
+    sm2_id: bytes | None,
+    convention: str,
+    headers: mime.HeaderInput | None,
+) -> bytes:
+    """sign_entity, and with headers the whole message (wrapped once, not copied again)."""
     own = _suite.suite_of_key(signer.key)
     chosen = own if suite is None else _suite.by_name(suite)
     if chosen != own:
@@ -102,8 +130,8 @@ def sign_entity(
     )
     if detached:
         micalg = digests.by_name(digest).micalg
-        return mime.wrap_multipart_signed(entity, der, micalg, prepared=True)
-    return mime.wrap_pkcs7_mime(der, "signed-data")
+        return mime.wrap_multipart_signed(entity, der, micalg, prepared=True, headers=headers)
+    return mime.wrap_pkcs7_mime(der, "signed-data", headers=headers)
 
 
 def encrypt_message(
@@ -137,7 +165,7 @@ def encrypt_message(
             )
         protected = header_protection.protect(outer, entity, encrypted=True, policy=policy)
         entity, headers = protected.entity, protected.outer_headers
-    body = encrypt_entity(
+    der = _encrypt(
         entity,
         recipients,
         sender=sender,
@@ -146,7 +174,7 @@ def encrypt_message(
         suite=suite,
         convention=convention,
     )
-    return mime.with_outer_headers(body, headers)
+    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der), headers=headers)
 
 
 def encrypt_entity(
@@ -162,6 +190,31 @@ def encrypt_entity(
     """encrypt_message for a MIME entity, whatever header fields it carries (a header-protected
     payload carries them inside what is encrypted): the application/pkcs7-mime entity, no outer
     header fields."""
+    der = _encrypt(
+        entity,
+        recipients,
+        sender=sender,
+        cipher=cipher,
+        use_ski=use_ski,
+        suite=suite,
+        convention=convention,
+    )
+    # The label from the DER's content type: parsing the whole envelope again to learn the
+    # cipher (enveloped.inspect) cost more than the wrapping.
+    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der))
+
+
+def _encrypt(
+    entity: bytes,
+    recipients: Sequence[Certificate | tuple[Certificate, tuple[Capability, ...] | None]],
+    *,
+    sender: Certificate | None,
+    cipher: str | None,
+    use_ski: bool,
+    suite: str | _suite.Suite | None,
+    convention: str,
+) -> bytes:
+    """The DER of encrypt_entity's EnvelopedData or AuthEnvelopedData."""
     # Transfer-encode 8-bit and binary parts first: canonicalizing raw binary would turn LF
     # into CRLF inside attachments.
     entity = mime.prepare_for_signing(entity)
@@ -188,9 +241,7 @@ def encrypt_entity(
             use_ski=use_ski,
             convention=convention,
         )
-    # The label from the DER's content type: parsing the whole envelope again to learn the
-    # cipher (enveloped.inspect) cost more than the wrapping.
-    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der))
+    return der
 
 
 def ciphers_suite(cipher: str) -> str:
