@@ -44,13 +44,17 @@ def message(size: int) -> bytes:
     )
 
 
-def timed(action: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+def interleaved(actions: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median milliseconds of each action, run in turn round after round (each round starting
+    with the next one), so that ours and the peer see the same moments of a shared machine."""
+    samples: list[list[float]] = [[] for _ in actions]
+    for round_number in range(repeat):
+        for offset in range(len(actions)):
+            index = (round_number + offset) % len(actions)
+            start = time.perf_counter()
+            actions[index]()
+            samples[index].append(time.perf_counter() - start)
+    return [statistics.median(values) * 1000 for values in samples]
 
 
 def shell(command: str) -> Callable[[], None]:
@@ -88,10 +92,15 @@ def process(argv: list[str]) -> tuple[float, float]:
     return float(out[0]), int(out[1]) / 1024  # ru_maxrss is in kilobytes on Linux
 
 
-def processes(argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median milliseconds and the largest peak MiB over repeat runs."""
-    runs = [process(argv) for _ in range(repeat)]
-    return statistics.median(t for t, _ in runs), max(m for _, m in runs)
+def processes(commands: list[list[str]], repeat: int) -> list[tuple[float, float]]:
+    """Median milliseconds and the largest peak MiB of each command over repeat rounds, run in
+    turn (see interleaved)."""
+    runs: list[list[tuple[float, float]]] = [[] for _ in commands]
+    for round_number in range(repeat):
+        for offset in range(len(commands)):
+            index = (round_number + offset) % len(commands)
+            runs[index].append(process(commands[index]))
+    return [(statistics.median(t for t, _ in one), max(m for _, m in one)) for one in runs]
 
 
 def compile_project() -> None:
@@ -106,23 +115,19 @@ def compile_project() -> None:
 def command_line_rows(folder: Path, bob: dict, plain: bytes, bob_cert, repeat: int) -> list[str]:
     gcm = smime.encrypt_message(plain, [bob_cert], sender=None, cipher="aes256_gcm")
     (folder / "gcm.eml").write_bytes(gcm)
-    ours = processes(
-        [sys.executable, "-m", "native_host.cli", "decrypt", "--key", str(bob["key"]),
-         "--cert", str(bob["cert"]), str(folder / "gcm.eml")],
+    ours, peer, floor, bare = processes(
+        [
+            [sys.executable, "-m", "native_host.cli", "decrypt", "--key", str(bob["key"]),
+             "--cert", str(bob["cert"]), str(folder / "gcm.eml")],
+            ["openssl", "cms", "-decrypt", "-recip", str(bob["cert"]), "-inkey",
+             str(bob["key"]), "-in", str(folder / "gcm.eml")],
+            [sys.executable, "-c", "import sys, native_host.commands.decrypt_cmd, "
+             "shared_pki.smime; from shared_pki.keys import load_private_key;"
+             "load_private_key(open(sys.argv[1], 'rb').read(), None)", str(bob["key"])],
+            [sys.executable, "-c", "pass"],
+        ],
         repeat,
     )  # fmt: skip
-    peer = processes(
-        ["openssl", "cms", "-decrypt", "-recip", str(bob["cert"]), "-inkey", str(bob["key"]),
-         "-in", str(folder / "gcm.eml")],
-        repeat,
-    )  # fmt: skip
-    floor = processes(
-        [sys.executable, "-c", "import sys, native_host.commands.decrypt_cmd, shared_pki.smime;"
-         "from shared_pki.keys import load_private_key;"
-         "load_private_key(open(sys.argv[1], 'rb').read(), None)", str(bob["key"])],
-        repeat,
-    )  # fmt: skip
-    bare = processes([sys.executable, "-c", "pass"], repeat)
     return [
         "",
         "| command line (whole process) | ours | openssl cms -decrypt | ratio |",
@@ -160,7 +165,7 @@ def run(repeat: int = 5) -> list[str]:
         for size_name, size in SIZES.items():
             plain = message(size)
             (folder / "plain.eml").write_bytes(plain)
-            times = max(3, repeat if size < 1_000_000 else repeat // 2 + 1)
+            times = max(5, repeat)
             for count in RECIPIENTS:
                 certs = [p.asn1 for p in recipients[:count]]
                 to_args = " ".join(str(folder / f"r{n}.cert.pem") for n in range(count))
@@ -170,57 +175,50 @@ def run(repeat: int = 5) -> list[str]:
                     cipher="aes256_cbc",
                 )  # fmt: skip
                 (folder / "sealed.eml").write_bytes(sealed)
-                ours = timed(
-                    lambda c=certs, p=plain: smime.encrypt_message(
-                        smime.sign_message(p, signer), c, sender=alice.asn1,
-                        cipher="aes256_cbc",
-                    ),
+                ours, ours_process, peer = interleaved(
+                    [
+                        lambda c=certs, p=plain: smime.encrypt_message(
+                            smime.sign_message(p, signer), c, sender=alice.asn1,
+                            cipher="aes256_cbc",
+                        ),
+                        shell(
+                            f"{autosmime} encrypt --sign --key {files['key']} "
+                            f"--cert {files['cert']} --cipher aes256-cbc {to_ours} "
+                            f"{folder / 'plain.eml'} > /dev/null"
+                        ),
+                        shell(
+                            f"openssl cms -sign -signer {files['cert']} -inkey {files['key']} "
+                            f"-in {folder / 'plain.eml'} | openssl cms -encrypt -aes256 "
+                            f"{files['cert']} {to_args} > /dev/null"
+                        ),
+                    ],
                     times,
                 )  # fmt: skip
-                ours_process = timed(
-                    shell(
-                        f"{autosmime} encrypt --sign --key {files['key']} --cert {files['cert']} "
-                        f"--cipher aes256-cbc {to_ours} {folder / 'plain.eml'} > /dev/null"
-                    ),
-                    times,
-                )
-                peer = timed(
-                    shell(
-                        f"openssl cms -sign -signer {files['cert']} -inkey {files['key']} "
-                        f"-in {folder / 'plain.eml'} | openssl cms -encrypt -aes256 "
-                        f"{files['cert']} {to_args} > /dev/null"
-                    ),
-                    times,
-                )
                 lines.append(_row("sign+encrypt", size_name, count, ours, ours_process, peer))
-                opened = timed(
-                    lambda s=sealed: smime.open_message(
-                        s, keys=[(recipients[0].asn1, recipients[0].key)],
-                        trust_anchors=[root.asn1],
-                    ),
+                opened, opened_process, peer_open = interleaved(
+                    [
+                        lambda s=sealed: smime.open_message(
+                            s, keys=[(recipients[0].asn1, recipients[0].key)],
+                            trust_anchors=[root.asn1],
+                        ),
+                        shell(
+                            f"{autosmime} decrypt --key {bob['key']} --cert {bob['cert']} "
+                            f"--ca {folder / 'root.pem'} {folder / 'sealed.eml'} > /dev/null"
+                            " 2>/dev/null"
+                        ),
+                        shell(
+                            f"openssl cms -decrypt -recip {bob['cert']} -inkey {bob['key']} "
+                            f"-in {folder / 'sealed.eml'} | openssl cms -verify "
+                            f"-CAfile {folder / 'root.pem'} > /dev/null 2>&1"
+                        ),
+                    ],
                     times,
                 )  # fmt: skip
-                opened_process = timed(
-                    shell(
-                        f"{autosmime} decrypt --key {bob['key']} --cert {bob['cert']} "
-                        f"--ca {folder / 'root.pem'} {folder / 'sealed.eml'} > /dev/null"
-                        " 2>/dev/null"
-                    ),
-                    times,
-                )
-                peer_open = timed(
-                    shell(
-                        f"openssl cms -decrypt -recip {bob['cert']} -inkey {bob['key']} "
-                        f"-in {folder / 'sealed.eml'} | openssl cms -verify "
-                        f"-CAfile {folder / 'root.pem'} > /dev/null 2>&1"
-                    ),
-                    times,
-                )
                 lines.append(
                     _row("decrypt+verify", size_name, count, opened, opened_process, peer_open)
                 )
         lines += command_line_rows(
-            folder, bob, message(SIZES["10 MB"]), recipients[0].asn1, max(3, repeat)
+            folder, bob, message(SIZES["10 MB"]), recipients[0].asn1, max(5, repeat)
         )
     return lines
 
