@@ -3,6 +3,8 @@
 
 import { SECURE_MESSAGE } from './secure_frames.js';
 
+// Who may ask for which op is defined once, by each op's `callers` in native_host/protocol.json;
+// tests/extension/router_callers.test.mjs fails when this file and it disagree.
 // certs.lookup: addresses in, public certificates out; no secret, and shown as recipient badges.
 export const CONTENT_SCRIPT_OPS = new Set(['hello', 'echo', 'certs.lookup']);
 

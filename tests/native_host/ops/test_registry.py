@@ -15,7 +15,7 @@ from native_host import ops
 from native_host.errors import BadParams
 from native_host.protocol import SCHEMA
 
-CALLERS = {"content-script", "secure-frame", "extension-page"}
+CALLERS = {"content-script", "worker", "extension-page"}
 SPECS: dict[str, dict[str, Any]] = SCHEMA["ops"]
 
 
