@@ -186,7 +186,7 @@ def _peel(
     at: datetime.datetime | None,
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
-    outer, _ = mime.split_headers(raw)
+    outer = mime.outer_headers(raw)
     peeled = _Peeled(raw)
     try:
         _peel_layers(raw, outer, peeled, keys, anchors, at, tsa_anchors)
@@ -217,8 +217,8 @@ def _peel_layers(
             if peeled.sealed_at is None:
                 peeled.sealed_at = len(peeled.signatures)
             peeled.encrypted = True
-            peeled.cipher = enveloped.inspect(layer.der).cipher
-            current = enveloped.decrypt(layer.der, keys)
+            current, info = enveloped.decrypt_with_info(layer.der, keys)
+            peeled.cipher = info.cipher
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
@@ -454,7 +454,7 @@ def open_message(
         problem=peeled.problem,
         authenticated_cipher=_authenticated(peeled),
     )
-    message = _PARSER.parsebytes(peeled.message)
+    message = mime.parse_message(peeled.message)  # the email package's tree, built faster
     assert isinstance(message, EmailMessage)
     text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
     blocked = 0

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -101,13 +101,27 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 def routes(state: ServiceState) -> list[Route]:
     limiter = RateLimiter(state.config.directory_rate_per_minute)
     configured_max_age = state.config.directory_max_age_seconds
-    engine = state.store.engine
-    query = select(
-        certificates.c.serial,
-        certificates.c.algorithm,
-        certificates.c.not_before,
-        certificates.c.not_after,
-        certificates.c.der,
+    # One statement per lookup, so no transaction around it: in autocommit PostgreSQL answers
+    # in one round trip instead of BEGIN, SELECT and the pool's ROLLBACK.
+    engine = state.store.engine.execution_options(isolation_level="AUTOCOMMIT")
+    # Built once with bound parameters: building the clause and its cache key per request was
+    # a third of a lookup's time (py-spy, PostgreSQL, one worker).
+    query = (
+        select(
+            certificates.c.serial,
+            certificates.c.algorithm,
+            certificates.c.not_before,
+            certificates.c.not_after,
+            certificates.c.der,
+        )
+        .where(
+            certificates.c.address == bindparam("address"),
+            certificates.c.published.is_(True),
+            certificates.c.revoked.is_(None),
+            certificates.c.not_before <= bindparam("now"),
+            certificates.c.not_after > bindparam("now"),
+        )
+        .order_by(certificates.c.not_after.desc())
     )
 
     async def lookup(request: Request) -> Response:
@@ -122,15 +136,7 @@ def routes(state: ServiceState) -> list[Route]:
             return _problem(400, "Bad Request", problem.detail)
         now = time.time()
         with engine.connect() as db:
-            rows = db.execute(
-                query.where(
-                    certificates.c.address == address,
-                    certificates.c.published.is_(True),
-                    certificates.c.revoked.is_(None),
-                    certificates.c.not_before <= now,
-                    certificates.c.not_after > now,
-                ).order_by(certificates.c.not_after.desc())
-            ).all()
+            rows = db.execute(query, {"address": address, "now": now}).all()
         if not rows:
             return _problem(
                 404,
