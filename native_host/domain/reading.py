@@ -18,6 +18,11 @@ wrong in what a failed decryption would have produced are therefore ONE outcome,
 in kind (UNREADABLE, decrypted false, no cipher). `authenticated_cipher` says whether the
 content cipher itself detects alteration (AES-GCM) or not (CBC), so a viewer can label
 unsigned CBC mail, which anyone on the way could have altered.
+RFC 9788 header protection (protected_headers.py): the protected fields are shown, and the
+signer is checked against the protected From, which the signature covers.
+
+Over 500 lines, it is one cohesive thing: peeling one message's layers and summing up what
+they proved, which share the one-outcome rule above and must be read together.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from email.parser import BytesParser
 
 from native_host.domain.certs import CertificateBook
 from native_host.domain.keystore import Keystore
+from native_host.domain.protected_headers import (
+    HeaderProtectionView,
+    read_payload,
+    sender_block,
+    view_of,
+)
 from native_host.domain.sanitize import sanitize_html
 from native_host.errors import HostError
 from native_host.infrastructure.mailbox import Mailbox
@@ -161,6 +172,7 @@ class OpenedView:
     attachments: tuple[AttachmentView, ...]
     security: SecuritySummary
     problems: tuple[str, ...] = field(default_factory=tuple)
+    header_protection: HeaderProtectionView = field(default_factory=HeaderProtectionView)
 
 
 # ---- peeling ---------------------------------------------------------------------------------
@@ -177,6 +189,7 @@ class _Peeled:
     )
     problem: str | None = None
     sealed_at: int | None = None  # signatures found before the first encrypted layer
+    payload: bytes | None = None  # the innermost entity with its own header fields (RFC 9788)
 
 
 def _peel(
@@ -206,7 +219,6 @@ def _peel_layers(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
 ) -> None:
-    sender = smime.from_address(outer)
     current = raw
     for _ in range(MAX_LAYERS):
         layer = mime.unwrap(current)
@@ -221,17 +233,13 @@ def _peel_layers(
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
             stamps = tsp.signature_timestamps(der, anchors)
-            result = verify(
-                der,
-                content=layer.content if layer.kind == "multipart_signed" else None,
-                trust_anchors=list(anchors),
-                from_address=sender,
-                at=at,
-                trusted_time=tsp.trusted_times(stamps) or None,
-                # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks
-                # them) and end entities with the standard one; senders may use either.
-                sm2_ids=BOTH_IDS,
-            )
+            content = layer.content if layer.kind == "multipart_signed" else None
+            sender = smime.from_address(sender_block(outer, content))
+            result = _verify(der, content, anchors, sender, at, stamps)
+            if content is None:  # opaque: a protected From in the content shows only now
+                inner = smime.from_address(sender_block(outer, result.content))
+                if inner != sender:
+                    result = _verify(der, None, anchors, inner, at, stamps)
             peeled.signatures.append((result, stamps))
             if layer.kind == "signed_opaque":
                 current = result.content
@@ -241,8 +249,30 @@ def _peel_layers(
         else:
             _, entity = mime.split_headers(current)
             peeled.message = mime.with_outer_headers(entity, outer)
+            peeled.payload = current
             return
     raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
+
+
+def _verify(
+    der: bytes,
+    content: bytes | None,
+    anchors: Sequence[Certificate],
+    sender: str | None,
+    at: datetime.datetime | None,
+    stamps: Sequence[Sequence[tsp.TokenVerification]],
+) -> VerificationResult:
+    return verify(
+        der,
+        content=content,
+        trust_anchors=list(anchors),
+        from_address=sender,
+        at=at,
+        trusted_time=tsp.trusted_times(stamps) or None,
+        # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks them) and
+        # end entities with the standard one; senders may use either.
+        sm2_ids=BOTH_IDS,
+    )
 
 
 def _claims_encrypted(raw: bytes) -> bool:
@@ -451,7 +481,10 @@ def open_message(
         problem=peeled.problem,
         authenticated_cipher=_authenticated(peeled),
     )
-    message = _PARSER.parsebytes(peeled.message)
+    outer, _ = mime.split_headers(peeled.message)
+    read = read_payload(outer, peeled.payload, encrypted=peeled.encrypted, signatures=results)
+    protected = read is not None and read.protected
+    message = _PARSER.parsebytes(read.message if read is not None and protected else peeled.message)
     assert isinstance(message, EmailMessage)
     text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
     blocked = 0
@@ -464,13 +497,14 @@ def open_message(
         if unknown:
             problems.append(f"The HTML refers to parts the message lacks: {', '.join(unknown)}.")
     return OpenedView(
-        headers=_headers(message),
+        headers=read.shown() if read is not None and protected else _headers(message),
         text=text,
         html=html,
         remote_images_blocked=blocked,
         attachments=tuple(attachments),
         security=security,
         problems=tuple(problems),
+        header_protection=view_of(read),
     )
 
 

@@ -28,6 +28,7 @@ OPS: dict[str, str] = {
     "echo": "native_host.ops.diagnostics:echo",
     "account.configure": "native_host.ops.account:configure",
     "account.list": "native_host.ops.account:list_accounts",
+    "account.settings": "native_host.ops.account:settings",
     "certs.list": "native_host.ops.certs:list_own",
     "certs.lookup": "native_host.ops.certs:lookup",
     "compose.send": "native_host.ops.compose:send",

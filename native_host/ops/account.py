@@ -1,5 +1,6 @@
 """Operations on mail accounts: account.configure (servers proven by a real login, secret in
-the keyring, PKI service and roots) and account.list. Secrets are taken, never returned."""
+the keyring, PKI service and roots), account.list, and account.settings (how the account
+sends: hideSubject). Secrets are taken, never returned."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from native_host.errors import BadParams
 from native_host.ops import state
-from native_host.ops.state import AccountPki, operation, progress_of, text_param
+from native_host.ops.state import AccountPki, bool_param, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
@@ -20,6 +21,7 @@ def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
         "provider": getattr(settings, "provider", None),
         "credential": account.credential,
         "caFile": account.ca_file,
+        "hideSubject": account.hide_subject,
         "pki": None
         if pki is None
         else {
@@ -81,3 +83,16 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def list_accounts(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     host = state.current()
     return {"accounts": [_summary(host, a) for a in host.accounts.list_accounts()]}
+
+
+@operation
+def settings(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """How params.account (default: the only one) sends: params.hideSubject, when given, is
+    stored with the account first. Encrypted mail then goes out with the Subject "[...]"
+    outside and the real one only inside the encryption (RFC 9788)."""
+    host = state.current()
+    account = host.account(text_param(params, "account"))
+    if "hideSubject" in params:
+        hide = bool_param(params, "hideSubject")
+        account = host.accounts.set_hide_subject(account.address, hide)
+    return {"account": account.address, "hideSubject": account.hide_subject}

@@ -59,8 +59,19 @@ def _signature(signature: Any) -> dict[str, Any]:
 
 def view_to_json(view: Any) -> dict[str, Any]:
     security = view.security
+    protection = view.header_protection
     return {
         "headers": view.headers,
+        "headerProtection": {
+            "protected": protection.protected,
+            "hp": protection.hp,
+            "fields": dict(protection.fields),
+            "warnings": [
+                {"field": w.field, "severity": w.severity, "message": w.message}
+                for w in protection.warnings
+            ],
+            "legacyDisplayHidden": protection.legacy_display_hidden,
+        },
         "text": view.text,
         "html": view.html,
         "remoteImagesBlocked": view.remote_images_blocked,

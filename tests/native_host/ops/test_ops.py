@@ -280,6 +280,42 @@ def test_alice_sends_bob_and_bobs_host_opens_it_verified(pair: Pair, mail_stack:
     assert {c["origin"] for c in harvested["certificates"]} >= {"directory"}
 
 
+def test_an_account_setting_decides_whether_encrypted_subjects_show(
+    pair: Pair, mail_stack: MailStack
+) -> None:
+    """account.settings stores hideSubject with the account (account.list shows it); compose.send
+    follows it unless told, and bob's message.open shows the real Subject, protected, either
+    way. The setting survives configuring the account again."""
+    assert pair.alice.ok("account.settings", {})["hideSubject"] is True
+    subjects = {}
+    for hide in (True, False):
+        assert pair.alice.ok("account.settings", {"hideSubject": hide})["hideSubject"] is hide
+        [account] = pair.alice.ok("account.list", {})["accounts"]
+        assert account["hideSubject"] is hide
+        subject = f"Setting {hide}: the Nightjar figures"
+        outcome = pair.alice.ok(
+            "compose.send", {"from": ALICE, "to": [BOB], "subject": subject, "text": "x\n"}
+        )
+        assert outcome["headerProtection"] == "cipher" and outcome["subjectHidden"] is hide
+        raw = fetch_raw(mail_stack, BOB, outcome["messageId"])
+        assert (subject.encode() in raw) is not hide and (b"Subject: [...]" in raw) is hide
+        view = pair.bob.ok("message.open", {"raw": b64(raw)})
+        assert view["headers"]["subject"] == subject
+        protection = view["headerProtection"]
+        assert protection["protected"] and protection["hp"] == "cipher"
+        expected = "signed and encrypted" if hide else "signed"
+        assert protection["fields"]["subject"] == expected and protection["warnings"] == []
+        subjects[hide] = subject
+    told = pair.alice.ok(
+        "compose.send",
+        {"from": ALICE, "to": [BOB], "subject": "Told to hide", "text": "x\n", "hideSubject": True},
+    )
+    assert told["subjectHidden"] is True
+    refused = pair.alice.call("account.settings", {"hideSubject": "yes"})
+    assert refused["error"]["code"] == "bad_params"
+    pair.alice.ok("account.settings", {"hideSubject": True})
+
+
 def test_the_same_story_with_the_sm_suite(pair: Pair) -> None:
     """SM2 signature and key transport, SM4-CBC, SM3: chosen on request, opened without being
     told, verified with the SM2 chain and the timestamp."""
