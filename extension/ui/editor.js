@@ -11,6 +11,18 @@ const files = document.getElementById('files');
 const list = document.getElementById('attachments');
 const modeLine = document.getElementById('mode');
 const recipientsBox = document.getElementById('recipients');
+const replyLine = document.getElementById('reply');
+let mode = null;
+let replySubject = null;
+
+/** A reply to a message whose subject was hidden: which subject it carries, and how. */
+function showReply() {
+  replyLine.hidden = !replySubject;
+  if (!replySubject) return;
+  replyLine.textContent = mode === 'encrypt'
+    ? `Replying to “${replySubject}”: the reply carries that subject, encrypted; the webmail shows “[...]”.`
+    : `Replying to “${replySubject}”: a signed-only reply keeps the webmail's “[...]” subject, so the real one is not revealed.`;
+}
 const attachments = [];
 let shownOnce = false;
 let draftTimer = null;
@@ -20,7 +32,9 @@ function say(text, state = 'info') {
   status.setAttribute('data-state', state);
 }
 
-function showMode(mode) {
+function showMode(newMode) {
+  mode = newMode;
+  showReply();
   const encrypt = mode === 'encrypt';
   modeLine.setAttribute('data-mode', encrypt ? 'encrypt' : 'sign');
   modeLine.textContent = encrypt
@@ -89,6 +103,10 @@ function onWorker(message) {
       break;
     case 'mode':
       showMode(message.mode);
+      break;
+    case 'reply':
+      replySubject = typeof message.subject === 'string' && message.subject ? message.subject : null;
+      showReply();
       break;
     case 'recipients':
       showRecipients(message);

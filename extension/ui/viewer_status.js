@@ -36,12 +36,47 @@ export function renderPlan(view) {
   return { as: 'text', text: null, fromHtml: view?.html ?? null, remote: false };
 }
 
-/** "From: … · Subject: … · Date: …" of the opened message, for the viewer's own header line. */
-export function headerLine(headers) {
-  return [['From', headers?.from], ['Subject', headers?.subject], ['Date', headers?.date]]
-    .filter(([, value]) => typeof value === 'string' && value)
-    .map(([name, value]) => `${name}: ${value}`)
-    .join(' · ');
+const SHOWN_FIELDS = [['subject', 'Subject'], ['from', 'From'], ['to', 'To'], ['cc', 'Cc'],
+  ['date', 'Date'], ['reply-to', 'Reply-To']];
+
+/**
+ * The header fields the viewer lists, from message.open's headers and headerProtection (RFC
+ * 9788): [{name, value, protection}], protection being "signed and encrypted", "encrypted",
+ * "signed" or "unprotected" (a message without header protection: every field unprotected).
+ */
+export function headerRows(view) {
+  const fields = view?.headerProtection?.protected ? view.headerProtection.fields ?? {} : {};
+  return SHOWN_FIELDS
+    .filter(([key]) => typeof view?.headers?.[key] === 'string' && view.headers[key])
+    .map(([key, name]) => ({ name, value: view.headers[key], protection: fields[key] ?? 'unprotected' }));
+}
+
+/**
+ * One sentence on what RFC 9788 protected, or null: "Subject hidden from the mail servers
+ * (encrypted) and signed; From, To, Date signed." A signature that does not hold vouches for
+ * nothing, so then only what the encryption hid is named.
+ */
+export function protectionSentence(view) {
+  const rows = headerRows(view);
+  const named = (kinds) => rows.filter((r) => kinds.includes(r.protection)).map((r) => r.name).join(', ');
+  const hidden = named(['signed and encrypted', 'encrypted']);
+  const signed = named(['signed']);
+  const parts = [];
+  if (hidden) {
+    const andSigned = rows.some((r) => r.protection === 'signed and encrypted') ? ' and signed' : '';
+    parts.push(`${hidden} hidden from the mail servers (encrypted)${andSigned}`);
+  }
+  if (signed) parts.push(`${signed} signed`);
+  return parts.length ? `Protected headers: ${parts.join('; ')}.` : null;
+}
+
+/** The header protection warnings in words, most serious first: [{severity, message}]. */
+export function headerWarnings(view) {
+  const warnings = Array.isArray(view?.headerProtection?.warnings) ? view.headerProtection.warnings : [];
+  return [...warnings]
+    .filter((w) => typeof w?.message === 'string')
+    .sort((a, b) => (a.severity === 'warning' ? 0 : 1) - (b.severity === 'warning' ? 0 : 1))
+    .map((w) => ({ severity: w.severity === 'warning' ? 'warning' : 'notice', message: w.message }));
 }
 
 /** {state: valid|invalid|unsigned|unprotected, parts: [sentences]} for the status line. */

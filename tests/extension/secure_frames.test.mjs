@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  NO_MESSAGE, SecureFrames, claimProblem, raisedMode, recipientList, sameRecipients, sendMismatch,
+  NO_MESSAGE, SecureFrames, claimProblem, raisedMode, recipientList, replySubject, sameRecipients,
+  sendMismatch,
 } from '../../extension/background/secure_frames.js';
 
 const ID = 'abcdefghijklmnopabcdefghijklmnop';
@@ -204,4 +205,59 @@ test('an editor that went away sends nothing; a reopened one gets its text and n
   assert.equal(reopened.mode, 'encrypt');
   assert.equal(reopened.draft, 'kept in memory');
   assert.equal(frames.registrations.has(secret(9)), false);
+});
+
+const PROTECTED_VIEW = {
+  headers: {
+    subject: 'Nightjar: the price', from: 'Alice <alice@example.test>', 'message-id': '<m1@example.test>',
+    references: '<m0@example.test>',
+  },
+  headerProtection: { protected: true, hp: 'cipher', fields: { subject: 'signed and encrypted' }, warnings: [] },
+  security: { encrypted: true, decrypted: true, signatures: [] },
+};
+
+test('a reply takes back the subject its message hid, only in encrypted mail to that sender', async () => {
+  assert.equal(replySubject('Re: [...]', 'Nightjar'), 'Re: Nightjar');
+  assert.equal(replySubject('Re: [...]', 'Re: Nightjar'), 'Re: Nightjar');
+  assert.equal(replySubject('[...]', 'Nightjar'), 'Nightjar');
+  assert.equal(replySubject('My own words', 'Nightjar'), 'My own words');
+
+  async function replying(mode, to) {
+    const w = world({ answers: { 'message.open': Promise.resolve(PROTECTED_VIEW), 'compose.send': SENT } });
+    // the viewer of the message, as the content script registers it
+    await w.ask({ action: 'register', secret: secret(3), kind: 'viewer', messageRef: '#msg-f:1' });
+    await w.ask({ action: 'raw', secret: secret(3), raw: 'AAAA' });
+    await tick();
+    // the reply's editor names that message
+    await w.ask({ action: 'register', secret: secret(9), kind: 'editor', mode, replyTo: '#msg-f:1' });
+    const port = framePort('ui/editor.html');
+    port.postMessage = (m) => {
+      port.posted.push(m);
+      if (m.type === 'recipients') port.say({ type: 'shown', version: m.version });
+      if (m.type === 'collect') port.say({ type: 'body', id: m.id, text: 'typed', attachments: [] });
+    };
+    w.frames.onConnect(port);
+    port.say({ type: 'claim', secret: secret(9) });
+    await w.ask({ action: 'recipients', secret: secret(9), to });
+    const sent = await w.ask({ action: 'send', secret: secret(9), envelope: { from: 'bob@example.test', to, subject: 'Re: [...]' } });
+    assert.ok(sent.ok, JSON.stringify(sent));
+    const said = port.posted.filter((m) => m.type === 'reply').at(-1);
+    return { params: w.calls.find((c) => c.op === 'compose.send').params, said };
+  }
+
+  const encrypted = await replying('encrypt', ['alice@example.test']);
+  assert.equal(encrypted.params.subject, 'Re: Nightjar: the price');
+  assert.equal(encrypted.params.hideSubject, true);
+  assert.equal(encrypted.params.inReplyTo, '<m1@example.test>');
+  assert.deepEqual(encrypted.params.references, ['<m0@example.test>', '<m1@example.test>']);
+  assert.equal(encrypted.said.subject, 'Nightjar: the price'); // the editor says which subject
+  // Signed only: the real subject would travel in the clear, so the webmail's stays.
+  const signed = await replying('sign', ['alice@example.test']);
+  assert.equal(signed.params.subject, 'Re: [...]');
+  assert.equal(signed.params.inReplyTo, '<m1@example.test>');
+  // The page pointed the compose at alice's message but it goes to eve: nothing of it is used.
+  const elsewhere = await replying('encrypt', ['eve@example.test']);
+  assert.equal(elsewhere.params.subject, 'Re: [...]');
+  assert.equal(elsewhere.params.inReplyTo, undefined);
+  assert.equal(elsewhere.said.subject, null);
 });
