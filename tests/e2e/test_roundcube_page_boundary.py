@@ -336,7 +336,7 @@ def test_roundcube_page_cannot_write_the_viewers_status_line(
     result = people["alice"].call(
         "compose.send",
         {"from": "alice@example.test", "to": ["bob@example.test"], "subject": subject,
-         "text": text},
+         "text": text, "hideSubject": False},  # found in Roundcube's list by its subject
     )  # fmt: skip
     assert result["status"] == "sent", result
     wait_for_inbox(mail_stack, "bob@example.test", subject)

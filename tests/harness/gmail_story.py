@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import email
+import hashlib
 import time
+from collections.abc import Callable
+from email import policy
 from typing import Any
 
 from playwright.sync_api import expect
 
 from harness.browser import launch_options
+from shared_pki import mime, smime
+from shared_pki.errors import PkiError
 
 THREAD_ID = "msg-f:1665118316230599953"
 #: The secure frames as the tests find them in a webmail page.
@@ -15,8 +21,33 @@ SECURE_EDITOR = "autosmime-secure-editor iframe.autosmime-editor"
 SECURE_VIEWER = "autosmime-secure-viewer iframe.autosmime-viewer"
 
 
+#: Keystores of the test people (people.make_person adds each one's): the harness reads the
+#: subject of header-protected mail (outer Subject "[...]", RFC 9788) with them, as the
+#: recipient's own client would. Read at each use, so renewed or restored keys count.
+KEYSTORES: list[Callable[[], Any]] = []
+_SUBJECTS: dict[bytes, str] = {}
+
+
+def subject_of(raw: bytes) -> str:
+    """The subject a reader sees: the outer one, or for "[...]" the protected one inside
+    (decrypted with any test person's keys; "" when none opens it)."""
+    outer = email.message_from_bytes(mime.split_headers(raw)[0] + b"\r\n", policy=policy.default)
+    subject = str(outer["subject"] or "")
+    if subject != "[...]":
+        return subject
+    key = hashlib.sha256(raw).digest()
+    if key not in _SUBJECTS:
+        pairs = [pair for keystore in KEYSTORES for pair in keystore().decryption_pairs()]
+        try:
+            _SUBJECTS[key] = smime.open_message(raw, keys=pairs).headers().get("Subject") or ""
+        except PkiError:
+            _SUBJECTS[key] = ""
+    return _SUBJECTS[key]
+
+
 def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> bytes:
-    """The raw bytes of the message with this subject once it is in user's INBOX (real IMAP)."""
+    """The raw bytes of the message with this subject once it is in user's INBOX (real IMAP);
+    a header-protected one is found by the subject inside."""
     deadline = time.monotonic() + timeout
     while True:
         client = stack.imap_client(user)
@@ -26,10 +57,28 @@ def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> 
             if uids:
                 data = client.fetch(uids[-1:], ["BODY.PEEK[]"])
                 return next(iter(data.values()))[b"BODY[]"]
+            hidden = client.search(["SUBJECT", "[...]"])
+            data = client.fetch(hidden, ["BODY.PEEK[]"]) if hidden else {}
+            found = [data[u][b"BODY[]"] for u in sorted(data)]
+            found = [raw for raw in found if subject_of(raw) == subject]
+            if found:
+                return found[-1]
         finally:
             client.logout()
         assert time.monotonic() < deadline, f"{subject!r} never reached {user}'s INBOX"
         time.sleep(0.3)
+
+
+def inbox_uid(stack: Any, user: str, raw: bytes) -> int:
+    """The IMAP UID of this message (found by its Message-ID) in user's INBOX."""
+    outer = email.message_from_bytes(mime.split_headers(raw)[0] + b"\r\n", policy=policy.default)
+    client = stack.imap_client(user)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        [uid] = client.search(["HEADER", "Message-ID", str(outer["message-id"]).strip()])
+        return int(uid)
+    finally:
+        client.logout()
 
 
 def mailbox_bytes(stack: Any, user: str) -> dict[str, list[bytes]]:
@@ -48,7 +97,8 @@ def mailbox_bytes(stack: Any, user: str) -> dict[str, list[bytes]]:
 
 
 def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
-    return [m for m in messages if f"Subject: {subject}".encode() in m]
+    """The messages whose subject is this one, in the clear or protected inside."""
+    return [m for m in messages if f"Subject: {subject}".encode() in m or subject_of(m) == subject]
 
 
 def page_text_everywhere(page: Any) -> str:
