@@ -12,6 +12,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from harness.browser import launch_options
+from native_host.errors import HostError
 from shared_pki import mime, smime
 from shared_pki.errors import PkiError
 
@@ -21,27 +22,44 @@ SECURE_EDITOR = "autosmime-secure-editor iframe.autosmime-editor"
 SECURE_VIEWER = "autosmime-secure-viewer iframe.autosmime-viewer"
 
 
-#: Keystores of the test people (people.make_person adds each one's): the harness reads the
-#: subject of header-protected mail (outer Subject "[...]", RFC 9788) with them, as the
-#: recipient's own client would. Read at each use, so renewed or restored keys count.
-KEYSTORES: list[Callable[[], Any]] = []
+#: How the test people read the subject of header-protected mail (outer Subject "[...]", RFC
+#: 9788), as their own clients would: people.make_person adds a reader with each one's keystore;
+#: a story whose devices keep their profile elsewhere adds its own (raw -> subject or None).
+SUBJECT_READERS: list[Callable[[bytes], str | None]] = []
 _SUBJECTS: dict[bytes, str] = {}
 
 
+def keystore_reader(keystore: Callable[[], Any]) -> Callable[[bytes], str | None]:
+    """A subject reader decrypting with a keystore's keys (read at each use: renewed keys count)."""
+
+    def read(raw: bytes) -> str | None:
+        try:
+            pairs = keystore().decryption_pairs()
+            return smime.open_message(raw, keys=pairs).headers().get("Subject")
+        except (PkiError, HostError, OSError):
+            return None
+
+    return read
+
+
 def subject_of(raw: bytes) -> str:
-    """The subject a reader sees: the outer one, or for "[...]" the protected one inside
-    (decrypted with any test person's keys; "" when none opens it)."""
+    """The subject a reader sees: the outer one, or for "[...]" the protected one inside (""
+    when no test person's reader opens it)."""
     outer = email.message_from_bytes(mime.split_headers(raw)[0] + b"\r\n", policy=policy.default)
     subject = str(outer["subject"] or "")
     if subject != "[...]":
         return subject
     key = hashlib.sha256(raw).digest()
     if key not in _SUBJECTS:
-        pairs = [pair for keystore in KEYSTORES for pair in keystore().decryption_pairs()]
-        try:
-            _SUBJECTS[key] = smime.open_message(raw, keys=pairs).headers().get("Subject") or ""
-        except PkiError:
-            _SUBJECTS[key] = ""
+        _SUBJECTS[key] = ""
+        for reader in SUBJECT_READERS:
+            try:
+                found = reader(raw)
+            except (AssertionError, PkiError, HostError, OSError):  # not this reader's mail
+                continue
+            if found and found != "[...]":
+                _SUBJECTS[key] = found
+                break
     return _SUBJECTS[key]
 
 

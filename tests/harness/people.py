@@ -101,7 +101,7 @@ def make_person(
     )
     browser.install_host()
     world.add(person.keystore(), world.issue(address))
-    gmail_story.KEYSTORES.append(person.keystore)
+    gmail_story.SUBJECT_READERS.append(gmail_story.keystore_reader(person.keystore))
     done = person.call("account.configure", account_params(stack, world, address))
     assert done["address"] == address
     return person
