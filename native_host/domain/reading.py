@@ -197,11 +197,12 @@ def _peel(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
     outer, _ = mime.split_headers(raw)
     peeled = _Peeled(raw)
     try:
-        _peel_layers(raw, outer, peeled, keys, anchors, at)
+        _peel_layers(raw, outer, peeled, keys, anchors, at, tsa_anchors)
     except PkiError:
         if peeled.sealed_at is None and not _claims_encrypted(raw):
             raise
@@ -218,6 +219,7 @@ def _peel_layers(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> None:
     current = raw
     for _ in range(MAX_LAYERS):
@@ -232,7 +234,7 @@ def _peel_layers(
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
-            stamps = tsp.signature_timestamps(der, anchors)
+            stamps = tsp.signature_timestamps(der, tsa_anchors or anchors)
             content = layer.content if layer.kind == "multipart_signed" else None
             sender = smime.from_address(sender_block(outer, content))
             result = _verify(der, content, anchors, sender, at, stamps)
@@ -451,14 +453,15 @@ def open_message(
     allow_remote: bool = False,
     at: datetime.datetime | None = None,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> OpenedView:
-    """Open one raw message (see the module docstring). keys: extra (certificate, key) pairs
-    besides the keystore's. MalformedInput (a ReadError) for bytes that are not a message."""
+    """Open one raw message (see the module docstring). keys: more (certificate, key) pairs;
+    tsa_anchors: timestamps' roots (default trust_anchors). Not a message: MalformedInput."""
     if not isinstance(raw, bytes) or not raw.strip():
         raise ReadError("The message is empty.")
     pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
     try:
-        peeled = _peel(raw, pairs, trust_anchors, at)
+        peeled = _peel(raw, pairs, trust_anchors, at, tsa_anchors)
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
     results = [result for result, _ in peeled.signatures]

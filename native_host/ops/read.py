@@ -116,12 +116,14 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         raise BadParams("Give raw (the message in base64) or messageId, not both.")
     account = text_param(params, "account")
     anchors = host.trust_anchors()
+    tsa_anchors = host.tsa_anchors()
     book = None
     with contextlib.suppress(HostError):  # no account or PKI: nothing to harvest into
         book = host.book(account)
     options = {
         "keystore": host.keystore,
         "trust_anchors": anchors,
+        "tsa_anchors": tsa_anchors,
         "book": book,
         "allow_remote": bool_param(params, "allowRemote"),
     }

@@ -60,4 +60,4 @@ def routes(state: ServiceState) -> list[Route]:
             )
         return Response(reply, media_type=REPLY)
 
-    return [Route("/tsa", timestamp, methods=["POST"])]
+    return [Route(config.tsa_path, timestamp, methods=["POST"])]

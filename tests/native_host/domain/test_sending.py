@@ -324,8 +324,9 @@ def test_encrypted_mail_says_only_dots_outside_and_openssl_and_nss_still_open_it
     assert read.legacy_display_hidden == 1
     assert f"Subject: {SECRET_SUBJECT}".encode() in base64_bodies(payload)
 
-    # NSS (cmsutil) verifies the signature over the protected payload. (It cannot decrypt this
-    # envelope: NSS 3.87 reads neither AES-GCM nor the ECDH recipient of alice's own copy.)
+    # NSS (cmsutil) verifies the signature over the protected payload. (NSS 3.87 cannot decrypt
+    # this envelope: alice's P-256 key makes her own copy an ECDH recipient. With the default
+    # RSA keys it does: test_nss_readable.py decrypts header-protected mail from Dovecot.)
     layer = mime.unwrap(mime.canonicalize(signed))
     assert layer.kind == "multipart_signed" and layer.signature and layer.content
     (tmp_path / "signature.der").write_bytes(layer.signature)
