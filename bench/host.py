@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import pki
 from harness.native import HostProcess, write_host_config
 
+from bench.cms import interleaved
 from native_host.domain.keystore import Keystore
 from native_host.domain.reading import open_message
 from native_host.domain.sending import Attachment, ComposeRequest, build_messages
@@ -152,26 +153,27 @@ def run(repeat: int = 5) -> list[str]:
         host = HostProcess(config)
         try:
             for size_name, size in SIZES.items():
-                times = repeat if size < 1_000_000 else max(3, repeat // 2)
+                times = max(5, repeat)
                 sealed = smime.encrypt_message(
                     smime.sign_message(plain_message(size), signer), [bob.asn1],
                     sender=alice.asn1,
                 )  # fmt: skip
                 (folder / "sealed.eml").write_bytes(sealed)
-                reader = timed(
-                    lambda s=sealed: open_message(s, keystore=keystore, trust_anchors=[root.asn1]),
-                    times,
-                )
                 payload = base64.b64encode(sealed).decode("ascii")
-                transfer = timed(lambda p=payload: host.call("echo", {"payload": p}), times)
-                peer = timed(
-                    shell(
-                        f"openssl cms -decrypt -recip {bob_files['cert']} -inkey {bob_files['key']}"
-                        f" -in {folder / 'sealed.eml'} | openssl cms -verify -CAfile "
-                        f"{folder / 'root.pem'} > /dev/null 2>&1"
-                    ),
+                reader, transfer, peer = interleaved(
+                    [
+                        lambda s=sealed: open_message(
+                            s, keystore=keystore, trust_anchors=[root.asn1]
+                        ),
+                        lambda p=payload: host.call("echo", {"payload": p}),
+                        shell(
+                            f"openssl cms -decrypt -recip {bob_files['cert']} -inkey "
+                            f"{bob_files['key']} -in {folder / 'sealed.eml'} | openssl cms "
+                            f"-verify -CAfile {folder / 'root.pem'} > /dev/null 2>&1"
+                        ),
+                    ],
                     times,
-                )
+                )  # fmt: skip
                 ours = reader + transfer
                 lines.append(
                     f"| message.open (reader {reader:.1f} ms + transfer {transfer:.1f} ms) "

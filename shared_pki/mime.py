@@ -18,9 +18,10 @@ Traps of the `email` package this module avoids (see the tests):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,6 +32,8 @@ from email.message import Message, MIMEPart
 from email.parser import BytesParser
 from io import BytesIO
 from typing import Literal
+
+import pybase64
 
 from shared_pki.errors import MalformedInput, PkiError, UnsupportedAlgorithm
 
@@ -44,9 +47,12 @@ __all__ = [
     "header_block",
     "header_fields",
     "micalg_for",
+    "outer_headers",
+    "parse_message",
     "prepare_for_signing",
     "register_content_type_alias",
     "register_micalg",
+    "smime_type_for",
     "split_headers",
     "unwrap",
     "with_outer_headers",
@@ -151,26 +157,55 @@ def canonicalize(entity: bytes) -> bytes:
     A CR not followed by LF is content, not a line end, and is left alone; prepare_for_signing
     encodes it. Already-canonical input is returned unchanged (same bytes)."""
     _require_bytes(entity, "entity")
-    if entity.count(b"\n") == entity.count(CRLF):
-        return entity
-    return entity.replace(CRLF, b"\n").replace(b"\n", CRLF)  # = re.sub(rb"\r?\n"), 10x faster
+    return _canonical(entity)[0]
 
 
-def _needs_protection(text: bytes) -> bool:
+def _canonical(entity: bytes) -> tuple[bytes, int]:
+    """canonicalize, and the number of CRLF in the result (every LF ends a CRLF then), which
+    _needs_protection reuses: counting a two-byte needle is the slow part of both."""
+    lines = entity.count(b"\n")
+    if lines == entity.count(CRLF):
+        return entity, lines
+    return entity.replace(CRLF, b"\n").replace(b"\n", CRLF), lines  # = re.sub(rb"\r?\n"), 10x
+
+
+_MAX_LINE = 998  # RFC 5322 2.1.1, CRLF excluded
+
+
+def _has_long_line(text: bytes) -> bool:
+    """A line of more than 998 characters before its CRLF, in canonical text? Jumps from line
+    start to the last line end within the next 1,000 bytes (a window without LF lies inside a
+    line too long; every line ending within it is short enough), so a 10 MB body costs some
+    10,000 steps rather than a list of every line."""
+    window = _MAX_LINE + 2
+    pos, size = 0, len(text)
+    while size - pos >= window:
+        line_end = text.rfind(b"\n", pos, pos + window)
+        if line_end < 0:
+            return True
+        pos = line_end + 1
+    # Under 1,000 bytes left: only a last line without CRLF can still be too long.
+    return size - max(pos, text.rfind(b"\n", pos) + 1) > _MAX_LINE
+
+
+def _needs_protection(text: bytes, crlf_count: int | None = None) -> bool:
     """Would a 7-bit relay or an mbox-style gateway change this canonical 7bit/8bit body?
     8-bit or NUL bytes, a bare CR, trailing whitespace (stripped by some relays), a line
     starting "From " (rewritten to ">From "), a line over RFC 5322's 998 characters.
-    Plain bytes methods, not one regex: this runs over multi-megabyte bodies."""
+    Plain bytes methods, not one regex: this runs over multi-megabyte bodies (each check is
+    one pass in C; crlf_count, when the caller has it, spares one)."""
+    if crlf_count is None:
+        crlf_count = text.count(CRLF)
     return (
         not text.isascii()
         or b"\x00" in text
-        or text.count(b"\r") != text.count(CRLF)
+        or text.count(b"\r") != crlf_count
         or b" \r\n" in text
         or b"\t\r\n" in text
         or text.endswith((b" ", b"\t"))
         or text.startswith(b"From ")
         or b"\nFrom " in text
-        or max(map(len, text.split(CRLF))) > 998
+        or _has_long_line(text)
     )
 
 
@@ -182,7 +217,7 @@ def prepare_for_signing(entity: bytes) -> bytes:
 
     Returns the exact bytes to sign and to pass to wrap_multipart_signed."""
     _require_bytes(entity, "entity")
-    if not entity.strip():
+    if not entity or entity.isspace():  # = not entity.strip(), without a copy
         raise MalformedInput("empty entity")
     with _malformed_guard("entity"):
         return _prepare(entity, 0)
@@ -223,8 +258,10 @@ def _prepare(entity: bytes, depth: int) -> bytes:
 
     if cte == "binary":
         return _join_entity(fields, _b64_lines(body), "base64")
-    text = canonicalize(body)
-    if not _needs_protection(text):
+    text, crlf_count = _canonical(body)
+    if not _needs_protection(text, crlf_count):
+        if text is body and cte != "8bit" and _is_canonical_head(fields, entity):
+            return entity  # nothing to change: spare a copy of the body
         return _join_entity(fields, text, "7bit" if cte == "8bit" else None)
     if info.maintype == "text":
         return _join_entity(fields, _qp_encode(text), "quoted-printable")
@@ -349,28 +386,73 @@ def split_headers(message: bytes) -> tuple[bytes, bytes]:
     prepare_for_signing encodes them. An mbox "From " separator line is dropped."""
     _require_bytes(message, "message")
     with _malformed_guard("message"):
+        split = _Split.of(message)
+        return split.outer, split.entity()
+
+
+def outer_headers(message: bytes) -> bytes:
+    """split_headers(message)[0] without building the entity (a copy of the whole body)."""
+    _require_bytes(message, "message")
+    with _malformed_guard("message"):
+        return _Split.of(message).outer
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A message cut at its header block: the outer fields, the content fields, and where the
+    body starts in `message` (an mbox "From " line already dropped)."""
+
+    message: bytes
+    fields: list[_Field]
+    body_start: int
+
+    @classmethod
+    def of(cls, message: bytes) -> _Split:
         if message.startswith(b"From ") and not _FIELD_START.match(message):
             message = message.split(b"\n", 1)[1] if b"\n" in message else b""
-        head, body = _split_entity(message)
-        fields = _parse_fields(head)
-        outer = b"".join(f.raw for f in fields if not f.is_content)
-        content = b"".join(f.raw for f in fields if f.is_content)
-        return outer, content + CRLF + body
+        head_end, body_start = _split_point(message)
+        return cls(message, _parse_fields(message[:head_end]), body_start)
+
+    @property
+    def outer(self) -> bytes:
+        return b"".join(f.raw for f in self.fields if not f.is_content)
+
+    @property
+    def content_fields(self) -> list[_Field]:
+        return [f for f in self.fields if f.is_content]
+
+    def entity(self) -> bytes:
+        """Content fields, CRLF, body: one copy, the body joined from a view."""
+        content = b"".join(f.raw for f in self.content_fields)
+        return b"".join((content, CRLF, memoryview(self.message)[self.body_start :]))
+
+    def body(self) -> bytes:
+        return self.message[self.body_start :]
 
 
 # --------------------------------------------------------------------------- wrapping
 
 
-def wrap_multipart_signed(entity: bytes, signature_der: bytes, micalg: str) -> bytes:
+def wrap_multipart_signed(
+    entity: bytes,
+    signature_der: bytes,
+    micalg: str,
+    *,
+    prepared: bool = False,
+    headers: HeaderInput | None = None,
+) -> bytes:
     """RFC 8551 3.5.3 multipart/signed around `entity`, whose bytes stay exactly as given (they
     are what was signed). `micalg` is an RFC 8551 value ("sha-256") or a digest name
     ("sha256"). The entity must be canonical (CRLF): a bare LF would be changed on the way and
-    break the signature, so it is refused rather than silently fixed."""
+    break the signature, so it is refused rather than silently fixed. prepared: the entity is
+    prepare_for_signing's output as it came (canonical by construction), so the check, two
+    passes over a 10 MB body, is skipped. headers: the whole message instead, as
+    with_outer_headers(result, headers) would give it (one copy of the body, not two)."""
     _require_bytes(entity, "entity")
     _require_bytes(signature_der, "signature_der")
     if not entity:
         raise MalformedInput("cannot sign an empty entity")
-    if canonicalize(entity) != entity:
+    if not prepared and canonicalize(entity) != entity:
         raise MalformedInput("entity is not canonical (bare LF); pass it through canonicalize()")
     oid = _sniff_cms(signature_der, "signature")
     if _standard(oid) != _OID_SIGNED_DATA:
@@ -388,25 +470,28 @@ def wrap_multipart_signed(entity: bytes, signature_der: bytes, micalg: str) -> b
         b"\r\n" + _b64_lines(signature_der)
     )
     delimiter = b"\r\n--" + boundary + CRLF
-    return (
-        head
-        + CRLF
-        + b"This is an S/MIME signed message\r\n"
-        + delimiter
-        + entity
-        + delimiter
-        + signature_part
-        + b"\r\n--"
-        + boundary
-        + b"--\r\n"
+    # One join: chained + would copy the (multi-megabyte) entity once per operator.
+    parts = (
+        head,
+        CRLF,
+        b"This is an S/MIME signed message\r\n",
+        delimiter,
+        entity,
+        delimiter,
+        signature_part,
+        b"\r\n--",
+        boundary,
+        b"--\r\n",
     )
+    return _joined(parts, head, headers)
 
 
-def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+def wrap_pkcs7_mime(der: bytes, smime_type: str, *, headers: HeaderInput | None = None) -> bytes:
     """RFC 8551 3.2 application/pkcs7-mime entity for a CMS ContentInfo. `smime_type` is
     enveloped-data, authEnveloped-data, signed-data (or certs-only, compressed-data) and must
     agree with the content type inside the DER: a mislabelled message is a bug here, not
-    something a receiver should have to guess around."""
+    something a receiver should have to guess around. headers: the whole message instead, as
+    with_outer_headers(result, headers) would give it (one copy of the body, not two)."""
     _require_bytes(der, "der")
     try:
         label, expected = _SMIME_TYPES[smime_type.strip().lower()]
@@ -415,14 +500,32 @@ def wrap_pkcs7_mime(der: bytes, smime_type: str) -> bytes:
     oid = _sniff_cms(der, "CMS content")
     if _standard(oid) != expected:
         raise MalformedInput(f"smime-type {label} does not match the CMS content type {oid}")
-    return (
+    head = (
         b"Content-Type: application/pkcs7-mime; smime-type="
         + label.encode("ascii")
         + b";\r\n name=smime.p7m\r\n"
         b"Content-Transfer-Encoding: base64\r\n"
         b"Content-Disposition: attachment; filename=smime.p7m\r\n"
-        b"\r\n" + _b64_lines(der) + CRLF
     )
+    return _joined((head, CRLF, _b64_lines(der), CRLF), head, headers)
+
+
+_SMIME_TYPE_BY_OID = {
+    _OID_ENVELOPED_DATA: "enveloped-data",
+    _OID_AUTH_ENVELOPED_DATA: "authEnveloped-data",
+    _OID_SIGNED_DATA: "signed-data",
+}
+
+
+def smime_type_for(der: bytes) -> str:
+    """The smime-type that labels this CMS ContentInfo in wrap_pkcs7_mime (enveloped-data,
+    authEnveloped-data or signed-data), from its content type: only the outline is read, so a
+    10 MB envelope costs microseconds."""
+    _require_bytes(der, "der")
+    oid = _standard(_sniff_cms(der, "CMS content"))
+    if oid not in _SMIME_TYPE_BY_OID:
+        raise MalformedInput(f"CMS {oid} is not enveloped, authEnveloped or signed data")
+    return _SMIME_TYPE_BY_OID[oid]
 
 
 HeaderInput = bytes | Mapping[str, str] | Iterable[tuple[str, str]]
@@ -459,6 +562,12 @@ def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
     non-ASCII values are RFC 2047 encoded. Content-* fields belong to the entity and are
     refused here; a MIME-Version among them is replaced by ours."""
     _require_bytes(entity, "entity")
+    prefix = _outer_prefix(headers, entity[: _split_point(entity)[0]])
+    return b"".join((prefix, entity))
+
+
+def _outer_prefix(headers: HeaderInput, entity_head: bytes) -> bytes:
+    """What with_outer_headers writes before an entity whose header block is entity_head."""
     with _malformed_guard("headers"):
         if isinstance(headers, bytes):
             fields = _parse_fields(headers)
@@ -474,10 +583,17 @@ def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
         for name in names:
             if name.startswith("content-"):
                 raise MalformedInput(f"{name} is a content field; it belongs in the entity")
-        entity_head, _ = _split_entity(entity)
         has_version = any(f.name == "mime-version" for f in _parse_fields(entity_head))
     version = b"" if has_version else b"MIME-Version: 1.0\r\n"
-    return b"".join(lines) + version + entity
+    return b"".join((*lines, version))
+
+
+def _joined(parts: tuple[bytes, ...], head: bytes, headers: HeaderInput | None) -> bytes:
+    """The entity made of parts (its header block is head), or with headers the whole message
+    with_outer_headers would make of it, in one copy of a possibly large body."""
+    if headers is None:
+        return b"".join(parts)
+    return b"".join((_outer_prefix(headers, head), *parts))
 
 
 _FIELD_NAME_STR = re.compile(r"[!-9;-~]+")
@@ -498,6 +614,66 @@ def _header_line(name: str, value: str) -> bytes:
     return canonicalize(header.fold(policy=_BUILD_POLICY).encode("ascii"))
 
 
+# --------------------------------------------------------------------------- reading
+
+
+def parse_message(message: bytes, policy: email_policy.Policy = email_policy.default) -> Message:
+    """The email package's tree of a message, as BytesParser(policy=policy).parsebytes makes it,
+    with the multipart structure cut at the byte level: the email parser reads only each
+    part's header block, and a leaf's body becomes its payload in one piece. The feed parser
+    handles a 10 MB body a line at a time (150 ms); this takes a few. Anything out of the
+    ordinary (no boundary, an unclosed or nested-too-deep multipart, a message/* part, bytes
+    that are not MIME) goes to the email package as a whole, so the tree is always its own."""
+    _require_bytes(message, "message")
+    try:
+        return _parse_fast(message, policy, 0)
+    except (_Unusual, PkiError, *_PARSE_ERRORS):
+        return BytesParser(policy=policy).parsebytes(message)
+
+
+class _Unusual(Exception):
+    """A structure parse_message leaves to the email package."""
+
+
+_PARSE_ERRORS = (IndexError, KeyError, ValueError, TypeError, UnicodeError, AttributeError)
+
+
+def _parse_fast(entity: bytes, policy: email_policy.Policy, depth: int) -> Message:
+    if depth > _MAX_DEPTH:
+        raise _Unusual
+    head_end, body_start = _split_point(entity)
+    if body_start == head_end:  # no blank line: all header, or not MIME at all
+        raise _Unusual
+    node = BytesParser(policy=policy).parsebytes(entity[:body_start], headersonly=True)
+    if node.defects or node.get_payload():
+        raise _Unusual  # the header block did not parse cleanly: let the parser say how
+    body = entity[body_start:]
+    maintype = node.get_content_maintype()
+    if maintype == "message":
+        raise _Unusual  # message/rfc822 and friends: a sub-message the parser builds
+    if maintype != "multipart":
+        node.set_payload(body.decode("ascii", "surrogateescape"))
+        return node
+    boundary = node.get_boundary()
+    if not boundary or not boundary.isascii():
+        raise _Unusual
+    parts = _split_multipart(body, boundary.encode("ascii"))
+    if not parts.closed or not parts.parts:
+        raise _Unusual
+    node.set_payload([_parse_fast(part, policy, depth + 1) for part in parts.parts])
+    node.preamble = _text_between(parts.preamble, strip_end=True)
+    node.epilogue = _text_between(parts.epilogue, strip_end=False)
+    return node
+
+
+def _text_between(data: bytes, *, strip_end: bool) -> str | None:
+    """A preamble or epilogue as the feed parser keeps it (None when there is none)."""
+    if not data:
+        return None if strip_end else ""
+    text = data.decode("ascii", "surrogateescape")
+    return text.removesuffix("\n").removesuffix("\r") if strip_end else text
+
+
 # --------------------------------------------------------------------------- unwrapping
 
 
@@ -509,7 +685,8 @@ class SmimeLayer:
     kind: enveloped | auth_enveloped | signed_opaque (decided from the CMS content type in the
     DER, not from labels) | multipart_signed | plain.
     outer_headers: the RFC 5322 fields around the entity (CRLF), empty for an inner entity.
-    entity: this layer's MIME entity (content fields and body), canonical.
+    entity: this layer's MIME entity (content fields and body), canonical; made when first
+    read, since a reader peeling a 10 MB message never reads it (two copies and two passes).
     der: the CMS ContentInfo of an application/pkcs7-mime layer.
     content: the first part of multipart/signed exactly as on the wire (what was signed).
     signature: the detached SignedData of multipart/signed.
@@ -519,7 +696,7 @@ class SmimeLayer:
 
     kind: SmimeKind
     outer_headers: bytes
-    entity: bytes
+    split: _Split = dataclasses.field(repr=False, compare=False)
     content_type: str
     der: bytes | None = None
     content: bytes | None = None
@@ -528,6 +705,16 @@ class SmimeLayer:
     protocol: str | None = None
     smime_type: str | None = None
     cms_content_type: str | None = None
+    # A binary transfer encoding: the entity is kept as it came.
+    binary: bool = dataclasses.field(default=False, repr=False)
+    known_entity: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def entity(self) -> bytes:
+        if self.known_entity is not None:
+            return self.known_entity
+        raw = self.split.entity()
+        return raw if self.binary else canonicalize(raw)
 
 
 def unwrap(message: bytes) -> SmimeLayer:
@@ -543,23 +730,20 @@ def unwrap(message: bytes) -> SmimeLayer:
 
 
 def _unwrap(message: bytes) -> SmimeLayer:
-    if not message.strip():
+    if not message or message.isspace():
         raise MalformedInput("empty message")
-    raw_outer, raw_entity = split_headers(message)
-    head, raw_body = _split_entity(raw_entity)
-    fields = _parse_fields(head)
+    split = _Split.of(message)  # the entity is joined only when someone needs it
+    fields = split.content_fields
     info = _content_info(fields)
-    outer = canonicalize(raw_outer)
+    outer = canonicalize(split.outer)
     cte = _field_value(fields, "content-transfer-encoding").strip().lower()
     if info.ctype == "multipart/signed":
-        return _unwrap_multipart_signed(info, canonicalize(raw_entity), outer)
-    entity = canonicalize(raw_entity) if cte != "binary" else raw_entity
-
+        return _unwrap_multipart_signed(info, canonicalize(split.entity()), outer, split)
     name = (info.param("name") or info.filename or "").strip().lower()
     if info.ctype in _PKCS7_MIME_TYPES or (
         info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
     ):
-        der = _decode_body(raw_body, cte, what=info.ctype)
+        der = _decode_body(split.body(), cte, what=info.ctype)
         if cte != "base64":
             der = _trim_line_end(der, info.ctype)
         oid = _sniff_cms(der, info.ctype)
@@ -571,16 +755,25 @@ def _unwrap(message: bytes) -> SmimeLayer:
         return SmimeLayer(
             kind=_KIND_BY_OID[_standard(oid)],
             outer_headers=outer,
-            entity=entity,
+            split=split,
             content_type=info.ctype,
             der=der,
             smime_type=smime_type.strip() if smime_type else None,
             cms_content_type=oid,
+            binary=cte == "binary",
         )
-    return SmimeLayer(kind="plain", outer_headers=outer, entity=entity, content_type=info.ctype)
+    return SmimeLayer(
+        kind="plain",
+        outer_headers=outer,
+        split=split,
+        content_type=info.ctype,
+        binary=cte == "binary",
+    )
 
 
-def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) -> SmimeLayer:
+def _unwrap_multipart_signed(
+    info: _ContentInfo, entity: bytes, outer: bytes, split: _Split
+) -> SmimeLayer:
     protocol = (info.param("protocol") or "").strip().lower()
     if not protocol:
         raise MalformedInput("multipart/signed without a protocol parameter")
@@ -617,7 +810,8 @@ def _unwrap_multipart_signed(info: _ContentInfo, entity: bytes, outer: bytes) ->
     return SmimeLayer(
         kind="multipart_signed",
         outer_headers=outer,
-        entity=entity,
+        split=split,
+        known_entity=entity,
         content_type=info.ctype,
         content=content,
         signature=signature,
@@ -645,14 +839,24 @@ _FIELD_START = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
 def _split_entity(entity: bytes) -> tuple[bytes, bytes]:
     """(header block, body) at the first empty line, whatever the line ends."""
+    head_end, body_start = _split_point(entity)
+    return entity[:head_end], entity[body_start:]
+
+
+def _split_point(entity: bytes) -> tuple[int, int]:
+    """Where the header block ends and the body starts (_split_entity without copying the
+    body, which may be megabytes)."""
     if entity.startswith(CRLF):
-        return b"", entity[2:]
+        return 0, 2
     if entity.startswith(b"\n"):
-        return b"", entity[1:]
-    blank = re.search(rb"\n\r?\n", entity)
+        return 0, 1
+    blank = _BLANK_LINE.search(entity)
     if blank is None:
-        return entity, b""
-    return entity[: blank.start() + 1], entity[blank.end() :]
+        return len(entity), len(entity)
+    return blank.start() + 1, blank.end()
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 def _parse_fields(head: bytes) -> list[_Field]:
@@ -685,12 +889,19 @@ def _field_value(fields: list[_Field], name: str) -> str:
     return ""
 
 
+def _is_canonical_head(fields: list[_Field], entity: bytes) -> bool:
+    """Is entity exactly its fields (as _parse_fields gives them), CRLF and the body, so that
+    _join_entity(fields, body, None) would give entity back?"""
+    head = b"".join(f.raw for f in fields) + CRLF
+    return entity.startswith(head)
+
+
 def _join_entity(fields: list[_Field], body: bytes, new_cte: str | None) -> bytes:
     raws = [f.raw for f in fields]
     if new_cte is not None:
         raws = [f.raw for f in fields if f.name != "content-transfer-encoding"]
         raws.append(f"Content-Transfer-Encoding: {new_cte}\r\n".encode("ascii"))
-    return b"".join(raws) + CRLF + body
+    return b"".join((*raws, CRLF, body))
 
 
 @dataclass(frozen=True)
@@ -819,10 +1030,13 @@ def _delimiters(body: bytes, marker: bytes) -> Iterator[tuple[int, int, bool]]:
 
 def _new_boundary(*content: bytes) -> bytes:
     """A boundary that does not occur in the content ("=_" cannot appear in base64 or valid
-    QP), derived from the content so that wrapping is deterministic."""
+    QP), derived from the content so that wrapping is deterministic: from each part's length
+    and its first and last 64 KiB (hashing all of a 10 MB body would cost more than the rest of
+    the wrapping; the check below is what guarantees the boundary is absent)."""
     digest = hashlib.sha256()
     for chunk in content:
-        digest.update(hashlib.sha256(chunk).digest())
+        digest.update(b"%d:" % len(chunk))
+        digest.update(hashlib.sha256(chunk[:_BOUNDARY_SAMPLE] + chunk[-_BOUNDARY_SAMPLE:]).digest())
     for salt in range(1000):
         seed = digest.copy()
         seed.update(b"%d" % salt)
@@ -832,24 +1046,32 @@ def _new_boundary(*content: bytes) -> bytes:
     raise MalformedInput("no MIME boundary avoids this content")
 
 
+_BOUNDARY_SAMPLE = 1 << 16
+
+
 # --------------------------------------------------------------------------- encodings
 
 
 def _b64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character lines, CRLF after each (RFC 2045 6.8). One b64encode and slices:
-    several times faster than base64.encodebytes on multi-megabyte attachments."""
-    encoded = base64.b64encode(data)
-    return b"".join([encoded[i : i + 76] + CRLF for i in range(0, len(encoded), 76)])
+    """Base64 in 76-character lines, CRLF after each (RFC 2045 6.8). pybase64 encodes with
+    SIMD and breaks the lines in C: 17 ms for 10 MB where b64encode and slicing took 55
+    (encoding in cache-sized blocks measured slower still)."""
+    return pybase64.encodebytes(data).replace(b"\n", CRLF)
+
+
+_BASE64_WHITESPACE = b" \t\r\n"
 
 
 def _decode_body(body: bytes, cte: str, what: str) -> bytes:
     if cte == "base64":
-        compact = re.sub(rb"[ \t\r\n]+", b"", body)
+        # translate deletes in one C pass (10 ms for 13 MB; the regex took 190 ms), and strict
+        # decoding still refuses any byte outside the alphabet.
+        compact = body.translate(None, _BASE64_WHITESPACE)
         if not compact:
             raise MalformedInput(f"{what}: empty base64 body")
         compact += b"=" * (-len(compact) % 4) if len(compact) % 4 != 1 else b""
         try:
-            return base64.b64decode(compact, validate=True)
+            return pybase64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedInput(f"{what}: body is not valid base64") from None
     if cte == "quoted-printable":

@@ -29,7 +29,6 @@ from shared_pki.keys import Certificate, Credential, PrivateKey
 from shared_pki.x509.sender import from_field_values
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
-GCM_CIPHERS = ("aes128_gcm", "aes192_gcm", "aes256_gcm")
 
 
 def sign_message(
@@ -55,7 +54,7 @@ def sign_message(
     outer, entity = mime.split_headers(message)
     if protect_headers:
         entity = header_protection.protect(outer, entity, encrypted=False).entity
-    body = sign_entity(
+    return _sign(
         entity,
         signer,
         detached=detached,
@@ -65,8 +64,8 @@ def sign_message(
         suite=suite,
         sm2_id=sm2_id,
         convention=convention,
+        headers=outer,
     )
-    return mime.with_outer_headers(body, outer)
 
 
 def sign_entity(
@@ -84,6 +83,34 @@ def sign_entity(
     """sign_message for a MIME entity, whatever header fields it carries (a header-protected
     payload carries them inside what is signed): the multipart/signed or application/pkcs7-mime
     entity, no outer header fields."""
+    return _sign(
+        entity,
+        signer,
+        detached=detached,
+        digest=digest,
+        pss=pss,
+        signing_time=signing_time,
+        suite=suite,
+        sm2_id=sm2_id,
+        convention=convention,
+        headers=None,
+    )
+
+
+def _sign(
+    entity: bytes,
+    signer: Credential,
+    *,
+    detached: bool,
+    digest: str | None,
+    pss: bool,
+    signing_time: datetime.datetime | None,
+    suite: str | _suite.Suite | None,
+    sm2_id: bytes | None,
+    convention: str,
+    headers: mime.HeaderInput | None,
+) -> bytes:
+    """sign_entity, and with headers the whole message (wrapped once, not copied again)."""
     own = _suite.suite_of_key(signer.key)
     chosen = own if suite is None else _suite.by_name(suite)
     if chosen != own:
@@ -102,8 +129,9 @@ def sign_entity(
         convention=convention,
     )
     if detached:
-        return mime.wrap_multipart_signed(entity, der, digests.by_name(digest).micalg)
-    return mime.wrap_pkcs7_mime(der, "signed-data")
+        micalg = digests.by_name(digest).micalg
+        return mime.wrap_multipart_signed(entity, der, micalg, prepared=True, headers=headers)
+    return mime.wrap_pkcs7_mime(der, "signed-data", headers=headers)
 
 
 def encrypt_message(
@@ -137,7 +165,7 @@ def encrypt_message(
             )
         protected = header_protection.protect(outer, entity, encrypted=True, policy=policy)
         entity, headers = protected.entity, protected.outer_headers
-    body = encrypt_entity(
+    der = _encrypt(
         entity,
         recipients,
         sender=sender,
@@ -146,7 +174,7 @@ def encrypt_message(
         suite=suite,
         convention=convention,
     )
-    return mime.with_outer_headers(body, headers)
+    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der), headers=headers)
 
 
 def encrypt_entity(
@@ -162,6 +190,31 @@ def encrypt_entity(
     """encrypt_message for a MIME entity, whatever header fields it carries (a header-protected
     payload carries them inside what is encrypted): the application/pkcs7-mime entity, no outer
     header fields."""
+    der = _encrypt(
+        entity,
+        recipients,
+        sender=sender,
+        cipher=cipher,
+        use_ski=use_ski,
+        suite=suite,
+        convention=convention,
+    )
+    # The label from the DER's content type: parsing the whole envelope again to learn the
+    # cipher (enveloped.inspect) cost more than the wrapping.
+    return mime.wrap_pkcs7_mime(der, mime.smime_type_for(der))
+
+
+def _encrypt(
+    entity: bytes,
+    recipients: Sequence[Certificate | tuple[Certificate, tuple[Capability, ...] | None]],
+    *,
+    sender: Certificate | None,
+    cipher: str | None,
+    use_ski: bool,
+    suite: str | _suite.Suite | None,
+    convention: str,
+) -> bytes:
+    """The DER of encrypt_entity's EnvelopedData or AuthEnvelopedData."""
     # Transfer-encode 8-bit and binary parts first: canonicalizing raw binary would turn LF
     # into CRLF inside attachments.
     entity = mime.prepare_for_signing(entity)
@@ -188,9 +241,7 @@ def encrypt_entity(
             use_ski=use_ski,
             convention=convention,
         )
-    kind = enveloped.inspect(der)
-    smime_type = "authEnveloped-data" if kind.cipher in GCM_CIPHERS else "enveloped-data"
-    return mime.wrap_pkcs7_mime(der, smime_type)
+    return der
 
 
 def ciphers_suite(cipher: str) -> str:
@@ -277,7 +328,7 @@ def open_message(
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
     tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
     CRLs to check the signers' chains with (None: revocation is not looked at)."""
-    outer, _ = mime.split_headers(message)
+    outer = mime.outer_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
     current = message
@@ -288,8 +339,7 @@ def open_message(
         layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
-            info = enveloped.inspect(layer.der)
-            current = enveloped.decrypt(layer.der, keys)
+            current, info = enveloped.decrypt_with_info(layer.der, keys)
             layers.append(OpenedLayer("encrypted", layer.kind, cipher=info.cipher))
         elif layer.kind == "signed_opaque":
             assert layer.der is not None

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 
+from shared_pki import der as _der
 from shared_pki import oids as _oids  # noqa: F401  registrations asn1crypto lacks
 from shared_pki.cms import digests, signed
 from shared_pki.cms.signed import _PARSE_ERRORS, _der_length
@@ -364,28 +366,69 @@ def make_response(
         policy = request.policy
     algorithm = digests.by_name(request.digest)
     when = gen_time.astimezone(datetime.UTC)
-    fields: dict = {
-        "version": "v1",
-        "policy": policy,
-        "message_imprint": _message_imprint(algorithm, request.imprint),
-        "serial_number": serial_number,
-        "gen_time": when,
-    }
-    if accuracy_ms is not None:
-        seconds, millis = divmod(accuracy_ms, 1000)
-        fields["accuracy"] = {
-            **({"seconds": seconds} if seconds else {}),
-            **({"millis": millis} if millis else {}),
-        }
-    if request.nonce is not None:
-        fields["nonce"] = request.nonce
-    if tsa_name:
-        fields["tsa"] = asn1_x509.GeneralName({"directory_name": tsa.certificate.subject})
-    tst_der = tsp.TSTInfo(fields).dump()
+    tst_der = _tst_info(
+        policy,
+        algorithm,
+        request.imprint,
+        serial_number,
+        when,
+        accuracy_ms,
+        request.nonce,
+        tsa.certificate if tsa_name else None,
+    )
     token = _sign_tst_info(tst_der, tsa, signing_digest, when, include_chain, request.cert_req)
     status = tsp.PKIStatusInfo({"status": "granted"}).dump()
     body = status + token
     return b"\x30" + _der_length(len(body)) + body
+
+
+def _tst_info(
+    policy: str,
+    algorithm: digests.DigestAlgorithm,
+    imprint: bytes,
+    serial_number: int,
+    when: datetime.datetime,
+    accuracy_ms: int | None,
+    nonce: int | None,
+    named: Certificate | None,
+) -> bytes:
+    """The DER of a TSTInfo (version 1, ordering false), written field by field around
+    asn1crypto's DER of each value: building the asn1crypto tree cost a sixth of a token."""
+    fields = [
+        _VERSION_1,
+        core.ObjectIdentifier(policy).dump(),
+        b"".join(
+            _der.constructed(
+                0x30, [_digest_algorithm_der(algorithm.oid), core.OctetString(imprint).dump()]
+            )
+        ),
+        core.Integer(serial_number).dump(),
+        core.GeneralizedTime(when).dump(),
+    ]
+    if accuracy_ms is not None:
+        fields.append(_accuracy_der(accuracy_ms))
+    if nonce is not None:
+        fields.append(core.Integer(nonce).dump())
+    if named is not None:  # tsa [0] EXPLICIT GeneralName
+        name = asn1_x509.GeneralName({"directory_name": named.subject}).dump()
+        fields += _der.constructed(0xA0, [name])
+    return b"".join(_der.constructed(0x30, fields))
+
+
+_VERSION_1 = core.Integer(1).dump()
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_algorithm_der(oid: str) -> bytes:
+    return algos.DigestAlgorithm({"algorithm": oid}).dump()
+
+
+@functools.lru_cache(maxsize=8)
+def _accuracy_der(accuracy_ms: int) -> bytes:
+    seconds, millis = divmod(accuracy_ms, 1000)
+    return tsp.Accuracy(
+        {**({"seconds": seconds} if seconds else {}), **({"millis": millis} if millis else {})}
+    ).dump()
 
 
 def _check_tsa_setup(
@@ -412,28 +455,16 @@ def _sign_tst_info(
 ) -> bytes:
     """ContentInfo(SignedData) with the TSTInfo as attached eContent."""
     signer = Credential(tsa.key, tsa.certificate, tsa.chain if include_chain else ())
-    # signed.sign cannot embed content of a type asn1crypto parses (TSTInfo), so it signs
-    # detached and the exact TSTInfo octets go in here: the signature covers the signed
-    # attributes, whose messageDigest covers these octets.
-    detached = signed.sign(
+    return signed.sign(
         tst_der,
         signer,
         digest=digest,
-        detached=True,
+        detached=False,
         signing_time=when,
         capabilities=(),
         content_type=OID_TST_INFO,
+        include_certificates=cert_req,
     )
-    info = cms.ContentInfo.load(detached)
-    signed_data = info["content"]
-    octets = core.OctetString(tst_der).dump()
-    explicit = b"\xa0" + _der_length(len(octets)) + octets  # eContent [0] EXPLICIT
-    body = core.ObjectIdentifier(OID_TST_INFO).dump() + explicit
-    encap = b"\x30" + _der_length(len(body)) + body
-    signed_data["encap_content_info"] = cms.EncapsulatedContentInfo.load(encap)
-    if not cert_req:
-        signed_data["certificates"] = None
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
 
 
 # ---- tokens (client side) ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ def sender_block(outer: bytes, content: bytes | None) -> bytes:
     if content is None:
         return outer
     try:
-        inner, _ = mime.split_headers(content)
+        inner = mime.outer_headers(content)
         if not inner or smime.from_address(inner) is None:
             return outer
         return inner if header_protection.hp_of(content) is not None else outer

@@ -199,7 +199,7 @@ def _peel(
     at: datetime.datetime | None,
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
-    outer, _ = mime.split_headers(raw)
+    outer = mime.outer_headers(raw)
     peeled = _Peeled(raw)
     try:
         _peel_layers(raw, outer, peeled, keys, anchors, at, tsa_anchors)
@@ -229,8 +229,8 @@ def _peel_layers(
             if peeled.sealed_at is None:
                 peeled.sealed_at = len(peeled.signatures)
             peeled.encrypted = True
-            peeled.cipher = enveloped.inspect(layer.der).cipher
-            current = enveloped.decrypt(layer.der, keys)
+            current, info = enveloped.decrypt_with_info(layer.der, keys)
+            peeled.cipher = info.cipher
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
@@ -484,10 +484,11 @@ def open_message(
         problem=peeled.problem,
         authenticated_cipher=_authenticated(peeled),
     )
-    outer, _ = mime.split_headers(peeled.message)
+    outer = mime.outer_headers(peeled.message)
     read = read_payload(outer, peeled.payload, encrypted=peeled.encrypted, signatures=results)
     protected = read is not None and read.protected
-    message = _PARSER.parsebytes(read.message if read is not None and protected else peeled.message)
+    # the email package's tree, built faster; of the protected fields when the payload has them
+    message = mime.parse_message(read.message if read is not None and protected else peeled.message)
     assert isinstance(message, EmailMessage)
     text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
     blocked = 0

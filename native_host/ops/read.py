@@ -4,10 +4,11 @@ host's chunking carries big results), and the security summary."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 from typing import Any
+
+import pybase64
 
 from native_host.errors import BadParams, HostError
 from native_host.ops import state
@@ -82,7 +83,7 @@ def view_to_json(view: Any) -> dict[str, Any]:
                 "size": item.size,
                 "contentId": item.content_id,
                 "inline": item.inline,
-                "data": base64.b64encode(item.data).decode("ascii"),
+                "data": pybase64.b64encode(item.data).decode("ascii"),
             }
             for item in view.attachments
         ],

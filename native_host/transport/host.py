@@ -22,6 +22,7 @@ from native_host.protocol import (
     MAX_HOST_TO_BROWSER,
     ChunkAssembler,
     ProtocolError,
+    decode,
     error_reply,
     ok_reply,
     progress_event,
@@ -186,8 +187,8 @@ class Host:
         msg_id = None
         try:
             try:
-                message = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+                message = decode(body)
+            except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 raise ProtocolError("bad_json", "A frame was not valid UTF-8 JSON.") from None
             if isinstance(message, dict) and message.get("event") == "chunk" and not whole:
                 joined = self._chunks.add(message)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 
+from shared_pki import der
 from shared_pki import oids as _oids  # registrations asn1crypto lacks, content-type conventions
 from shared_pki.cms import capabilities as caps
 from shared_pki.cms import digests, signatures
@@ -39,6 +40,7 @@ def sign(
     content_type: str | None = None,
     sm2_id: bytes | None = None,
     convention: str = "pkcs7",
+    include_certificates: bool = True,
 ) -> bytes:
     """DER ContentInfo(SignedData) over content, by one signer or several (in the order given).
 
@@ -46,7 +48,9 @@ def sign(
     (SignerInfo v3) instead of issuer-and-serial. capabilities=() leaves SMIMECapabilities out.
     sm2_id is the signer ID SM2 signers hash in (None: the standard 1234567812345678; b"" is
     what OpenSSL 3 verifies). convention "gmt" writes the GM/T 0010 content types (GmSSL's)
-    instead of PKCS#7's; content_type None means the convention's data type.
+    instead of PKCS#7's; content_type None means the convention's data type (another type,
+    such as RFC 3161's TSTInfo, is embedded as the octets given). include_certificates=False
+    leaves the certificate set out (a TSA answering a request without certReq).
     """
     signers = [signer] if isinstance(signer, Credential) else list(signer)
     if not signers:
@@ -61,23 +65,35 @@ def sign(
         )
         for one in signers
     ]
-    certificates = _unique(
+    encodings = _unique_encodings(
         [cert for one in signers for cert in (one.certificate, *one.chain)] + list(extra_certs)
     )
-    encap: dict = {"content_type": content_type}
-    if not detached:
-        encap["content"] = content
+    encap = [_content_type_der(content_type)]
+    if not detached:  # eContent [0] EXPLICIT OCTET STRING: any content type, parsed or not
+        encap += der.constructed(0xA0, der.constructed(0x04, [content]))
     v3 = use_ski or _oids.standard_content_type(content_type) != OID_DATA
-    signed_data = cms.SignedData(
-        {
-            "version": "v3" if v3 else "v1",
-            "digest_algorithms": [{"algorithm": algorithm.oid}],
-            "encap_content_info": encap,
-            "certificates": certificates,
-            "signer_infos": _set_in_order(cms.SignerInfos, infos),
-        }
+    # Written piece by piece (shared_pki.der): through asn1crypto, every certificate was copied
+    # into the set and re-encoded whole on each dump, most of a TSA token's cost.
+    certificate_set = sorted(encodings) if include_certificates else []  # DER sorts a SET OF
+    signed_data = der.constructed(
+        0x30,
+        [
+            core.Integer(3 if v3 else 1).dump(),
+            _digest_algorithms_der(algorithm.oid),
+            *der.constructed(0x30, encap),
+            *(der.constructed(0xA0, certificate_set) if certificate_set else []),
+            *der.constructed(0x31, infos),  # kept in the order given (see _set_in_order)
+        ],
     )
-    return cms.ContentInfo({"content_type": types.signed_data, "content": signed_data}).dump()
+    return b"".join(
+        der.constructed(
+            0x30,
+            [
+                _content_type_der(types.signed_data),
+                *der.constructed(0xA0, signed_data),
+            ],
+        )
+    )
 
 
 def _signer_info(
@@ -90,22 +106,24 @@ def _signer_info(
     use_ski: bool,
     content_type: str,
     sm2_id: bytes | None,
-) -> cms.SignerInfo:
+) -> bytes:
+    """The DER of one SignerInfo. Written piece by piece like the SignedData around it: the
+    asn1crypto tree (attributes, the issuer's Name copied into the sid) cost 3 ms per TSA
+    token; every value is still asn1crypto's DER."""
     cert = credential.certificate
     scheme = signatures.for_signing(credential.key, "rsassa_pss" if pss else None)
     attributes = [
-        _attribute("content_type", content_type),
-        _attribute("signing_time", _time(when)),
-        _attribute("message_digest", algorithm.compute(content)),
-        # Parsed from cached DER: building it each time dominated a TSA token's cost.
-        _attribute("signing_certificate_v2", tsp.SigningCertificateV2.load(_ess_der(cert.dump()))),
+        _attribute_der("content_type", _content_type_der(content_type)),
+        _attribute_der("signing_time", _time(when).dump()),
+        _attribute_der("message_digest", core.OctetString(algorithm.compute(content)).dump()),
+        # From cached DER: building it each time dominated a TSA token's cost.
+        _attribute_der("signing_certificate_v2", _ess_der(der.encoded(cert))),
     ]
     if capabilities != ():
-        advertised = caps.encode(capabilities) if capabilities else caps.encode()
-        attributes.append(_attribute("smime_capabilities", advertised))
-    signed_attrs = cms.CMSAttributes(attributes)
-    to_sign = signed_attrs.dump()  # a SET OF (0x31), sorted as DER requires
-    identifier = scheme.algorithm_identifier(algorithm)
+        attributes.append(_attribute_der("smime_capabilities", _capabilities_der(capabilities)))
+    attributes.sort()  # a SET OF, sorted by encoding as DER requires
+    to_sign = b"".join(der.constructed(0x31, attributes))  # signed as a SET OF, not as [0]
+    identifier, identifier_der = _signature_identifier(scheme, algorithm)
     try:
         signature = signatures.sign_with(scheme, credential.key, to_sign, algorithm, sm2_id)
     except (ValueError, TypeError) as error:
@@ -121,20 +139,78 @@ def _signer_info(
         None if sm2_id is None else (sm2_id,),
     ):
         raise SigningError("The private key does not match the signer's certificate.")
-    return cms.SignerInfo(
-        {
-            "version": "v3" if use_ski else "v1",
-            "sid": _sid(cert, use_ski),
-            "digest_algorithm": {"algorithm": algorithm.oid},
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": identifier,
-            "signature": signature,
-        }
+    return b"".join(
+        der.constructed(
+            0x30,
+            [
+                core.Integer(3 if use_ski else 1).dump(),
+                _sid_der(cert, use_ski),
+                _digest_algorithm_der(algorithm.oid),
+                *der.constructed(0xA0, attributes),  # signedAttrs [0] IMPLICIT
+                identifier_der,
+                core.OctetString(signature).dump(),
+            ],
+        )
     )
 
 
-def _attribute(name: str, value: object) -> dict:
-    return {"type": name, "values": [value]}
+# The same few algorithm identifiers and content types go into every signature: made once.
+@functools.lru_cache(maxsize=32)
+def _content_type_der(content_type: str) -> bytes:
+    return cms.ContentType(content_type).dump()
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithms_der(oid: str) -> bytes:
+    return cms.DigestAlgorithms([{"algorithm": oid}]).dump()
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithm_der(oid: str) -> bytes:
+    return cms.DigestAlgorithm({"algorithm": oid}).dump()
+
+
+_IDENTIFIERS: dict[tuple[str, str], tuple[core.Asn1Value, bytes]] = {}
+
+
+def _signature_identifier(
+    scheme: signatures.SignatureScheme, algorithm: digests.DigestAlgorithm
+) -> tuple[core.Asn1Value, bytes]:
+    """The scheme's AlgorithmIdentifier for this digest and its DER, made once per pair."""
+    key = (scheme.name, algorithm.name)
+    if key not in _IDENTIFIERS:
+        identifier = scheme.algorithm_identifier(algorithm)
+        _IDENTIFIERS[key] = (identifier, identifier.dump())
+    return _IDENTIFIERS[key]
+
+
+@functools.lru_cache(maxsize=32)
+def _attribute_type_der(name: str) -> bytes:
+    return cms.CMSAttributeType(name).dump()
+
+
+def _attribute_der(name: str, value_der: bytes) -> bytes:
+    """Attribute ::= SEQUENCE { attrType, attrValues SET OF } with one value."""
+    return b"".join(
+        der.constructed(0x30, [_attribute_type_der(name), *der.constructed(0x31, [value_der])])
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _capabilities_der(capabilities: tuple[caps.Capability, ...] | None) -> bytes:
+    return (caps.encode(capabilities) if capabilities else caps.encode()).dump()
+
+
+def _sid_der(cert: Certificate, use_ski: bool) -> bytes:
+    """SignerIdentifier: issuerAndSerialNumber (the issuer's Name as the certificate has it),
+    or subjectKeyIdentifier [0] IMPLICIT."""
+    if use_ski:
+        if cert.key_identifier is None:
+            raise SigningError("The signer's certificate has no subjectKeyIdentifier.")
+        return der.header(0x80, len(cert.key_identifier)) + cert.key_identifier
+    return b"".join(
+        der.constructed(0x30, [der.encoded(cert.issuer), core.Integer(cert.serial_number).dump()])
+    )
 
 
 def _time(when: datetime.datetime) -> cms.Time:
@@ -169,30 +245,9 @@ def _ess_cert_id_v2(cert: Certificate) -> tsp.SigningCertificateV2:
     )
 
 
-def _sid(cert: Certificate, use_ski: bool) -> cms.SignerIdentifier:
-    if use_ski:
-        if cert.key_identifier is None:
-            raise SigningError("The signer's certificate has no subjectKeyIdentifier.")
-        return cms.SignerIdentifier({"subject_key_identifier": cert.key_identifier})
-    return cms.SignerIdentifier(
-        {
-            "issuer_and_serial_number": {
-                "issuer": cert.issuer,
-                "serial_number": cert.serial_number,
-            }
-        }
-    )
-
-
-def _unique(certs: list[Certificate]) -> list[Certificate]:
-    seen: set[bytes] = set()
-    result = []
-    for cert in certs:
-        der = cert.dump()
-        if der not in seen:
-            seen.add(der)
-            result.append(cert)
-    return result
+def _unique_encodings(certs: list[Certificate]) -> list[bytes]:
+    """The DER of each distinct certificate, in the order given."""
+    return list(dict.fromkeys(der.encoded(cert) for cert in certs))
 
 
 def _set_in_order(cls: type[core.SetOf], items: Sequence[core.Asn1Value]) -> core.SetOf:
@@ -251,7 +306,7 @@ def _touch(signed_data: cms.SignedData) -> None:
         signed_data[name].native  # noqa: B018
     for choice in signed_data["certificates"] or ():
         if choice.name == "certificate":
-            choice.chosen.native  # noqa: B018
+            _check_certificate(der.encoded(choice.chosen))
     for info in signed_data["signer_infos"]:
         for name in ("version", "sid", "digest_algorithm", "signature_algorithm", "signature"):
             info[name].native  # noqa: B018
@@ -259,6 +314,15 @@ def _touch(signed_data: cms.SignedData) -> None:
             for attribute in info[name] or ():
                 attribute["type"].native  # noqa: B018
                 len(attribute["values"])
+
+
+@functools.lru_cache(maxsize=256)
+def _check_certificate(encoding: bytes) -> None:
+    """Parse every field of a certificate (`.native`), once per distinct certificate: the same
+    signers' and TSAs' certificates come with every message, and parsing them in full (names
+    through stringprep, URIs, extensions) was a third of the host's CPU per message.open
+    (py-spy). A certificate that fails raises each time (exceptions are not cached)."""
+    asn1_x509.Certificate.load(encoding).native  # noqa: B018
 
 
 def signer_info(signed_data_der: bytes, signer_index: int) -> cms.SignerInfo:

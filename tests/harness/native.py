@@ -15,6 +15,7 @@ from native_host.protocol import (
     MAX_HOST_TO_BROWSER,
     SCHEMA,
     ChunkAssembler,
+    decode,
     encode,
     split_into_frames,
 )
@@ -83,7 +84,7 @@ class HostProcess:
         if body is None:
             return None
         self.frames_seen.append(len(body))
-        return json.loads(body)
+        return decode(body)
 
     def receive(self) -> dict[str, Any] | None:
         """The next whole message, reassembling chunks."""
@@ -93,7 +94,7 @@ class HostProcess:
                 return frame
             joined = self._chunks.add(frame)
             if joined is not None:
-                return json.loads(joined)
+                return decode(joined)
 
     def call(self, op: str, params: dict[str, Any], msg_id: Any = 1) -> dict[str, Any]:
         """One request and its reply; a successful reply's result is checked against the op's

@@ -39,6 +39,21 @@ def test_unknown_command_fails_with_usage() -> None:
     assert done.returncode == 2 and b"usage:" in done.stderr
 
 
+def test_a_command_loads_only_its_own_module() -> None:
+    """A one-shot command imports its module alone, whatever the global options are called."""
+    code = (
+        "import sys; from native_host import cli; sys.argv = ['autosmime', '--profile', "
+        "'decrypt', 'sign', '--help']\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('native_host.commands.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert b"usage: autosmime sign" in done.stdout
+    loaded = done.stdout.splitlines()[-1].decode()
+    assert "native_host.commands.sign_cmd" in loaded
+    for other in ("decrypt_cmd", "install_cmd", "doctor_cmd", "enroll_cmd"):
+        assert other not in loaded
+
+
 def test_host_subcommand_answers_hello(tmp_path: Path) -> None:
     config, _ = write_host_config(tmp_path)
     request = frame(encode({"id": 1, "op": "hello", "params": {}}))

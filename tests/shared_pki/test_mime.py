@@ -4,6 +4,7 @@ signed, canonicalization, 7-bit preparation, nesting, malformed input, and OpenS
 
 from __future__ import annotations
 
+import base64
 import binascii
 import random
 import re
@@ -190,6 +191,139 @@ def test_prepare_long_lines_are_soft_broken() -> None:
     body = prepared.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert binascii.a2b_qp(body) == b"word " * 400 + b"\r\n"
+
+
+def _needs_protection_reference(text: bytes) -> bool:
+    """The rules of mime._needs_protection written the slow, obvious way (one regex, every
+    line split out), to check the fast one against."""
+    lines = text.split(b"\r\n")
+    return bool(
+        re.search(rb"[^\x01-\x7f]|\r(?!\n)|[ \t]\r\n|[ \t]$|\AFrom |\nFrom ", text)
+        or max(map(len, lines)) > 998
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_needs_protection_agrees_with_the_obvious_rules(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = [b"a", b" ", b"\t", b"\r\n", b"\r", b"From ", b"\xe9", b"\x00", b"x" * 300]
+    weights = [40, 8, 1, 10, 1, 1, 1, 1, 3]
+    for _ in range(50):
+        pieces = rng.choices(alphabet, weights, k=rng.randrange(0, 40))
+        text = b"".join(pieces)
+        assert mime._needs_protection(text) == _needs_protection_reference(text), text
+
+
+@pytest.mark.parametrize("length", [997, 998, 999, 1000, 1001, 2500])
+@pytest.mark.parametrize("where", ["alone", "first", "middle", "last", "last_unterminated"])
+def test_long_line_found_at_every_length_and_place(length: int, where: str) -> None:
+    line, short = b"y" * length, b"short line"
+    lines = {
+        "alone": [line],
+        "first": [line, short, short],
+        "middle": [short * 50, line, short],
+        "last": [short, line, b""],
+        "last_unterminated": [short, line],
+    }[where]
+    text = b"\r\n".join(lines)
+    assert mime._has_long_line(text) == (length > 998)
+    assert mime._needs_protection(text) == (length > 998)
+
+
+def test_base64_lines_and_decoding_match_the_standard_library() -> None:
+    rng = random.Random(7)
+    for size in (0, 1, 56, 57, 58, 1000, 57 * 16 * 1024 + 1, 3_000_001):
+        data = rng.randbytes(size)
+        encoded = base64.b64encode(data)
+        lines = b"".join(encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+        assert mime._b64_lines(data) == lines
+        if data:
+            assert mime._decode_body(lines, "base64", "x") == data
+            assert mime._decode_body(lines.replace(b"\r\n", b" \n\t"), "base64", "x") == data
+    for bad in (b"QUJD\r\n!QUJD", b"QU=JD", b"\r\n \t"):
+        with pytest.raises(MalformedInput):
+            mime._decode_body(bad, "base64", "x")
+
+
+def test_smime_type_for_reads_the_content_type_only() -> None:
+    def content_info(oid: str) -> bytes:
+        inner = core.OctetString(b"x").dump()
+        body = core.ObjectIdentifier(oid).dump() + bytes((0xA0, len(inner))) + inner
+        return bytes((0x30, len(body))) + body
+
+    assert mime.smime_type_for(content_info("1.2.840.113549.1.7.3")) == "enveloped-data"
+    assert mime.smime_type_for(content_info("1.2.840.113549.1.9.16.1.23")) == ("authEnveloped-data")
+    assert mime.smime_type_for(content_info("1.2.840.113549.1.7.2")) == "signed-data"
+    with pytest.raises(MalformedInput):
+        mime.smime_type_for(content_info("1.2.840.113549.1.7.1"))
+    with pytest.raises(MalformedInput):
+        mime.smime_type_for(content_info("1.2.840.113549.1.7.3")[:-1])
+
+
+def test_prepare_returns_an_unchanged_entity_itself() -> None:
+    entity = b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    assert mime.prepare_for_signing(entity) is entity
+    eight_bit = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nhello\r\n"
+    assert mime.prepare_for_signing(eight_bit).endswith(b"7bit\r\n\r\nhello\r\n")
+    folded = b"Content-Type: text/plain;\n charset=us-ascii\n\nhello\n"
+    assert mime.prepare_for_signing(folded) == mime.canonicalize(folded)
+
+
+def _tree(message) -> list:
+    """What a reader takes from the email package's tree: every part's type, filename,
+    disposition and fields, and each leaf's decoded payload and content."""
+    rows = []
+    for part in message.walk():
+        row = [part.get_content_type(), part.is_multipart(), part.get_filename()]
+        row += [part.get_content_disposition(), list(part.items())]
+        if not part.is_multipart():
+            row.append(part.get_payload(decode=True))
+            try:
+                row.append(part.get_content())
+            except (LookupError, ValueError, KeyError, AttributeError) as error:
+                row.append(type(error).__name__)
+        rows.append(row)
+    return rows
+
+
+PARSE_SAMPLES = [
+    b"From: a@b\r\nSubject: x\r\n\r\nbody only\r\n",
+    b"From: a@b\nContent-Type: multipart/mixed; boundary=XX\n\npre\n--XX\nContent-Type: text/"
+    b"plain\n\none\n--XX\nContent-Type: message/rfc822\n\nFrom: c@d\n\ninner\n--XX--\nepi\n",
+    b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n"
+    b"\r\nunclosed\r\n",
+    b'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plai'
+    b"n; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r"
+    b"\n--b1\r\nContent-Type: multipart/related; boundary=b2\r\n\r\n--b2\r\nContent-Type: te"
+    b"xt/html\r\n\r\n<img src=cid:x>\r\n--b2\r\nContent-Type: image/png\r\nContent-ID: <x>\r"
+    b"\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b2--\r\n\r\n--b1--\r\n",
+    b"no headers at all",
+    b"Subject: x\r\n\r\n",
+    b"\r\nbody without headers",
+    b"Content-Type: text/plain; charset=latin-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xe9t"
+    b"\xe9\r\n",
+    b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n\r\nno part fields\r\n--x--',
+    b"Content-Type: multipart/mixed\r\n\r\nno boundary\r\n",
+    b"Subject: =?utf-8?q?caf=C3=A9?=\r\n bad continuation\r\n\r\nbody\r\n",
+]
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"])
+def test_parse_message_gives_the_email_packages_tree(line_end: bytes) -> None:
+    built = mime.build_entity(
+        "hello\nworld",
+        "<p>hi</p>",
+        [
+            ("a.bin", "application/octet-stream", bytes(range(256)) * 10),
+            ("b.txt", "text/plain", b"x"),
+        ],
+    )
+    vectors = sorted(Path(__file__).parent.parent.joinpath("vectors").rglob("*.eml"))
+    samples = [built, *PARSE_SAMPLES, *(path.read_bytes() for path in vectors)]
+    for sample in samples:
+        sample = sample.replace(b"\r\n", b"\n").replace(b"\n", line_end)
+        expected = BytesParser(policy=policy.default).parsebytes(sample)
+        assert _tree(mime.parse_message(sample)) == _tree(expected), sample[:120]
 
 
 def test_quoted_printable_encoder_on_random_text() -> None:

@@ -198,3 +198,29 @@ def test_encrypting_a_signed_message_never_touches_the_signed_part(world) -> Non
     sealed = smime.encrypt_message(message, [bob.asn1], sender=alice.asn1)
     opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)], trust_anchors=[root.asn1])
     assert opened.signed_and_valid, opened.signatures[0].summary
+
+
+@pytest.mark.parametrize("detached", [True, False])
+def test_a_whole_signed_message_is_the_entity_with_the_outer_headers(world, detached) -> None:
+    """sign_message wraps with the outer headers in one copy: the same bytes as wrapping the
+    entity and adding the headers (alice's RSA PKCS#1 v1.5 signature is deterministic)."""
+    import datetime
+
+    _, alice, _, _ = world
+    when = datetime.datetime(2026, 12, 6, 9, 0, tzinfo=datetime.UTC)
+    outer, entity = mime.split_headers(MESSAGE)
+    options = {"detached": detached, "signing_time": when}
+    whole = smime.sign_message(MESSAGE, credential(alice), **options)
+    entity_signed = smime.sign_entity(entity, credential(alice), **options)
+    assert whole == mime.with_outer_headers(entity_signed, outer)
+
+
+def test_a_whole_encrypted_message_has_the_outer_headers_once(world) -> None:
+    _, alice, bob, _ = world
+    sealed = smime.encrypt_message(MESSAGE, [bob.asn1], sender=alice.asn1)
+    outer, entity = mime.split_headers(sealed)
+    assert outer == mime.split_headers(MESSAGE)[0]
+    assert sealed.count(b"MIME-Version: 1.0\r\n") == 1
+    assert entity.startswith(b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime")
+    opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)])
+    assert body_text(opened.message) == body_text(MESSAGE)

@@ -760,3 +760,47 @@ def test_response_der_is_canonical() -> None:
     response = respond(ts.make_request(DATA)[0], tsa_name=True)
     reparsed = tsp.TimeStampResp.load(response)
     assert reparsed.dump(force=True) == response
+
+
+@pytest.mark.parametrize("accuracy_ms", [None, 1, 999, 1000, 1500])
+@pytest.mark.parametrize("nonce", [None, 0, 2**70 + 5])
+@pytest.mark.parametrize("named", [False, True])
+def test_hand_written_tst_info_is_what_asn1crypto_writes(accuracy_ms, nonce, named):
+    """make_response writes TSTInfo field by field: the bytes must be asn1crypto's DER."""
+    from asn1crypto import tsp as asn1_tsp
+    from asn1crypto import x509 as asn1_x509
+
+    from shared_pki import tsp as ours
+    from shared_pki.cms import digests
+
+    certificate = _tsa_for_tst_info().asn1
+    when = datetime.datetime(2026, 12, 6, 8, 30, 1, 250000, tzinfo=datetime.UTC)
+    imprint = bytes(range(32))
+    fields = {
+        "version": "v1",
+        "policy": POLICY,
+        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": imprint},
+        "serial_number": 2**100 + 7,
+        "gen_time": when,
+    }
+    if accuracy_ms is not None:
+        seconds, millis = divmod(accuracy_ms, 1000)
+        fields["accuracy"] = {
+            **({"seconds": seconds} if seconds else {}),
+            **({"millis": millis} if millis else {}),
+        }
+    if nonce is not None:
+        fields["nonce"] = nonce
+    if named:
+        fields["tsa"] = asn1_x509.GeneralName({"directory_name": certificate.subject})
+    written = ours._tst_info(
+        POLICY, digests.by_name("sha256"), imprint, 2**100 + 7, when, accuracy_ms, nonce,
+        certificate if named else None,
+    )  # fmt: skip
+    assert written == asn1_tsp.TSTInfo(fields).dump()
+
+
+def _tsa_for_tst_info():
+    from harness import pki
+
+    return pki.root("tst info root", "p256").smime("tsa@example.test", "p256")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -69,13 +69,27 @@ def _problem(status: int, title: str, detail: str) -> JSONResponse:
 
 def routes(state: ServiceState) -> list[Route]:
     limiter = RateLimiter(state.config.directory_rate_per_minute)
-    engine = state.store.engine
-    query = select(
-        certificates.c.serial,
-        certificates.c.algorithm,
-        certificates.c.not_before,
-        certificates.c.not_after,
-        certificates.c.der,
+    # One statement per lookup, so no transaction around it: in autocommit PostgreSQL answers
+    # in one round trip instead of BEGIN, SELECT and the pool's ROLLBACK.
+    engine = state.store.engine.execution_options(isolation_level="AUTOCOMMIT")
+    # Built once with bound parameters: building the clause and its cache key per request was
+    # a third of a lookup's time (py-spy, PostgreSQL, one worker).
+    query = (
+        select(
+            certificates.c.serial,
+            certificates.c.algorithm,
+            certificates.c.not_before,
+            certificates.c.not_after,
+            certificates.c.der,
+        )
+        .where(
+            certificates.c.address == bindparam("address"),
+            certificates.c.published.is_(True),
+            certificates.c.revoked.is_(None),
+            certificates.c.not_before <= bindparam("now"),
+            certificates.c.not_after > bindparam("now"),
+        )
+        .order_by(certificates.c.not_after.desc())
     )
 
     async def lookup(request: Request) -> Response:
@@ -90,15 +104,7 @@ def routes(state: ServiceState) -> list[Route]:
             return _problem(400, "Bad Request", problem.detail)
         now = time.time()
         with engine.connect() as db:
-            rows = db.execute(
-                query.where(
-                    certificates.c.address == address,
-                    certificates.c.published.is_(True),
-                    certificates.c.revoked.is_(None),
-                    certificates.c.not_before <= now,
-                    certificates.c.not_after > now,
-                ).order_by(certificates.c.not_after.desc())
-            ).all()
+            rows = db.execute(query, {"address": address, "now": now}).all()
         if not rows:
             return _problem(404, "Not Found", "No valid certificate is published for that address.")
         headers = {"Cache-Control": "max-age=60"}

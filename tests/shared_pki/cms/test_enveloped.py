@@ -75,6 +75,21 @@ def body(der: bytes) -> cms.Sequence:
 
 
 @pytest.mark.parametrize("cipher", CIPHERS)
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 127, 128, 65_536, 3_000_000])
+def test_hand_written_der_is_what_asn1crypto_writes(parties, cipher, size):
+    """encrypt writes the DER around the ciphertext itself (one join, no copies per level):
+    it must be the DER asn1crypto gives for the same values, at every length form."""
+    content = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    everyone = [parties["rsa2048"].asn1, parties["p256"].asn1]
+    der = enveloped.encrypt(content, everyone, cipher=cipher)
+    assert cms.ContentInfo.load(der, strict=True).dump(force=True) == der
+    opened, info = enveloped.decrypt_with_info(der, keyring(parties["p256"]))
+    assert opened == content
+    assert info == enveloped.inspect(der)
+    assert info.cipher == cipher and len(info.recipients) == 2
+
+
+@pytest.mark.parametrize("cipher", CIPHERS)
 @pytest.mark.parametrize(("key_type", "transport", "algorithm"), TRANSPORTS)
 @pytest.mark.parametrize("use_ski", [False, True], ids=["issuer_serial", "ski"])
 def test_round_trip(parties, cipher, key_type, transport, algorithm, use_ski):

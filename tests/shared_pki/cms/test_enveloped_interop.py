@@ -186,6 +186,25 @@ def _openssl_cipher(cipher: str) -> str:
 
 
 @pytest.mark.parametrize("cipher", ["aes256_cbc", "aes128_gcm"])
+def test_we_decrypt_openssl_streamed_ber(peers, cipher):
+    """openssl -stream writes indefinite lengths and the encrypted content in chunks: the
+    parser's fast cut (definite DER only) steps aside and asn1crypto reads it whole."""
+    source = peers.folder / "plain.txt"
+    source.write_bytes(CONTENT * 3000)
+    der = run(
+        "openssl", "cms", "-encrypt", "-binary", "-stream", "-outform", "DER",
+        _openssl_cipher(cipher), "-in", source, peers.cert("rsa"),
+    )  # fmt: skip
+    assert der[:2] == b"\x30\x80"
+    assert enveloped._cut_ciphertext(der) is None
+    assert enveloped.decrypt(der, peers.keyring()) == CONTENT * 3000
+    ours = enveloped.encrypt(CONTENT, [peers.keyring()[0][0]], cipher=cipher)
+    cut = enveloped._cut_ciphertext(ours)
+    assert cut is not None and bytes(cut[1]) in ours
+    assert enveloped.decrypt(ours, peers.keyring()) == CONTENT
+
+
+@pytest.mark.parametrize("cipher", ["aes256_cbc", "aes128_gcm"])
 def test_we_decrypt_openssl_mixed_recipients(peers, cipher):
     source = peers.folder / "plain.txt"
     source.write_bytes(CONTENT)

@@ -108,6 +108,36 @@ def test_every_key_type_and_digest_round_trips(key_type, pss, digest, signature_
     assert one.summary.startswith("Valid signature by alice@example.org")
 
 
+@pytest.mark.parametrize("use_ski", [False, True])
+@pytest.mark.parametrize("detached", [True, False])
+@pytest.mark.parametrize("size", [0, 100, 70_000])
+def test_hand_written_der_is_what_asn1crypto_writes(use_ski, detached, size):
+    """sign writes SignedData and SignerInfo piece by piece (shared_pki.der): every byte must
+    be the DER asn1crypto writes for the same values (sets sorted, one signer)."""
+    content = b"x" * size
+    der = signed.sign(content, credential(party("p256")), detached=detached, use_ski=use_ski)
+    assert cms.ContentInfo.load(der, strict=True).dump(force=True) == der
+    assert check(der, None if not detached else content).valid
+    tsa_like = signed.sign(
+        content, credential(party("p256")), include_certificates=False, capabilities=()
+    )
+    assert isinstance(cms.ContentInfo.load(tsa_like)["content"]["certificates"], core.Void)
+
+
+def test_der_encoded_keeps_a_long_length_ending_in_0x80():
+    """asn1crypto's dump() takes the header 04 82 02 80 for an indefinite length and
+    re-encodes the value on every call; der.encoded gives the value as read, the same DER."""
+    from shared_pki import der
+
+    raw = b"\x04\x82\x02\x80" + bytes(640)
+    value = core.OctetString.load(raw)
+    assert der.encoded(value) == raw == value.dump()
+    sequence = core.Sequence.load(b"\x30\x82\x02\x84" + raw)
+    assert der.encoded(sequence) == sequence.dump()
+    assert der.header(0x30, 0x280) == b"\x30\x82\x02\x80"
+    assert der.header(0x04, 5) == b"\x04\x05" and der.header(0x04, 200) == b"\x04\x81\xc8"
+
+
 def test_encapsulated_content_is_inside_and_detached_is_not():
     attached = cms.ContentInfo.load(signed.sign(CONTENT, credential(party("p256")), detached=False))
     detached = cms.ContentInfo.load(signed.sign(CONTENT, credential(party("p256"))))
