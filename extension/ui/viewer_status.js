@@ -10,8 +10,22 @@ export const UNPROTECTED = 'Not protected against alteration: encrypted with a c
   + 'not detect changes (CBC) and not validly signed, so anyone on the way could have changed it. '
   + 'Shown as plain text only.';
 
+// A signature vouches for the message only when it holds AND its signer is the sender the
+// message names: a missing or unknown fromMatches is never taken for a match.
 function validSignature(s) {
-  return Boolean(s?.valid) && s.chainValid !== false && s.fromMatches !== false;
+  return Boolean(s?.valid) && s.chainValid !== false && s.fromMatches === true;
+}
+
+/** The sender decision in words: the host's reason, else what the viewer can say itself. */
+function senderWords(s, who) {
+  if (typeof s.fromReason === 'string' && s.fromReason) return s.fromReason;
+  return `Signed by ${who}, but nothing shows that the message is from ${who}.`;
+}
+
+// Only the sender is wrong (every problem the host named is a from_ code): the signature holds.
+function onlySenderWrong(s) {
+  const codes = s.codes ?? [];
+  return s.chainValid !== false && codes.every((code) => code.startsWith('from_')) && (s.valid || codes.length > 0);
 }
 
 /**
@@ -61,10 +75,14 @@ export function describeSecurity(security) {
     const who = s.signer ?? s.signerSubject ?? 'an unknown signer';
     if (validSignature(s)) {
       parts.push(`Signed by ${who}: valid.`);
+    } else if (s.fromMatches !== true && onlySenderWrong(s)) {
+      state = 'invalid';
+      parts.push(senderWords(s, who));
     } else {
       state = 'invalid';
       const why = (s.reasons ?? []).join('; ') || s.summary || 'the signature does not verify';
       parts.push(`Signed by ${who}: NOT valid (${why}).`);
+      if (s.fromMatches !== true && !(s.reasons ?? []).includes(s.fromReason)) parts.push(senderWords(s, who));
     }
     const stamp = s.timestamp;
     if (stamp?.valid && stamp.trustedTime) {

@@ -7,8 +7,11 @@ with the trusted time of its RFC 3161 timestamp: tsp.signature_timestamps checks
 against THAT signer's signature value and the trust anchors, and verify(trusted_time=...) then
 accepts a certificate that has expired since, as long as it was valid at the timestamp.
 Decryption tries every key the profile ever held (keystore.decryption_pairs), so old mail
-opens after a renewal. Valid signers' certificates are handed to the certificate book
-(harvested). A message that cannot be decrypted still opens: headers, and a summary that says
+opens after a renewal. Whether a signer is the message's sender is decided once, from every
+From field as the message has it, by shared_pki.x509.sender: never "unknown"; a signature by
+someone else than the one sender From names is not valid, with the reason in words ("signed by
+X, but the message says it is from Y"). Valid signers who are the sender have their
+certificates handed to the certificate book (harvested). A message that cannot be decrypted still opens: headers, and a summary that says
 the content is not readable.
 
 Whoever hands us the bytes may be an attacker probing for an oracle (a webmail page that serves
@@ -43,6 +46,7 @@ from shared_pki.cms.sm import BOTH_IDS
 from shared_pki.cms.verify import SignerResult, VerificationResult, verify
 from shared_pki.errors import MalformedInput, PkiError
 from shared_pki.keys import Certificate, PrivateKey
+from shared_pki.x509.sender import SenderCheck, check_sender, from_field_values
 from shared_pki.x509.validate import certificate_addresses
 
 MAX_LAYERS = smime.MAX_LAYERS
@@ -107,7 +111,11 @@ class SignatureSummary:
     valid: bool
     signer: str | None  # the certificate's first address
     signer_subject: str | None
-    from_matches: bool | None
+    # Whether the signer is the message's sender (shared_pki.x509.sender): never unknown; the
+    # stable code and the reason in words either way.
+    from_matches: bool
+    from_code: str
+    from_reason: str
     chain_valid: bool
     trusted: bool
     expired: bool
@@ -206,10 +214,13 @@ def _peel_layers(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
 ) -> None:
-    sender = smime.from_address(outer)
     current = raw
+    decrypted = False
     for _ in range(MAX_LAYERS):
-        layer = mime.unwrap(current)
+        # What a decryption gave is unwrapped as the library does: bytes that are not MIME are
+        # the same DecryptionFailed as a bad padding (one outcome, module docstring).
+        layer = smime.unwrap_decrypted(current) if decrypted else mime.unwrap(current)
+        decrypted = False
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             if peeled.sealed_at is None:
@@ -217,6 +228,7 @@ def _peel_layers(
             peeled.encrypted = True
             peeled.cipher = enveloped.inspect(layer.der).cipher
             current = enveloped.decrypt(layer.der, keys)
+            decrypted = True
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
@@ -225,7 +237,9 @@ def _peel_layers(
                 der,
                 content=layer.content if layer.kind == "multipart_signed" else None,
                 trust_anchors=list(anchors),
-                from_address=sender,
+                # Whether the signer is the sender is decided once, from every From value, by
+                # x509.sender (open_message), not from the first address alone.
+                from_address=None,
                 at=at,
                 trusted_time=tsp.trusted_times(stamps) or None,
                 # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks
@@ -283,8 +297,30 @@ def _timestamp_summary(tokens: Sequence[tsp.TokenVerification]) -> TimestampSumm
     )
 
 
+#: The code prefix of a sender problem among a signature's codes (from_mismatch, ...).
+FROM_CODE = "from_"
+NO_SIGNER_CERTIFICATE = "unknown_signer"
+
+
+def sender_check(from_values: Sequence[str], signer: SignerResult) -> SenderCheck:
+    """Whether this signer is the message's sender, decided by x509.sender from every From
+    value; a signer whose certificate is missing vouches for nobody."""
+    if signer.certificate is None:
+        return SenderCheck(
+            False,
+            NO_SIGNER_CERTIFICATE,
+            "The signer's certificate is not in the message, so nothing shows who signed it.",
+            None,
+            (),
+        )
+    return check_sender(from_values, signer.certificate)
+
+
 def _signature_summary(
-    signer: SignerResult, tokens: Sequence[tsp.TokenVerification], harvested: bool
+    signer: SignerResult,
+    tokens: Sequence[tsp.TokenVerification],
+    harvested: bool,
+    sender: SenderCheck,
 ) -> SignatureSummary:
     cert = signer.certificate
     addresses = certificate_addresses(cert) if cert is not None else ()
@@ -295,19 +331,31 @@ def _signature_summary(
         except (ValueError, KeyError, TypeError):
             subject = None
     stamp = _timestamp_summary(tokens)
-    summary = signer.summary
+    reasons = tuple(p.message for p in signer.problems)
+    codes = signer.codes
+    if signer.valid:
+        # A signature that holds but names someone else vouches for nothing here: said as the
+        # mismatch it is ("signed by X, but the message says it is from Y").
+        summary = signer.summary if sender.matches else sender.reason
+    else:
+        summary = signer.summary + ("" if sender.matches else f" {sender.reason}")
+    if not sender.matches:
+        reasons += (sender.reason,)
+        codes += (FROM_CODE + sender.code,)
     if stamp is not None:
         summary += f" {stamp.summary}"
     return SignatureSummary(
-        valid=signer.valid,
+        valid=signer.valid and sender.matches,
         signer=addresses[0] if addresses else None,
         signer_subject=subject,
-        from_matches=signer.address_ok,
+        from_matches=sender.matches,
+        from_code=sender.code,
+        from_reason=sender.reason,
         chain_valid=signer.chain is not None and signer.chain.valid,
         trusted=signer.trusted,
         expired=signer.expired,
-        reasons=tuple(p.message for p in signer.problems),
-        codes=signer.codes,
+        reasons=reasons,
+        codes=codes,
         signing_time=signer.signing_time,
         timestamp=stamp,
         harvested=harvested,
@@ -432,15 +480,17 @@ def open_message(
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
     results = [result for result, _ in peeled.signatures]
+    from_values = from_field_values(mime.split_headers(raw)[0])
     signatures = []
     problems: list[str] = []
     for result, stamps in peeled.signatures:
+        senders = [sender_check(from_values, signer) for signer in result.signers]
         harvested_for: list[str] = []
-        if book is not None and result.valid:
+        if book is not None and result.valid and all(s.matches for s in senders):
             harvested_for = book.harvest(result)
-        for signer in result.signers:
+        for signer, sender in zip(result.signers, senders, strict=True):
             tokens = stamps[signer.index] if signer.index < len(stamps) else ()
-            signatures.append(_signature_summary(signer, tokens, bool(harvested_for)))
+            signatures.append(_signature_summary(signer, tokens, bool(harvested_for), sender))
     security = SecuritySummary(
         encrypted=peeled.encrypted,
         decrypted=peeled.decrypted,

@@ -45,6 +45,8 @@ def _signature(signature: Any) -> dict[str, Any]:
         "signer": signature.signer,
         "signerSubject": signature.signer_subject,
         "fromMatches": signature.from_matches,
+        "fromCode": signature.from_code,
+        "fromReason": signature.from_reason,
         "chainValid": signature.chain_valid,
         "trusted": signature.trusted,
         "expired": signature.expired,

@@ -105,7 +105,7 @@ test('encrypted content nobody vouches for (CBC, no valid signature) is labelled
   assert.equal(isUnprotected(badSignature), true);
   assert.equal(describeSecurity(badSignature).state, 'invalid');
   // a valid signature vouches for the content; GCM detects alteration by itself
-  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test' }] };
+  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test', fromMatches: true }] };
   assert.equal(isUnprotected(signed), false);
   assert.equal(renderPlan({ ...view, security: signed }).as, 'html');
   assert.equal(isUnprotected({ ...cbc, cipher: 'aes256_gcm', authenticatedCipher: true }), false);

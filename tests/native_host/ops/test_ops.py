@@ -340,6 +340,56 @@ def test_a_long_op_does_not_block_echo(pair: Pair) -> None:
     assert answers[1]["ok"] is True and answers[1]["result"]["status"] == "sent"
 
 
+MALLORY = "mallory@example.test"
+FORGED_FROM = {
+    # what the read path answered before: valid true and fromMatches null, null, true
+    "=?utf-8?q?alice=40example.test?=": (
+        "mismatch",
+        f"Signed by {MALLORY}, but the message says it is from {ALICE}.",
+    ),
+    "undisclosed-recipients:;": (
+        "no_sender",
+        f"Signed by {MALLORY}, but the message names no sender.",
+    ),
+    f"{MALLORY}, {ALICE}": (
+        "several_senders",
+        f"Signed by {MALLORY}, but the message names more than one sender ({MALLORY}, {ALICE}); "
+        "a signature vouches for one.",
+    ),
+}
+
+
+@pytest.mark.parametrize("from_value", list(FORGED_FROM))
+def test_a_signature_by_someone_else_than_the_one_sender_is_a_mismatch_in_words(
+    pair: Pair, world: PkiWorld, from_value: str
+) -> None:
+    """Signed with mallory's (valid) certificate, the message claims another sender, none or
+    several: message.open says the mismatch with its reason, never null, never valid."""
+    from shared_pki import smime
+
+    mallory = world.issue(MALLORY, publish=False)
+    body = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPay the bearer.\r\n"
+
+    def signed(value: str) -> bytes:
+        head = f"From: {value}\r\nTo: {BOB}\r\nSubject: invoice\r\n".encode()
+        return smime.sign_message(head + body, mallory.credential)
+
+    honest = pair.bob.ok("message.open", {"raw": b64(signed(MALLORY))})["security"]
+    [signature] = honest["signatures"]
+    assert signature["valid"] and signature["fromMatches"] is True and honest["verified"]
+    assert signature["fromCode"] == "match"
+
+    view = pair.bob.ok("message.open", {"raw": b64(signed(from_value))})
+    code, reason = FORGED_FROM[from_value]
+    [signature] = view["security"]["signatures"]
+    assert signature["fromMatches"] is False and signature["fromCode"] == code
+    assert signature["fromReason"] == reason
+    assert signature["valid"] is False and view["security"]["verified"] is False
+    assert f"from_{code}" in signature["codes"] and reason in signature["reasons"]
+    assert signature["chainValid"] and reason in signature["summary"]
+    assert "Valid signature" not in signature["summary"]
+
+
 def test_missing_certificate_is_a_typed_error_and_nothing_is_sent(pair: Pair) -> None:
     error = pair.alice.error(
         "compose.send", {"from": ALICE, "to": [BOB, "nobody@example.test"], "text": "x"}
