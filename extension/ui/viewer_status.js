@@ -58,6 +58,19 @@ export function headerLine(headers) {
     .join(' · ');
 }
 
+/**
+ * Revocation of a signer in words: checked and not revoked; revoked after the trusted time (the
+ * signature stands as of that time); or "Revocation not checked" and why. A signature revoked
+ * before its trusted time is already NOT valid, with the revocation among its reasons.
+ */
+export function revocationWords(revocation) {
+  if (!revocation) return 'Revocation not checked.';
+  if (revocation.status === 'good') return 'Not revoked (the CRL was checked).';
+  if (revocation.status === 'revoked') return revocation.validAsOf ? revocation.summary : null;
+  const summary = revocation.summary ?? '';
+  return summary.startsWith('Revocation not checked') ? summary : `Revocation not checked. ${summary}`.trim();
+}
+
 /** {state: valid|invalid|unsigned|unprotected, parts: [sentences]} for the status line. */
 export function describeSecurity(security) {
   const parts = [];
@@ -84,6 +97,8 @@ export function describeSecurity(security) {
       parts.push(`Signed by ${who}: NOT valid (${why}).`);
       if (s.fromMatches !== true && !(s.reasons ?? []).includes(s.fromReason)) parts.push(senderWords(s, who));
     }
+    const revocation = revocationWords(s.revocation);
+    if (revocation) parts.push(revocation);
     const stamp = s.timestamp;
     if (stamp?.valid && stamp.trustedTime) {
       parts.push(`Trusted timestamp: ${when(stamp.trustedTime)}${stamp.tsa ? ` by ${stamp.tsa}` : ''}.`);

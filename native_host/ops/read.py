@@ -56,6 +56,12 @@ def _signature(signature: Any) -> dict[str, Any]:
         "timestamp": _timestamp(signature.timestamp),
         "harvested": signature.harvested,
         "summary": signature.summary,
+        "revocation": {
+            "status": signature.revocation.status,
+            "summary": signature.revocation.summary,
+            "revokedAt": _time(signature.revocation.revoked_at),
+            "validAsOf": _time(signature.revocation.valid_as_of),
+        },
     }
 
 
@@ -115,6 +121,7 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "trust_anchors": anchors,
         "book": book,
         "allow_remote": bool_param(params, "allowRemote"),
+        "crl_store": host.crl_store(account),
     }
     if message_id:
         progress(0, 2, "Fetching the message")

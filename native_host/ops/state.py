@@ -26,6 +26,7 @@ addresses and reasons only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -42,6 +43,7 @@ from native_host.infrastructure.profile import Profile, open_profile, write_priv
 if TYPE_CHECKING:  # the heavy modules load only with the ops that need them
     from native_host.domain.accounts import Account, Accounts
     from native_host.domain.certs import CertificateBook
+    from native_host.domain.crls import CrlStore
     from native_host.domain.keystore import Keystore
     from native_host.infrastructure.acme_client import PkiSettings
     from native_host.infrastructure.mailbox import Mailbox
@@ -250,7 +252,24 @@ class HostState:
         from native_host.domain.certs import CertificateBook
 
         _address, pki = self.pki(address)
-        return CertificateBook(self.profile.cache_dir, pki.roots(), pki.base, fetch=pki.fetch())
+        return CertificateBook(
+            self.profile.cache_dir,
+            pki.roots(),
+            pki.base,
+            fetch=pki.fetch(),
+            crl_store=self.crl_store(address),
+        )
+
+    def crl_store(self, address: str | None = None) -> CrlStore:
+        """The profile's CRL cache, fetching over the account's PKI TLS settings (or the
+        system's when there is no such account: distribution points may name any CA)."""
+        from native_host.domain.certs import http_fetch
+        from native_host.domain.crls import CrlStore
+
+        fetch = http_fetch
+        with contextlib.suppress(NotConfigured, BadParams):
+            fetch = self.pki(address)[1].fetch()
+        return CrlStore(self.profile.cache_dir, fetch)
 
     # ---- what the host knows about backups ---------------------------------------------------
 

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { describeSecurity, isUnprotected, renderPlan } from '../../extension/ui/viewer_status.js';
+import { describeSecurity, isUnprotected, renderPlan, revocationWords } from '../../extension/ui/viewer_status.js';
 
 const MALLORY = 'mallory@example.test';
 // message.open's signatures for mallory's valid signature under each forged From (issue 11).
@@ -58,4 +58,34 @@ test('the signer who is the sender is valid', () => {
   const said = describeSecurity({ encrypted: false, signatures: [signature] });
   assert.equal(said.state, 'valid');
   assert.ok(said.parts.includes(`Signed by ${MALLORY}: valid.`));
+});
+
+const ALICE = 'alice@example.test';
+function alice(revocation, valid = true, reasons = []) {
+  return {
+    valid, signer: ALICE, chainValid: valid, fromMatches: true, fromCode: 'match', reasons,
+    codes: valid ? [] : ['revoked'], revocation, timestamp: { valid: true, trustedTime: '2026-11-28T10:00:00Z' },
+  };
+}
+
+test('a CRL that could not be had is "revocation not checked", with why', () => {
+  const summary = 'Revocation not checked: The CRL at http://pki.test/crl/intl-issuing.crl could not be fetched: connection refused.';
+  const said = describeSecurity({ encrypted: false, signatures: [alice({ status: 'not_checked', summary, revokedAt: null, validAsOf: null })] });
+  assert.equal(said.state, 'valid');
+  assert.ok(said.parts.includes(summary));
+  // no revocation answer at all is never taken for "checked"
+  assert.equal(revocationWords(undefined), 'Revocation not checked.');
+  assert.equal(revocationWords({ status: 'not_checked', summary: 'no CRL of the issuer was supplied.' }),
+    'Revocation not checked. no CRL of the issuer was supplied.');
+});
+
+test('revoked after the trusted time stands as of then; revoked before is not valid', () => {
+  const after = "'alice@example.test' was revoked on 2026-11-29 08:00 UTC (key compromise), after the trusted time 2026-11-28 10:00 UTC: valid as of that time.";
+  const standing = describeSecurity({ encrypted: false, signatures: [alice({ status: 'revoked', summary: after, revokedAt: '2026-11-29T08:00:00Z', validAsOf: '2026-11-28T10:00:00Z' })] });
+  assert.equal(standing.state, 'valid');
+  assert.ok(standing.parts.includes(after));
+  const before = "'alice@example.test' was revoked on 2026-11-27 08:00 UTC (key compromise) before the trusted time of its use.";
+  const fallen = describeSecurity({ encrypted: false, signatures: [alice({ status: 'revoked', summary: before, revokedAt: '2026-11-27T08:00:00Z', validAsOf: null }, false, [before])] });
+  assert.equal(fallen.state, 'invalid');
+  assert.match(fallen.parts.join(' '), /NOT valid \('alice@example.test' was revoked on 2026-11-27/);
 });
