@@ -316,22 +316,66 @@ def test_enroll_backup_and_restore_on_a_new_device(
     code = result["recoveryCode"]
     no_code = first.run("backup")  # the code was not kept on this device
     one_line_failure(no_code, "backup", "recovery_code")
+    # A message planted in the backup folder (IMAP APPEND) claiming to be a newer backup: the
+    # enrollment's own, re-dated into the future. It neither blocks nor is used, and is named.
+    plant_redated_backup(mail_stack, ALICE, "2099-01-01T00:00:00Z", "planted@example.test")
     backed = first.run("--json", "backup", "--recovery-code-stdin", stdin=code + "\n")
     assert backed.code == 0, backed.stderr
     assert sorted(backed.json()["keyIds"]) == sorted(result["keyIds"].values())
+    [skipped] = backed.json()["skipped"]
+    assert skipped["messageId"] == "<planted@example.test>"
+    assert skipped["claimedCreated"] == "2099-01-01T00:00:00Z"
+    assert "does not match its contents" in skipped["reason"]
 
     second = Device(ALICE, tmp_path / "second")  # a fresh device: mailbox login + code
     add_device(second, mail_stack)
     wrong = second.run("restore", ALICE, stdin="1111-2222-3333-4444-5555-6666-7777-8888-9999\n")
     one_line_failure(wrong, "restore", "recovery_code")
     assert second.run("--json", "certs", "list").json()["keys"] == []
+    said = second.run("restore", ALICE, stdin=code + "\n")
+    assert said.code == 0, said.stderr
+    assert f"holding 2 key(s): {backed.json()['messageId']}." in said.stdout
+    assert "from the backup made 20" in said.stdout
+    [warning] = said.stderr.strip().splitlines()
+    assert warning.startswith(
+        "autosmime restore: warning: a newer-looking backup did not open and was skipped: "
+        "<planted@example.test> (claiming 2099-01-01 00:00:00 UTC): "
+    )
     restored = second.run("--json", "restore", ALICE, stdin=code + "\n")
     assert restored.code == 0, restored.stderr
-    assert sorted(restored.json()["restored"]) == sorted(result["keyIds"].values())
+    assert restored.json()["messageId"] == backed.json()["messageId"]
+    assert restored.json()["keys"] == 2 and restored.json()["created"] is not None
+    assert sorted(restored.json()["alreadyHeld"]) == sorted(result["keyIds"].values())
     keys = second.run("--json", "certs", "list").json()["keys"]
     assert {k["keyId"]: k["status"] for k in keys} == {
         key_id: "current" for key_id in result["keyIds"].values()
     }
+
+
+def plant_redated_backup(stack: MailStack, user: str, created: str, message_id: str) -> None:
+    """APPEND a copy of the user's newest backup whose Autosmime-Backup header claims
+    `created` (its MAC-covered time still says when it was really made)."""
+    from native_host.domain.backups import FOLDER
+
+    client = stack.imap_client(user)
+    try:
+        client.select_folder(FOLDER)
+        uid = max(client.search(["HEADER", "Autosmime-Backup", "v1"]))
+        raw = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = [
+            line
+            for line in head.split(b"\r\n")
+            if not line.lower().startswith((b"autosmime-backup:", b"message-id:"))
+        ]
+        count = raw.split(b"keys=", 1)[1].split(b"\r\n", 1)[0].decode()
+        lines += [
+            f"Autosmime-Backup: v1; created={created}; keys={count}".encode(),
+            f"Message-ID: <{message_id}>".encode(),
+        ]
+        client.append(FOLDER, b"\r\n".join(lines) + b"\r\n\r\n" + body, flags=[b"\\Seen"])
+    finally:
+        client.logout()
 
 
 def forget_backups(stack: MailStack, *users: str) -> None:
