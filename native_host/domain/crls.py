@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from native_host.errors import HostError
+from native_host.errors import HostError, StorageFailed
 from native_host.infrastructure.profile import file_lock, private_folder, write_private
 from shared_pki.keys import Certificate
 from shared_pki.x509 import revocation
@@ -95,25 +95,33 @@ class CrlStore:
         return self.folder / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
 
     def _crl(self, url: str, issuer: Certificate) -> tuple[bytes | None, str | None]:
-        """(the CRL, None), or (None, why not) for one distribution point of issuer."""
-        private_folder(self.folder)
-        with file_lock(self.folder / ".lock"):
-            cached = self._load(url)
-            now = self.now()
-            if cached is not None:
-                if cached.get("der") and cached.get("keepUntil", 0) > now:
-                    return base64.b64decode(cached["der"]), None
-                if cached.get("failed") and cached.get("retryAfter", 0) > now:
-                    return None, str(cached["failed"])
-            der, problem = self._download(url, issuer)
-            if der is None:
-                self._save(url, {"failed": problem, "retryAfter": now + self.failure_ttl})
-                return None, problem
-            keep = revocation.keep_until(der, now=_utc(now))
-            if keep is not None:
-                entry = {"der": base64.b64encode(der).decode(), "keepUntil": keep.timestamp()}
-                self._save(url, entry)
-            return der, None
+        """(the CRL, None), or (None, why not) for one distribution point of issuer; without
+        the cache when the profile cannot be written (a read-only folder, a full disk)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                private_folder(self.folder)
+                stack.enter_context(file_lock(self.folder / ".lock"))
+            except StorageFailed:
+                der, problem = self._download(url, issuer)
+                return (der, None) if der is not None else (None, problem)
+            return self._cached_or_fetched(url, issuer)
+
+    def _cached_or_fetched(self, url: str, issuer: Certificate) -> tuple[bytes | None, str | None]:
+        cached = self._load(url)
+        now = self.now()
+        if cached is not None:
+            if cached.get("der") and cached.get("keepUntil", 0) > now:
+                return base64.b64decode(cached["der"]), None
+            if cached.get("failed") and cached.get("retryAfter", 0) > now:
+                return None, str(cached["failed"])
+        der, problem = self._download(url, issuer)
+        if der is None:
+            self._save(url, {"failed": problem, "retryAfter": now + self.failure_ttl})
+            return None, problem
+        keep = revocation.keep_until(der, now=_utc(now))
+        if keep is not None:
+            self._save(url, {"der": base64.b64encode(der).decode(), "keepUntil": keep.timestamp()})
+        return der, None
 
     def _download(self, url: str, issuer: Certificate) -> tuple[bytes | None, str]:
         if not url.lower().startswith(("http://", "https://")):
@@ -146,7 +154,7 @@ class CrlStore:
 
     def _save(self, url: str, entry: dict[str, Any]) -> None:
         document = {"format": CACHE_FORMAT, "url": url, **entry}
-        with contextlib.suppress(OSError):  # a cache that cannot be written is asked again
+        with contextlib.suppress(OSError, StorageFailed):  # not cached: asked again next time
             write_private(self._file(url), json.dumps(document).encode() + b"\n")
 
 

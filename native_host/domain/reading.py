@@ -31,6 +31,7 @@ unsigned CBC mail, which anyone on the way could have altered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import email.errors
@@ -53,7 +54,7 @@ from native_host.domain.signatures import (
     sender_check,
     signature_summary,
 )
-from native_host.errors import HostError
+from native_host.errors import HostError, StorageFailed
 from native_host.infrastructure.mailbox import Mailbox
 from shared_pki import mime, smime, tsp
 from shared_pki.cms import ciphers, enveloped
@@ -421,7 +422,8 @@ def open_message(
         senders = [sender_check(from_values, signer) for signer in result.signers]
         harvested_for: list[str] = []
         if book is not None and result.valid and all(s.matches for s in senders):
-            harvested_for = book.harvest(result)
+            with contextlib.suppress(StorageFailed):  # a cache: a full disk only skips it
+                harvested_for = book.harvest(result)
         for signer, sender in zip(result.signers, senders, strict=True):
             tokens = stamps[signer.index] if signer.index < len(stamps) else ()
             summary = signature_summary(signer, tokens, bool(harvested_for), sender)

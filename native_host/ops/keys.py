@@ -12,7 +12,7 @@ import base64
 import contextlib
 from typing import Any
 
-from native_host.errors import BadParams, NeedsRecoveryCode, NotConfigured
+from native_host.errors import BadParams, NeedsRecoveryCode, NotConfigured, StorageFailed
 from native_host.ops import state
 from native_host.ops.state import bool_param, operation, progress_of, text_param
 
@@ -188,7 +188,15 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         backups.check_backup(mailbox, stored.message_id, code, expected)
         with contextlib.suppress(Exception):  # flagging older ones is a courtesy; they stay
             backups.flag_older(mailbox, existing)
-    host.record_backup(address, stored.message_id, list(expected))
+    try:
+        host.record_backup(address, stored.message_id, list(expected))
+    except StorageFailed as failed:
+        raise StorageFailed(
+            failed.path,
+            failed.error,
+            f"The backup itself is in your mailbox and proven ({stored.message_id}); only this "
+            "device's note of it could not be written.",
+        ) from None
     progress(3, 3, "Done")
     return {
         "address": address,

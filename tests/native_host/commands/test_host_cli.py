@@ -242,6 +242,69 @@ def test_failures_exit_non_zero_with_one_line(devices: dict[str, Device], tmp_pa
     assert no_password.stderr.count("\n") == 1 and "--password-stdin" in no_password.stderr
 
 
+# ---- local faults: a full disk, a read-only profile ---------------------------------------------
+
+
+def _received(stack: MailStack, user: str, subject: str) -> int:
+    client = stack.imap_client(user)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        return len(client.search(["SUBJECT", subject]))
+    finally:
+        client.logout()
+
+
+def _unchanged(before: dict[str, bytes], after: dict[str, bytes]) -> None:
+    """Nothing half-written, nothing lost: every file as it was, no temporary file left; a new
+    file may only be an empty lock file (a full tmpfs still has inodes)."""
+    assert {name: after.get(name) for name in before} == before
+    new = {name: data for name, data in after.items() if name not in before}
+    assert all(name.endswith(".lock") and data == b"" for name, data in new.items()), new
+
+
+def test_a_full_disk_or_a_read_only_profile_is_an_error_in_words_and_loses_nothing(
+    devices: dict[str, Device], world: PkiWorld, mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """alice's profile on a small file system of its own (tmpfs): full, then read-only. send,
+    backup and enroll each say so in one line naming the folder; nothing in the profile changes
+    and nothing is sent; once there is room again, send works with the same keys."""
+    from harness.filesystems import SmallDisk
+
+    from shared_pki import backup
+
+    forget_backups(mail_stack, ALICE)  # the backup below is alice's first under its code
+    code = backup.new_recovery_code()
+    device = Device(ALICE, tmp_path / "small")
+    with SmallDisk(device.profile) as disk:
+        set_up_device(device, world, mail_stack, roots_file(world, tmp_path))
+        keys = device.run("--json", "certs", "list").json()["keys"]
+        body = tmp_path / "body.txt"
+        body.write_text("Sent from a full disk?\n", encoding="utf-8")
+        commands = {
+            "send": ["send", "--from", ALICE, "--to", BOB, "--body-file", str(body)],
+            "backup": ["backup", "--recovery-code-stdin"],
+            "enroll": ["enroll", "--recovery-code-stdin"],
+        }
+        for fault, words in ((disk.full, "the disk is full"), (disk.read_only, "read-only")):
+            with fault():
+                before = disk.files()
+                for name, args in commands.items():
+                    subject = ["--subject", f"{words} {name}"] if name == "send" else []
+                    done = device.run(*args, *subject, stdin=code + "\n")
+                    line = one_line_failure(done, name, "storage_failed")
+                    assert words in line and str(device.profile) in line, line
+                    assert "Traceback" not in done.stderr
+                    if name == "backup" and fault == disk.full:  # the mailbox took it: said so
+                        assert "The backup itself is in your mailbox and proven" in line
+                _unchanged(before, disk.files())
+                assert _received(mail_stack, BOB, f"{words} send") == 0
+        sent = device.run("--json", "send", "--from", ALICE, "--to", BOB, "--subject",
+                          "room again", "--body-file", str(body))  # fmt: skip
+        assert sent.code == 0, sent.stderr
+        assert sent.json()["status"] == "sent" and _received(mail_stack, BOB, "room again") == 1
+        assert device.run("--json", "certs", "list").json()["keys"] == keys
+
+
 # ---- enroll, backup, restore against `autosmime pki serve` with RFC 8823 mail -------------------
 
 CA = "carol@example.test"  # the CA's mailbox on the stack
