@@ -10,6 +10,7 @@ and deployments with a local zone pass their own (`ServiceState.dkim_dns`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,6 +73,28 @@ def verify_dkim(message: bytes, *, from_domain: str, dnsfunc: DnsFunc | None = N
     )
 
 
+@functools.cache
+def system_has_dns() -> bool:
+    """Whether this machine has a resolver to ask (a nameserver in its configuration): what
+    dkimpy's own lookups use. Read once per process."""
+    try:
+        import dns.resolver
+
+        return bool(dns.resolver.Resolver().nameservers)
+    except Exception:  # NoResolverConfiguration, an unreadable resolv.conf: no DNS here
+        return False
+
+
+def enforced(mode: str, dnsfunc: DnsFunc | None) -> bool:
+    """Whether replies must carry an aligned DKIM signature, for the dkim_required setting:
+    on, off, or auto (on when the service has DNS: a zone it was given, or the system's)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return dnsfunc is not None or system_has_dns()
+
+
 def zone_resolver(records: Mapping[str, str | bytes]) -> DnsFunc:
     """A dnsfunc answering TXT queries from a fixed zone {name: TXT}: names without the final
     dot, case-insensitive (e.g. {"sel._domainkey.example.test": "v=DKIM1; k=rsa; p=..."})."""
@@ -85,4 +108,12 @@ def zone_resolver(records: Mapping[str, str | bytes]) -> DnsFunc:
     return lookup
 
 
-__all__ = ["DkimResult", "DnsFunc", "aligned", "verify_dkim", "zone_resolver"]
+__all__ = [
+    "DkimResult",
+    "DnsFunc",
+    "aligned",
+    "enforced",
+    "system_has_dns",
+    "verify_dkim",
+    "zone_resolver",
+]
