@@ -92,8 +92,11 @@ def chromium_manifest(base: dict[str, Any]) -> dict[str, Any]:
 
 
 def firefox_manifest(base: dict[str, Any]) -> dict[str, Any]:
-    """Firefox runs MV3 backgrounds as event pages and identifies add-ons by a gecko id."""
-    manifest = {k: v for k, v in base.items() if k not in ("key", "minimum_chrome_version")}
+    """Firefox runs MV3 backgrounds as event pages and identifies add-ons by a gecko id. It
+    takes managed storage from enterprise policies (policies.json "3rdparty") without a
+    schema in the manifest, and would warn about Chromium's `storage.managed_schema`."""
+    dropped = ("key", "minimum_chrome_version", "storage")
+    manifest = {k: v for k, v in base.items() if k not in dropped}
     manifest["background"] = {"scripts": [base["background"]["service_worker"]], "type": "module"}
     manifest["browser_specific_settings"] = {
         "gecko": {"id": browser_ids.GECKO_ID, "strict_min_version": FIREFOX_MIN_VERSION}

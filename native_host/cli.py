@@ -6,7 +6,7 @@ later issues add rows to COMMANDS. Modules import their heavy dependencies insid
 Global options, before the subcommand: `--profile DIR` selects the host state (it sets
 AUTOSMIME_PROFILE for this process, so every module, and a host started from here, sees it);
 `--json` prints machine-readable results on stdout. The commands that run host operations
-(account, certs, send, open, export, enroll, backup, restore) call the same handlers as the
+(account, certs, send, open, export, import, enroll, backup, restore) call the same handlers as the
 native host; see native_host.commands.op_runner for their output and exit codes.
 """
 
@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": (
         "native_host.commands.export_cmd",
         "export your keys as PKCS#12 for other mail programs",
+    ),
+    "import": (
+        "native_host.commands.import_cmd",
+        "bring your own certificate: import an S/MIME identity from PKCS#12",
     ),
     "backup": (
         "native_host.commands.backup_cmd",

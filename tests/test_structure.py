@@ -154,7 +154,7 @@ def test_every_layer_imports_only_downward(module: str) -> None:
 
 
 # The server stack: never imported by the desktop side (native_host, the library, net).
-SERVER_ONLY = ("starlette", "uvicorn", "sqlalchemy", "psycopg", "dkim", "dns")
+SERVER_ONLY = ("starlette", "uvicorn", "sqlalchemy", "psycopg")
 
 
 def test_the_desktop_side_never_imports_the_server_stack() -> None:

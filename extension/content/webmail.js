@@ -188,6 +188,29 @@
       openEditor(compose, state);
       state.showToggles();
     });
+    // An administrator's policy may start every new message encrypted (managed storage: the
+    // page can neither read nor set it). Like a person's click, it only moves the mode up.
+    encryptedByPolicy().then((on) => {
+      if (!on || state.mode !== null || composes.get(compose) !== state) return;
+      state.mode = 'encrypt';
+      openEditor(compose, state);
+      state.showToggles();
+      refreshRecipients(compose, state);
+    });
+  }
+
+  let encryptByDefault = null;
+  /** Whether the organisation's policy (encryptByDefault, manifest managed_schema) is on. */
+  function encryptedByPolicy() {
+    encryptByDefault ??= (async () => {
+      try {
+        const storage = (globalThis.browser ?? globalThis.chrome).storage;
+        return (await storage.managed.get('encryptByDefault'))?.encryptByDefault === true;
+      } catch {
+        return false; // no policy, or a browser without managed storage
+      }
+    })();
+    return encryptByDefault;
   }
 
   function openEditor(compose, state) {

@@ -92,7 +92,7 @@ export const SUITE_NAMES = {
   sm: 'Chinese national standard (SM2)',
 };
 
-const KEY_TYPES = { rsa3072: 'RSA 3072', 'rsa-3072': 'RSA 3072', 'ec-secp256r1': 'ECDSA P-256', 'ecdsa-p256': 'ECDSA P-256', sm2: 'SM2' };
+const KEY_TYPES = { rsa2048: 'RSA 2048', rsa4096: 'RSA 4096', rsa3072: 'RSA 3072', 'rsa-3072': 'RSA 3072', 'ec-secp256r1': 'ECDSA P-256', 'ecdsa-p256': 'ECDSA P-256', sm2: 'SM2' };
 
 /** A key's kind and algorithm for people: "International (ECDSA P-256)", "… (SM2)". */
 export function keyKind(suite, keyType) {
@@ -125,6 +125,14 @@ const BACKUP_TEXT = {
 
 export function backupText(state) {
   return BACKUP_TEXT[state] ?? BACKUP_TEXT.unknown;
+}
+
+/** Where a key came from: enrolled here, or imported (with its certificate's issuer). */
+export function originText(origin, issuer) {
+  if (origin !== 'imported') return 'Set up by autosmime';
+  // A subject as the host names it: "Common Name: X, Organization: Y" (any order).
+  const name = /Common Name: (.+?)(?:, [A-Z][A-Za-z ]*: |$)/.exec(String(issuer ?? ''))?.[1]?.trim();
+  return name ? `Imported (issued by ${name})` : 'Imported';
 }
 
 /** A date (ISO text or Date) as a long, local date; '' when missing or invalid. */

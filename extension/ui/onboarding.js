@@ -1,16 +1,24 @@
 // First run: address (detected when possible), password, then account.configure and enroll
 // (or backup.restore on a new device) with the host's own stage names; the recovery code is
-// shown once and confirmed.
+// shown once and confirmed. The organisation's PKI comes from its policy, else the well-known
+// document of the mail domain, else "Advanced" (organisation.js); with none, the page says
+// plainly what to ask the administrator for.
 
 import {
   $, clearError, detectedAddress, el, loadConfig, longRequest, openOptions, request, showError,
   showProgress,
 } from './common.js';
 import { lastGroupMatches, normalizeRecoveryCode } from './messages.js';
+import { MAIL_PARAMS, PKI_PARAMS, findPki, managedSettings, pick } from './organisation.js';
 
 const form = $('#account-form');
 const errorBox = $('#error');
 let recoveryCode = null;
+let managed = {};
+const FIELDS = {
+  imapUrl: '#imap-url', smtpUrl: '#smtp-url', caFile: '#ca-file', pkiUrl: '#pki-url', pkiRoots: '#pki-roots',
+  acmeDirectoryUrl: '#acme-directory-url', certsUrl: '#certs-url', tsaUrl: '#tsa-url',
+};
 
 function show(step) {
   for (const section of document.querySelectorAll('main > section')) section.hidden = section.id !== step;
@@ -22,10 +30,10 @@ function mode() {
 
 async function prefill() {
   const config = await loadConfig();
-  const fields = { imapUrl: '#imap-url', smtpUrl: '#smtp-url', caFile: '#ca-file', pkiUrl: '#pki-url', pkiRoots: '#pki-roots' };
-  for (const [key, selector] of Object.entries(fields)) {
+  for (const [key, selector] of Object.entries(FIELDS)) {
     if (typeof config[key] === 'string') $(selector).value = config[key];
   }
+  await applyPolicy();
   let address = null;
   let source = null;
   try {
@@ -53,6 +61,20 @@ async function prefill() {
   }
 }
 
+/** The administrator's settings, shown (read-only) under "Advanced": read at load and again
+ * whenever the browser's policy arrives or changes (it may come after the page opened). */
+async function applyPolicy() {
+  managed = await managedSettings();
+  const fromPolicy = pick(managed, { ...MAIL_PARAMS, ...PKI_PARAMS });
+  for (const [key, selector] of Object.entries(FIELDS)) {
+    if (typeof fromPolicy[key] === 'string') {
+      $(selector).value = fromPolicy[key];
+      $(selector).readOnly = true; // the administrator's choice
+    }
+  }
+  $('#managed-hint').hidden = Object.keys(fromPolicy).length === 0;
+}
+
 function updateMode() {
   const restoring = mode() === 'restore';
   $('#restore-fields').hidden = !restoring;
@@ -74,10 +96,29 @@ function stageListener() {
 function accountParams() {
   const value = (name) => form.elements[name].value.trim();
   const params = { address: value('address'), password: form.elements.password.value };
-  for (const name of ['imapUrl', 'smtpUrl', 'caFile', 'pkiUrl', 'pkiRoots']) {
+  for (const name of ['imapUrl', 'smtpUrl', 'caFile']) {
     if (value(name)) params[name] = value(name);
   }
   return params;
+}
+
+/** What the person typed under "Advanced" about the PKI. */
+function typedPki() {
+  const typed = {};
+  for (const name of ['pkiUrl', 'pkiRoots', 'acmeDirectoryUrl', 'certsUrl', 'tsaUrl']) {
+    const value = form.elements[name].value.trim();
+    if (value) typed[name] = value;
+  }
+  return typed;
+}
+
+/** Nothing found: say what to ask the administrator for, and open "Advanced". */
+function showAdvice(text) {
+  show('step-account');
+  $('#pki-advice-text').textContent = text;
+  $('#pki-advice').hidden = false;
+  $('#advanced').open = true;
+  $('#pki-advice').focus();
 }
 
 function problemWithForm() {
@@ -102,13 +143,27 @@ async function start(event) {
     $(problem.field).focus();
     return;
   }
+  await applyPolicy();
   const params = accountParams();
   const restoring = mode() === 'restore';
   const onProgress = stageListener();
   $('#stages-done').replaceChildren();
+  $('#pki-advice').hidden = true;
   $('#progress-heading').textContent = restoring ? 'Restoring your keys' : 'Setting up';
   show('step-progress');
   try {
+    const pki = await findPki(params.address, {
+      managed,
+      typed: typedPki(),
+      discover: (address) => longRequest('pki.discover', { address }, { onProgress }),
+    });
+    if (!pki.params && !restoring) {
+      showAdvice(pki.advice);
+      return;
+    }
+    Object.assign(params, pki.params ?? {});
+    $('#pki-source').textContent = pki.note ?? '';
+    $('#pki-source').hidden = !pki.note;
     await longRequest('account.configure', params, { onProgress });
     form.elements.password.value = '';
     if (restoring) {
@@ -124,6 +179,9 @@ async function start(event) {
       return;
     }
     const result = await longRequest('enroll', { address: params.address }, { onProgress });
+    const unavailable = Object.values(result.unavailable ?? {}).join(' ');
+    $('#unavailable').textContent = unavailable;
+    $('#unavailable').hidden = !unavailable;
     if (result.recoveryCode) {
       showCode(result.recoveryCode);
     } else {
@@ -173,6 +231,9 @@ function finish(text) {
 }
 
 form.addEventListener('submit', start);
+(globalThis.browser ?? globalThis.chrome).storage?.onChanged?.addListener((_changes, area) => {
+  if (area === 'managed') applyPolicy();
+});
 form.addEventListener('change', (event) => { if (event.target.name === 'mode') updateMode(); });
 $('#code-form').addEventListener('submit', confirmCode);
 $('#open-options').addEventListener('click', () => openOptions());

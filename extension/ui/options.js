@@ -1,11 +1,12 @@
 // The status page: certificates from certs.list, renew (enroll again), preferred suite (kept in
-// chrome.storage.local for compose), and PKCS#12 export downloaded as a file.
+// chrome.storage.local for compose), PKCS#12 export downloaded as a file, and importing an
+// identity the person already holds (keys.import: bring your own certificate).
 
 import {
   $, clearError, el, getPreference, longRequest, request, setPreference, showError, showProgress,
 } from './common.js';
 import {
-  backupText, exportFileName, formatDate, keyKind, keyStatusText, suiteName,
+  backupText, exportFileName, formatDate, keyKind, keyStatusText, originText, suiteName,
 } from './messages.js';
 
 const errorBox = $('#error');
@@ -26,8 +27,9 @@ async function loadCertificates() {
   body.replaceChildren(
     ...keys.map((key) => el(
       'tr',
-      { 'data-key-id': key.keyId, 'data-suite': key.suite, 'data-status': key.status },
+      { 'data-key-id': key.keyId, 'data-suite': key.suite, 'data-status': key.status, 'data-origin': key.origin },
       el('td', { text: keyKind(key.suite, key.keyType) }),
+      el('td', { text: originText(key.origin, key.certificate?.issuer) }),
       el('td', { text: keyStatusText(key.status) }),
       el('td', { text: formatDate(key.notAfter) || '—' }),
       el('td', { text: backupText(key.backup?.state) }),
@@ -117,6 +119,52 @@ async function exportKeys(event) {
   }
 }
 
+async function importIdentity(event) {
+  event.preventDefault();
+  clearError(errorBox);
+  notice.hidden = true;
+  const file = $('#import-file').files?.[0];
+  if (!file) {
+    showError(errorBox, { code: 'bad_params', message: 'Choose the file (.p12 or .pfx) that holds your certificate.' });
+    $('#import-file').focus();
+    return;
+  }
+  const recoveryCode = $('#import-recovery-code').value.trim();
+  const params = {
+    pkcs12: new Uint8Array(await file.arrayBuffer()).toBase64(),
+    password: $('#import-password').value,
+    publish: $('#import-publish').checked,
+    ...(address ? { address } : {}),
+    ...(recoveryCode ? { recoveryCode } : {}),
+  };
+  $('#import').disabled = true;
+  $('#import-progress').hidden = false;
+  try {
+    const result = await longRequest('keys.import', params, {
+      onProgress: (event) => showProgress($('#import-bar'), $('#import-stage'), event),
+    });
+    const parts = [`${result.subject} is now your certificate for ${result.address}, backed up in your mailbox.`];
+    if (!result.trusted) parts.push('Your organisation does not vouch for its issuer, so some people may see it as unverified.');
+    if (result.published) parts.push('It is published in your organisation’s directory.');
+    else if (result.publishProblem) parts.push(`It was not published: ${result.publishProblem}`);
+    if (result.recoveryCode) parts.push(`Your recovery code is ${result.recoveryCode} — write it down now; it is shown only once.`);
+    say(parts.join(' '));
+    $('#import-form').reset();
+    $('#import-code').hidden = true;
+    await loadCertificates();
+  } catch (error) {
+    showError(errorBox, error, { codeGiven: Boolean(recoveryCode) });
+    if (error.code === 'recovery_code') {
+      $('#import-code').hidden = false;
+      $('#import-recovery-code').focus();
+    }
+  } finally {
+    $('#import-password').value = '';
+    $('#import').disabled = false;
+    $('#import-progress').hidden = true;
+  }
+}
+
 async function setupSuite() {
   const form = $('#suite-form');
   form.elements.suite.value = await getPreference('suite', 'intl');
@@ -128,6 +176,7 @@ async function setupSuite() {
 
 $('#renew').addEventListener('click', renew);
 $('#export-form').addEventListener('submit', exportKeys);
+$('#import-form').addEventListener('submit', importIdentity);
 setupSuite();
 loadCertificates().catch((error) => showError(errorBox, error)).finally(() => {
   document.body.dataset.loaded = 'true';

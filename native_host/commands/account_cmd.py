@@ -42,6 +42,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--pki-ca-file", metavar="PEM", help="CA certificates to trust the PKI service's HTTPS"
     )
+    add.add_argument(
+        "--acme-directory", metavar="URL", help="the ACME directory (default: URL/acme/directory)"
+    )
+    add.add_argument(
+        "--certs-url", metavar="URL", help="the certificate directory (default: URL/certs)"
+    )
+    add.add_argument("--tsa-url", metavar="URL", help="the RFC 3161 TSA (default: URL/tsa)")
+    add.add_argument(
+        "--tsa-roots", metavar="FILE", help="the TSA's root certificates (default: --pki-roots)"
+    )
+    add.add_argument(
+        "--no-acme-contact",
+        action="store_true",
+        help="register with the CA without giving the address as a mailto: contact",
+    )
+    add.add_argument(
+        "--unauthenticated-challenge-from",
+        metavar="ADDRESS",
+        action="append",
+        help="your organisation's CA address whose challenge mail may come without DKIM or "
+        "S/MIME (repeatable)",
+    )
     op_runner.add_common_arguments(add)
     listing = sub.add_parser("list", help="list the accounts of this profile")
     op_runner.add_common_arguments(listing)
@@ -52,7 +74,12 @@ def show_account(account: dict[str, Any]) -> None:
     out(f"  IMAP  {account['imap']}")
     out(f"  SMTP  {account['smtp']}")
     pki = account.get("pki")
-    out(f"  PKI   {pki['url'] if pki else '(none: add --pki URL --pki-roots FILE)'}")
+    if not pki:
+        out("  PKI   (none: add --pki URL --pki-roots FILE)")
+        return
+    out(f"  ACME  {pki['acmeDirectory']}")
+    out(f"  Certificate directory  {pki['certs'] or '(none)'}")
+    out(f"  Time-stamp authority   {pki['tsa'] or '(none)'}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +101,16 @@ def run(args: argparse.Namespace) -> int:
             "caFile": args.ca_file,
             "pkiUrl": args.pki,
             "pkiCaFile": args.pki_ca_file,
+            "acmeDirectoryUrl": args.acme_directory,
+            "certsUrl": args.certs_url,
+            "tsaUrl": args.tsa_url,
+            "acmeContact": False if args.no_acme_contact else None,
+            "unauthenticatedChallengeFrom": args.unauthenticated_challenge_from,
         }
         if args.pki_roots:
             values["pkiRoots"] = op_runner.read_text(args.pki_roots, "roots file")
+        if args.tsa_roots:
+            values["tsaRoots"] = op_runner.read_text(args.tsa_roots, "TSA roots file")
         if args.password_stdin or args.password_env:
             values["password"] = op_runner.secret_from(args.password_env, "password")
         elif args.xoauth2_token_stdin:

@@ -17,7 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suite", action="append", choices=["intl", "sm"], help="only this suite (repeatable)"
     )
-    parser.add_argument("--intl-key", choices=["ecdsa-p256", "rsa-3072"], default="ecdsa-p256")
+    parser.add_argument(
+        "--intl-key",
+        choices=["ecdsa-p256", "rsa-3072"],
+        default="rsa-3072",
+        help="the international key (default rsa-3072: Thunderbird 115 and other NSS before "
+        "3.100 cannot read mail with an ECDH recipient)",
+    )
     parser.add_argument(
         "--recovery-code-stdin",
         action="store_true",

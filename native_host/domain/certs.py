@@ -6,7 +6,9 @@ where they came from:
 
 - "harvested": the certificate of a verified signer (message.open hands the verification result
   to `harvest`); kept until it expires;
-- "directory": GET {directory}/certs/{address} of the PKI service (JSON or a PEM chain);
+- "directory": GET {certificate directory}/{address} (our service's {base}/certs, or any
+  directory answering the same JSON or a PEM chain); a certificate whose issuer is not at hand
+  gets it from its AIA caIssuers URL (fetched once a day, a path candidate, never an anchor);
   answers are cached (found: an hour, not found: five minutes) and served as "cache" while
   fresh; a directory that cannot be reached falls back to what is cached, however old, and says
   so.
@@ -255,18 +257,22 @@ class _Cache:
 class CertificateBook:
     """Certificates of correspondents, validated against `trust_anchors`.
 
-    cache_folder: the profile's cache/ folder. directory_url: the PKI service's base URL
-    (https://pki.example/; None: no directory, harvested certificates only). fetch: the HTTP
-    callable (http_fetch's signature). crl_store: where the CRLs of a certificate's path come
-    from (None: revocation is not checked, and each certificate says so). now: a clock for
-    tests (epoch seconds)."""
+    cache_folder: the profile's cache/ folder. base_url: our PKI service's base URL
+    (https://pki.example/), whose layout gives the certificate directory ({base}/certs) and
+    the intermediates ({base}/ca/intermediates.pem); certs_url and intermediates_url give them
+    instead (another directory); neither: no directory, harvested certificates only. fetch:
+    the HTTP callable (http_fetch's signature). crl_store: where the CRLs of a certificate's
+    path come from (None: revocation is not checked, and each certificate says so). now: a
+    clock for tests (epoch seconds)."""
 
     def __init__(
         self,
         cache_folder: Path,
         trust_anchors: Sequence[Certificate],
-        directory_url: str | None,
+        base_url: str | None,
         *,
+        certs_url: str | None = None,
+        intermediates_url: str | None = None,
         fetch: Fetch = http_fetch,
         intermediates: Iterable[Certificate] = (),
         directory_ttl: float = DIRECTORY_TTL,
@@ -282,7 +288,13 @@ class CertificateBook:
         self.folder = private_folder(Path(cache_folder))
         self.path = self.folder / CACHE_FILE
         self.trust_anchors = list(trust_anchors)
-        self.directory_url = directory_url.rstrip("/") + "/" if directory_url else None
+        base = base_url.rstrip("/") if base_url else None
+        certs = certs_url or (f"{base}/certs" if base else None)
+        #: Lookups go to {directory_url}{address}.
+        self.directory_url = certs.rstrip("/") + "/" if certs else None
+        self.intermediates_url = intermediates_url or (
+            f"{base}/ca/intermediates.pem" if base else None
+        )
         self.fetch = fetch
         self.configured_intermediates = list(intermediates)
         self.directory_ttl = directory_ttl
@@ -392,7 +404,13 @@ class CertificateBook:
             fingerprint = hashlib.sha256(der).hexdigest()
             if fingerprint in usable:
                 continue
-            checked = self.check(der, address, origin, [*pool, *map(parse_certificate, chain)])
+            given = [*pool, *map(parse_certificate, chain)]
+            checked = self.check(der, address, origin, given)
+            if isinstance(checked, list) and any(p.code == "untrusted" for p in checked):
+                issuers, fetched = self._aia_issuers(cache, der)
+                dirty |= fetched
+                if issuers:
+                    checked = self.check(der, address, origin, [*given, *issuers])
             if isinstance(checked, UsableCertificate):
                 usable[fingerprint] = checked
             else:
@@ -468,9 +486,7 @@ class CertificateBook:
         """The PEM certificates the directory publishes for address ([] when it has none),
         or CertsError when it could not be asked or answered nonsense."""
         assert self.directory_url is not None
-        url = urllib.parse.urljoin(
-            self.directory_url, "certs/" + urllib.parse.quote(address, safe="@")
-        )
+        url = self.directory_url + urllib.parse.quote(address, safe="@")
         answer = self.fetch(url, headers={"Accept": "application/json"})
         if answer.status == 404:
             return []
@@ -491,13 +507,12 @@ class CertificateBook:
         stored = cache.intermediates
         refreshed = False
         stale = stored.get("expires", 0) <= self.now()
-        if self.directory_url and refresh and stale:
-            url = urllib.parse.urljoin(self.directory_url, "ca/intermediates.pem")
+        if self.intermediates_url and refresh and stale:
+            url = self.intermediates_url
             with contextlib.suppress(CertsError, PkiError):
                 answer = self.fetch(url)
                 if answer.status == 200:
                     pems = [_pem(c.dump()) for c in load_certificates(answer.body)]
-                    stored.clear()
                     stored.update({"pems": pems, "expires": self.now() + INTERMEDIATES_TTL})
                     refreshed = True
         found = []
@@ -505,6 +520,44 @@ class CertificateBook:
             with contextlib.suppress(PkiError, ValueError):
                 found.extend(load_certificates(text.encode("ascii")))
         return found, refreshed
+
+    def _aia_issuers(self, cache: _Cache, der: bytes) -> tuple[list[Certificate], bool]:
+        """The issuer certificates a certificate's AIA caIssuers URLs (http or https) point to,
+        fetched once a day per URL: path candidates only, never anchors. How a directory that
+        is not ours (no intermediates file) still yields checkable certificates."""
+        try:
+            access = parse_certificate(der).authority_information_access_value
+        except (PkiError, ValueError):
+            return [], False
+        urls = [
+            str(item["access_location"].native)
+            for item in (access or [])
+            if item["access_method"].native == "ca_issuers"
+            and str(item["access_location"].native).startswith(("http://", "https://"))
+        ]
+        stored = cache.intermediates.setdefault("aia", {})
+        found: list[Certificate] = []
+        changed = False
+        for url in urls[:2]:
+            entry = stored.get(url)
+            if entry is None or entry.get("expires", 0) <= self.now():
+                entry = {"pems": [], "expires": self.now() + INTERMEDIATES_TTL}
+                with contextlib.suppress(CertsError, PkiError, ValueError):
+                    answer = self.fetch(url)
+                    if answer.status == 200:
+                        body = answer.body
+                        certs = (
+                            load_certificates(body)
+                            if b"-----BEGIN" in body
+                            else [parse_certificate(body)]
+                        )
+                        entry["pems"] = [_pem(c.dump()) for c in certs]
+                stored[url] = entry
+                changed = True
+            for text in entry.get("pems", []):
+                with contextlib.suppress(PkiError, ValueError):
+                    found.extend(load_certificates(text.encode("ascii")))
+        return found, changed
 
     # ---- harvesting ---------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""Automatic enrollment: RFC 8555 + RFC 8823 against the project's ACME CA, resumable.
+"""Automatic enrollment: RFC 8555 + RFC 8823 against any RFC 8823 CA (ours or another),
+resumable.
 
 One cohesive thing, long on purpose: the resumable state machine, its journal and its steps
 share the journal's invariants (written before every effect), which one file keeps in view.
 
-`enroll(address, ...)` takes an address from nothing to current, backed-up keys:
+`enroll(address, ...)` takes an address from nothing to current, backed-up keys (an RSA-3072
+international key by default, DEFAULT_INTL_KEY; renewal keeps the key type a person has):
 
     step            stage shown to the person
     keys            Creating your keys
@@ -17,7 +19,16 @@ share the journal's invariants (written before every effect), which one file kee
     (finished)      Done
 
 `progress(done, total, stage)` is called before each step with the number of steps done out of
-the total (the fraction is done/total) and once more with (total, total, "Done").
+the total (the fraction is done/total, never going back) and once more with (total, total,
+"Done").
+
+Orders are made one suite at a time, each confirmed before the next is ordered: a CA may give
+every order its own authorization and challenge mail (RFC 8823 allows it; ours reuses a valid
+one), and token-part1 travels only by mail, so two challenges open at once could not be told
+apart. Such a CA sends the run round challenge_mail, reply and respond once per order. SM2 is
+ordered only from a CA whose ACME directory says it issues it (meta.smimeSuites) and with an
+SM2 root configured; otherwise the result says why it was left out. The account is registered
+with `mailto:` the address as contact unless the PKI settings say not to.
 
 Resumable: a JSON journal in the profile (`enrollment/<hash of address>.json`, 0600, written
 atomically after every step and inside steps wherever a crash could otherwise repeat an effect)
@@ -27,9 +38,11 @@ says which step is next and what earlier steps produced. A crash or kill at any 
 - keys are generated and stored in the keystore as `pending` before anything is ordered, and
   their ids journaled at once; a key sealed just before a crash (in the keystore, not yet in the
   journal) is adopted rather than a second one made;
-- the Message-IDs of challenge-like mails already in INBOX are journaled before newOrder, so the
-  challenge mail of this order is told from older ones (RFC 8823 gives the client no other way:
-  token-part1 travels only by mail);
+- the Message-IDs of challenge-like mails already in INBOX are journaled before each newOrder,
+  so the challenge mail of this order is told from older ones (RFC 8823 gives the client no
+  other way: token-part1 travels only by mail);
+- the challenge is POSTed once (journaled), and read (POST-as-GET) only after the reply went
+  out: some servers start validating on any POST to a challenge;
 - the reply is built once and journaled before it is submitted, and submitted through an
   outbox (infrastructure.mailbox.Outbox) that records what the server accepted, so a restart
   never sends a second reply (the one window SMTP leaves: a crash between the server's 250 and
@@ -38,10 +51,14 @@ says which step is next and what earlier steps produced. A crash or kill at any 
   read back and proven (native_host.domain.backups); until then they stay pending and unused.
 
 The challenge mail is accepted only when: From is the challenge's `from`, To the address,
-Subject `ACME: <token-part1>`, `Auto-Submitted: auto-generated; type=acme`, a Message-ID, and a
-valid S/MIME signature chaining to the configured PKI roots whose certificate names that From
-address. A mail that fails the signature check is skipped (never replied to) and the wait goes
-on.
+Subject `ACME: <token-part1>`, `Auto-Submitted: auto-generated; type=acme`, a Message-ID, and it
+is authenticated as RFC 8823 allows: a valid S/MIME signature chaining to the configured PKI
+roots whose certificate names that From address, or a valid DKIM signature of the From domain
+(dkimpy; `dkim_dns` answers the TXT lookups in tests). An organisation can list its own CA's
+address (PkiSettings.unauthenticated_from) to accept its mail without the authentication, the
+Auto-Submitted and the Message-ID. A mail to the address with Subject `ACME: ...` that fails a
+check is never answered, and the run stops at once with ChallengeMailRefused naming the check
+(its Message-ID is journaled: running enrollment again waits for another mail).
 
 The recovery code: given by the caller, else kept in the keyring, else (first enrollment: no
 backup of the address in the mailbox yet) generated, and returned once in the result. During a
@@ -67,7 +84,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +108,22 @@ from shared_pki import backup, sm2, smime
 from shared_pki.acme import email_reply
 from shared_pki.acme.objects import EMAIL_REPLY_00, Challenge
 from shared_pki.acme.problems import AcmeProblem
+from shared_pki.cms import suite as _suite
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate, parse_certificate
 from shared_pki.x509 import sm2_certs
 from shared_pki.x509.validate import validate
 
+DnsFunc = Callable[..., bytes | None]
+
 JOURNAL_FORMAT = 1
 JOURNAL_FOLDER = "enrollment"
 SUITES = ("intl", "sm")
 INTL_KEYS = ("ecdsa-p256", "rsa-3072")
+#: RSA by default: every mainstream client reads RSA key transport, while Thunderbird 115 and
+#: other NSS before 3.100 reject a whole message that carries one ECDH RecipientInfo (the
+#: sender's own copy under an ECDSA/ECDH certificate was one). See docs/DESIGN.md, Decisions.
+DEFAULT_INTL_KEY = "rsa-3072"
 STEPS: tuple[tuple[str, str], ...] = (
     ("keys", "Creating your keys"),
     ("account", "Asking the certificate authority"),
@@ -112,6 +136,8 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 DONE = "Done"
 STAGES = (*dict.fromkeys(stage for _step, stage in STEPS), DONE)
+#: What publishing a certificate from elsewhere runs: the confirmation of the address only.
+PUBLISH_STEPS = ("account", "orders", "challenge_mail", "reply", "respond")
 STEP_NAMES = tuple(name for name, _stage in STEPS)
 TOTAL = len(STEPS)
 MAIL_TIMEOUT = 600.0
@@ -149,6 +175,13 @@ class ChallengeMailMissing(EnrollmentError):
     code = "challenge_mail_missing"
 
 
+class ChallengeMailRefused(EnrollmentError):
+    """A mail that looks like the challenge arrived but failed a check (named in the
+    message): not answered. Running enrollment again waits for another one."""
+
+    code = "challenge_mail_refused"
+
+
 class EnrollmentRefused(EnrollmentError):
     """The certificate authority refused or failed the validation; `problem` is its document."""
 
@@ -181,15 +214,23 @@ class EnrollmentResult:
     challenge_message_id: str | None = None
     reply_message_id: str | None = None
     superseded: tuple[str, ...] = field(default_factory=tuple)
+    #: Every confirmation answered, (challenge mail, reply) Message-IDs: one per order when
+    #: the CA wants one per order.
+    confirmations: tuple[tuple[str, str | None], ...] = field(default_factory=tuple)
+    #: Suites not requested, and why (e.g. the CA does not issue SM2), in words.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
 # The journal
 
 
-def journal_path(profile: Profile, address: str) -> Path:
+def journal_path(profile: Profile, address: str, kind: str = "enroll") -> Path:
+    """The journal of an enrollment (or renewal) of address; kind "publish": of publishing a
+    certificate from elsewhere, which has its own."""
     name = hashlib.sha256(normalize_address(address).encode()).hexdigest()[:16]
-    return profile.root / JOURNAL_FOLDER / f"{name}.json"
+    suffix = "" if kind == "enroll" else f"-{kind}"
+    return profile.root / JOURNAL_FOLDER / f"{name}{suffix}.json"
 
 
 class Journal:
@@ -324,6 +365,7 @@ class Enrollment:
         validation_timeout: float = VALIDATION_TIMEOUT,
         backup_folder: str = backups.FOLDER,
         acme_options: dict[str, Any] | None = None,
+        dkim_dns: DnsFunc | None = None,
     ) -> None:
         self.profile = profile
         self.mailbox = mailbox
@@ -334,6 +376,8 @@ class Enrollment:
         self.validation_timeout = validation_timeout
         self.backup_folder = backup_folder
         self.acme_options = dict(acme_options or {})
+        #: TXT lookups for DKIM checks of challenge mail (None: the system's resolvers).
+        self.dkim_dns = dkim_dns
         self._roots = pki.roots()
         self._acme: AcmeClient | None = None
 
@@ -344,7 +388,7 @@ class Enrollment:
         address: str,
         *,
         suites: Sequence[str] = SUITES,
-        intl_key: str = "ecdsa-p256",
+        intl_key: str = DEFAULT_INTL_KEY,
         progress: Progress | None = None,
         recovery_code: str | None = None,
         keep_recovery_code: bool = False,
@@ -388,13 +432,13 @@ class Enrollment:
                 address,
                 kind="renew",
                 suites=SUITES,
-                intl_key="ecdsa-p256",
+                intl_key=DEFAULT_INTL_KEY,
                 progress=progress,
                 recovery_code=recovery_code,
                 keep=bool(keep_recovery_code),
             )
         now = datetime.datetime.now(datetime.UTC)
-        due, intl_key, enrolled = [], "ecdsa-p256", False
+        due, intl_key, enrolled = [], DEFAULT_INTL_KEY, False
         for suite in SUITES:
             held = self.keystore.current(address, suite)
             if held is None or held.certificate is None:
@@ -423,6 +467,56 @@ class Enrollment:
             recovery_code=recovery_code,
             keep=keep,
         )
+
+    def publish(
+        self, address: str, certificate_der: bytes, *, progress: Progress | None = None
+    ) -> tuple[tuple[str, str | None], ...]:
+        """Publish a certificate from elsewhere (an imported identity's) in the CA's directory.
+        The CA wants proof that the person controls the address: a valid authorization, got
+        as enrollment gets it (an order's email challenge answered; no certificate is asked
+        for, the order is left to expire). Resumable through its own journal. Returns the
+        confirmations answered (none when a valid authorization was at hand)."""
+        address = normalize_address(address)
+        path = journal_path(self.profile, address, "publish")
+        with self.profile.lock(f"enroll-{path.stem}"):
+            journal = Journal.load(path)
+            if journal is None:
+                journal = Journal(
+                    path,
+                    {
+                        "format": JOURNAL_FORMAT,
+                        "run": secrets.token_hex(4),
+                        "address": address,
+                        "kind": "publish",
+                        "suites": ["intl"],
+                        "directory": self.pki.directory_url,
+                        "started": _now_iso(),
+                        "step": "account",
+                        "keys": {},
+                        "orders": {},
+                        "certificates": {},
+                    },
+                )
+                journal.save()
+            try:
+                while journal["step"] != "certificates":
+                    step = journal["step"]
+                    if progress is not None:
+                        progress(PUBLISH_STEPS.index(step), len(PUBLISH_STEPS), dict(STEPS)[step])
+                    getattr(self, f"_step_{step}")(journal, None)
+                with _acme_errors():
+                    self._client(journal).publish(certificate_der)
+            finally:
+                if self._acme is not None:
+                    self._acme.close()
+                    self._acme = None
+            confirmations = tuple(
+                (item["challenge_mail"], item.get("reply")) for item in journal.get("confirmed", [])
+            )
+            journal.archive()
+        if progress is not None:
+            progress(len(PUBLISH_STEPS), len(PUBLISH_STEPS), DONE)
+        return confirmations
 
     # ---- the run ------------------------------------------------------------------------------
 
@@ -476,10 +570,14 @@ class Enrollment:
                 # An earlier call stopped before making anything: this call's choices count.
                 journal.set(kind=kind, suites=list(suites), intl_key=intl_key, keep_code=keep)
             try:
+                done = 0
                 while journal["step"] != "done":
                     step = journal["step"]
+                    # A CA that wants one confirmation per order sends the run round the
+                    # challenge steps again: the fraction shown never goes back.
+                    done = max(done, STEP_NAMES.index(step))
                     if progress is not None:
-                        progress(STEP_NAMES.index(step), TOTAL, dict(STEPS)[step])
+                        progress(done, TOTAL, dict(STEPS)[step])
                     getattr(self, f"_step_{step}")(journal, recovery_code)
                 result = self._finish(journal, resumed, time.monotonic() - started)
             finally:
@@ -495,6 +593,8 @@ class Enrollment:
     def _step_keys(self, journal: Journal, recovery_code: str | None) -> None:
         address = journal["address"]
         self._ensure_code(journal, recovery_code)
+        if not journal["keys"]:
+            self._choose_offered_suites(journal)
         keys = dict(journal["keys"])
         for suite in journal["suites"]:
             key_id = keys.get(suite)
@@ -510,6 +610,39 @@ class Enrollment:
             keys[suite] = key_id
             journal.set(keys=keys)  # journaled at once: a crash never makes a second pair
         journal.set(step="account")
+
+    def _choose_offered_suites(self, journal: Journal) -> None:
+        """Keep only the suites the CA issues and the configured roots can check: SM2 is
+        requested only from a CA whose ACME directory says it issues it (meta.smimeSuites)
+        and when an SM2 root is configured; why a suite was left out is journaled and said in
+        the result."""
+        if "sm" not in journal["suites"]:
+            return
+        with _acme_errors():
+            meta = self._client(journal).directory().meta
+        offered = meta.smime_suites if meta is not None else None
+        why = None
+        if offered is None:
+            why = (
+                "The certificate authority does not say that it issues SM2 certificates, so "
+                "only the international certificate was requested."
+            )
+        elif "sm" not in offered:
+            why = (
+                "The certificate authority does not issue SM2 certificates, so only the "
+                "international certificate was requested."
+            )
+        elif not any(_suite.is_sm2_certificate(root) for root in self._roots):
+            why = (
+                "No SM2 root is configured for your organisation's PKI, so no SM2 certificate "
+                "was requested (it could not be checked)."
+            )
+        if why is None:
+            return
+        suites = [s for s in journal["suites"] if s != "sm"]
+        if not suites:
+            raise EnrollmentRefused(why.split(", so")[0] + ".", problem=None, transient=False)
+        journal.set(suites=suites, unavailable={**journal.get("unavailable", {}), "sm": why})
 
     def _adopt_orphan(self, journal: Journal, suite: str) -> str | None:
         """A pending key without certificate made since this run began (sealed just before a
@@ -582,25 +715,37 @@ class Enrollment:
 
     def _step_account(self, journal: Journal, _code: str | None) -> None:
         client = self._client(journal)
+        # Some RFC 8823 CAs refuse an account without a way to reach its holder.
+        contact = [f"mailto:{journal['address']}"] if self.pki.contact else []
         with _acme_errors():
-            url, _account = client.register()
+            url, _account = client.register(contact)
         AccountKeyStore(self.profile).remember_url(self.pki.directory_url, url)
         journal.set(account_url=url, step="orders")
 
     def _step_orders(self, journal: Journal, _code: str | None) -> None:
+        journal.set(step=self._next_confirmation(journal))
+
+    def _next_confirmation(self, journal: Journal) -> str:
+        """Order what is not ordered yet, one suite at a time, and find the first
+        authorization still to confirm: its email-reply-00 challenge is journaled and the next
+        step is "challenge_mail"; with every authorization valid, "certificates".
+
+        One order at a time, because a CA may give every order its own authorization and
+        challenge mail (RFC 8823 allows it): token-part1 travels only by mail, so with two
+        challenges open at once nothing would tell which mail belongs to which challenge.
+        The Message-IDs of challenge-like mail already in INBOX are journaled before each
+        newOrder, so the new order's mail is told from older ones."""
         client = self._client(journal)
         address = journal["address"]
-        if journal.get("seen_mail_ids") is None:
-            journal.set(seen_mail_ids=sorted(self._challenge_like_mail_ids()))
         orders = dict(journal["orders"])
         with _acme_errors():
             for suite in journal["suites"]:
-                if suite not in orders:
+                url = orders.get(suite)
+                if url is None:
+                    journal.set(seen_mail_ids=sorted(self._challenge_like_mail_ids()))
                     url, _order = client.new_order(address)
                     orders[suite] = url
                     journal.set(orders=orders)
-            authz_urls = set()
-            for url in orders.values():
                 order, _retry = client.order(url)
                 if order.status.value == "invalid":
                     journal.set(orders={})
@@ -610,45 +755,45 @@ class Enrollment:
                         problem=None,
                         transient=True,
                     )
-                authz_urls.update(order.authorizations)
-            if len(authz_urls) != 1:
-                raise EnrollmentRefused(
-                    "The certificate authority asked for more than one confirmation for one "
-                    "address.",
-                    problem=None,
-                    transient=False,
-                )
-            (authz_url,) = authz_urls
-            authz = client.authorization(authz_url)
-        if authz.status.value == "valid":  # a validation still fresh: no mail needed
-            journal.set(authorization=authz_url, step="certificates")
-            return
-        challenge = _email_challenge(authz.challenges)
-        journal.set(
-            authorization=authz_url,
-            challenge={
-                "url": challenge.url,
-                "token": challenge.token,
-                "from": challenge.from_address,
-            },
-            step="challenge_mail",
-        )
+                for authz_url in order.authorizations:
+                    authz = client.authorization(authz_url)
+                    if authz.status.value == "valid":
+                        continue  # confirmed (for an earlier order, or still fresh)
+                    if authz.status.value != "pending":
+                        journal.set(orders={})
+                        raise EnrollmentRefused(
+                            f"The certificate authority's confirmation of {address} is "
+                            f"{authz.status.value}; run enrollment again to start anew.",
+                            problem=None,
+                            transient=True,
+                        )
+                    challenge = _email_challenge(authz.challenges)
+                    journal.set(
+                        authorization=authz_url,
+                        challenge={
+                            "url": challenge.url,
+                            "token": challenge.token,
+                            "from": challenge.from_address,
+                        },
+                    )
+                    return "challenge_mail"
+        return "certificates"
 
     def _challenge_like_mail_ids(self) -> set[str]:
-        """Message-IDs of mails in INBOX whose Subject holds 'ACME:' (before we order)."""
+        """The keys (_mail_keys) of mails in INBOX whose Subject holds 'ACME:' (before we
+        order)."""
         client = self.mailbox.imap_connect()
         try:
             client.select_folder("INBOX", readonly=True)
             uids = client.search(["HEADER", "Subject", "ACME:"])
             if not uids:
                 return set()
-            fetched = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
-            found = set()
+            item = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)]"
+            fetched = client.fetch(uids, [item])
+            found: set[str] = set()
             for data in fetched.values():
-                raw = data.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b""
-                value = email.message_from_bytes(raw).get("Message-ID")
-                if value:
-                    found.add(str(value).strip())
+                raw = data.get(item.replace(".PEEK", "").encode()) or b""
+                found |= _mail_keys(email.message_from_bytes(raw, policy=email.policy.default))
             return found
         except MailError:
             raise
@@ -659,71 +804,105 @@ class Enrollment:
                 client.logout()
 
     def _step_challenge_mail(self, journal: Journal, _code: str | None) -> None:
+        """Wait for the challenge mail and judge it. The challenge itself is not read here:
+        some servers start validating on any POST to it, so it is touched only after the
+        reply went out; its authorization tells whether it was decided meanwhile."""
         address = journal["address"]
         challenge = journal["challenge"]
         client = self._client(journal)
         with _acme_errors():
-            current, _retry = client.challenge(challenge["url"])
-        if current.status.value == "valid":
-            journal.set(step="certificates")
+            authz = client.authorization(journal["authorization"])
+        if authz.status.value == "valid":
+            self._round_done(journal)
             return
-        if current.status.value == "invalid":
-            self._restart_orders(journal, current)
+        if authz.status.value != "pending":
+            failed = next((c for c in authz.challenges if c.url == challenge["url"]), None)
+            self._restart_orders(journal, failed)
+        allowed = sorted(self.pki.unauthenticated_from)
+        if journal.get("rejected_under", allowed) != allowed:
+            # The organisation changed what it accepts: the mails refused before are judged
+            # again (the same settings never judge one twice).
+            journal.set(rejected_mail_ids=[], rejected_under=allowed)
         skip = set(journal["seen_mail_ids"]) | set(journal.get("rejected_mail_ids", []))
         deadline = time.monotonic() + self.mail_timeout
 
         def wanted(headers: EmailMessage) -> bool:
-            if str(headers.get("Message-ID", "")).strip() in skip:
+            if _mail_keys(headers) & skip:
                 return False
-            try:
-                email_reply.check_challenge_mail(
-                    _header_map(headers), challenge_from=challenge["from"], address=address
-                )
-            except AcmeProblem:
-                return False
-            return True
+            return email_reply.looks_like_challenge_mail(_header_map(headers), address=address)
 
         slice_seconds = FIRST_IDLE_SLICE
-        while True:
+        remaining = deadline - time.monotonic()
+        raw = None
+        while raw is None and remaining > 0:
+            # IDLE in growing slices, each starting with a SEARCH: Dovecot may not announce a
+            # delivery that races with the start of IDLE (seen: 30 s of silence), so no single
+            # IDLE is trusted for long while the mail is most likely to land.
+            raw = self.mailbox.wait_for(wanted, min(remaining, slice_seconds), "INBOX")
+            slice_seconds = min(slice_seconds * 2, MAX_IDLE_SLICE)
             remaining = deadline - time.monotonic()
-            raw = None
-            while raw is None and remaining > 0:
-                # IDLE in growing slices, each starting with a SEARCH: Dovecot may not announce
-                # a delivery that races with the start of IDLE (seen: 30 s of silence), so no
-                # single IDLE is trusted for long while the mail is most likely to land.
-                raw = self.mailbox.wait_for(wanted, min(remaining, slice_seconds), "INBOX")
-                slice_seconds = min(slice_seconds * 2, MAX_IDLE_SLICE)
-                remaining = deadline - time.monotonic()
-            if raw is None:
-                raise ChallengeMailMissing(
-                    f"The confirmation email from {challenge['from']} did not arrive within "
-                    f"{self.mail_timeout:g} seconds. Check the spam folder and that mail from "
-                    "that address is accepted; run enrollment again to keep waiting."
-                )
-            headers = email.message_from_bytes(raw, policy=email.policy.default)
-            message_id = str(headers.get("Message-ID", "")).strip()
-            why = self._signature_problem(raw, challenge["from"])
-            if why is not None:
-                skip.add(message_id)
-                journal.set(
-                    rejected_mail_ids=sorted(
-                        set(journal.get("rejected_mail_ids", [])) | {message_id}
-                    )
-                )
-                continue
+        if raw is None:
+            raise ChallengeMailMissing(
+                f"The confirmation email from {challenge['from']} did not arrive within "
+                f"{self.mail_timeout:g} seconds. Check the spam folder and that mail from "
+                "that address is accepted; run enrollment again to keep waiting."
+            )
+        headers = email.message_from_bytes(raw, policy=email.policy.default)
+        mail, why = self._judge_challenge_mail(raw, headers, challenge["from"], address)
+        if mail is None:
+            # Named at once, never waited out: the person (or the administrator) can act.
+            rejected = set(journal.get("rejected_mail_ids", [])) | _mail_keys(headers)
+            journal.set(rejected_mail_ids=sorted(rejected), rejected_under=allowed)
+            raise ChallengeMailRefused(
+                self._refusal_sentence(headers, challenge["from"], why or "")
+            )
+        journal.set(
+            challenge_mail={
+                "message_id": mail.message_id,
+                "token_part1": mail.token_part1,
+                "subject": mail.subject,
+                "reply_address": mail.reply_address,
+            },
+            step="reply",
+        )
+
+    def _judge_challenge_mail(
+        self, raw: bytes, headers: EmailMessage, sender: str, address: str
+    ) -> tuple[email_reply.ChallengeMail | None, str | None]:
+        """(the accepted mail, None) or (None, which check it failed, in words). RFC 8823's
+        headers (email_reply.check_challenge_mail), then its authentication: a valid S/MIME
+        signature chaining to the configured roots by a certificate for the sender, or a
+        valid DKIM signature of the sender's domain. Mail from an address the organisation
+        listed (unauthenticated_from) needs neither the authentication nor Auto-Submitted
+        and Message-ID."""
+        relaxed = sender.strip().lower() in self.pki.unauthenticated_from
+        try:
             mail = email_reply.check_challenge_mail(
-                _header_map(headers), challenge_from=challenge["from"], address=address
+                _header_map(headers), challenge_from=sender, address=address, relaxed=relaxed
             )
-            journal.set(
-                challenge_mail={
-                    "message_id": mail.message_id,
-                    "token_part1": mail.token_part1,
-                    "subject": mail.subject,
-                    "reply_address": mail.reply_address,
-                },
-                step="reply",
-            )
-            return
+        except AcmeProblem as problem:
+            return None, problem.detail
+        if relaxed:
+            return mail, None
+        why = self._authentication_problem(raw, sender)
+        return (None, why) if why else (mail, None)
+
+    def _authentication_problem(self, raw: bytes, sender: str) -> str | None:
+        """None when the mail is S/MIME-signed for `sender` under the PKI roots or DKIM-signed
+        by `sender`'s domain; else why neither holds."""
+        smime_problem = self._signature_problem(raw, sender)
+        if smime_problem is None:
+            return None
+        from shared_pki.net.dkim import verify_dkim  # dkimpy: only when a mail is judged
+
+        domain = sender.rpartition("@")[2]
+        dkim = verify_dkim(raw, from_domain=domain, dnsfunc=self.dkim_dns)
+        if dkim.valid:
+            return None
+        return (
+            f"it is not authenticated: no valid S/MIME signature ({smime_problem}) and no valid "
+            f"DKIM signature of {domain} ({dkim.detail})"
+        )
 
     def _signature_problem(self, raw: bytes, sender: str) -> str | None:
         """None when the mail carries a valid S/MIME signature chaining to the PKI roots by a
@@ -741,6 +920,23 @@ class Enrollment:
                 if signer.address_ok is not True:
                     return f"the signer's certificate is not for {sender}"
         return None
+
+    def _refusal_sentence(self, headers: EmailMessage, expected: str, why: str) -> str:
+        sender = str(headers.get("From", "")).strip() or "an unknown sender"
+        text = (
+            f"A confirmation email for your certificate arrived from {sender}, but it was not "
+            f"answered: {why}."
+        )
+        listed = expected.strip().lower() in self.pki.unauthenticated_from
+        if not listed and _same_sender(sender, expected):
+            text += (
+                " If it really comes from your organisation's certificate authority, your "
+                "administrator can allow its mail (the setting unauthenticatedChallengeFrom: "
+                f"{expected})."
+            )
+        else:
+            text += " It may be forged."
+        return text + " Run enrollment again to keep waiting for a proper confirmation email."
 
     def _step_reply(self, journal: Journal, _code: str | None) -> None:
         reply = journal.get("reply")
@@ -781,12 +977,17 @@ class Enrollment:
         journal.set(step="respond")
 
     def _step_respond(self, journal: Journal, _code: str | None) -> None:
+        """Tell the CA the reply went out (POST {} once: journaled), then read the challenge
+        until it is decided. Valid: on to the next confirmation, if any, or the certificates."""
         client = self._client(journal)
-        url = journal["challenge"]["url"]
+        challenge = journal["challenge"]
+        url = challenge["url"]
         with _acme_errors():
-            current, _retry = client.challenge(url)
-            if current.status.value == "pending":
+            if not challenge.get("responded"):
                 current = client.respond(url)
+                journal.set(challenge={**challenge, "responded": True})
+            else:
+                current, _retry = client.challenge(url)
             if current.status.value not in ("valid", "invalid"):
                 try:
                     current = client.poll_challenge(url, timeout=self.validation_timeout)
@@ -794,12 +995,29 @@ class Enrollment:
                     current, _retry = client.challenge(url)
         if current.status.value == "invalid":
             self._restart_orders(journal, current)
-        journal.set(step="certificates")
+        self._round_done(journal)
 
-    def _restart_orders(self, journal: Journal, challenge: Challenge) -> None:
+    def _round_done(self, journal: Journal) -> None:
+        """One confirmation is done: keep what it was (for the result), then go on to the
+        next order's confirmation or to the certificates."""
+        round_ = {
+            "challenge_mail": (journal.get("challenge_mail") or {}).get("message_id"),
+            "reply": (journal.get("reply") or {}).get("message_id"),
+        }
+        confirmed = [*journal.get("confirmed", [])]
+        if "challenge_mail" in journal.data and round_ not in confirmed:
+            confirmed.append(round_)
+        for name in ("challenge", "challenge_mail", "reply", "authorization"):
+            journal.data.pop(name, None)
+        journal.set(confirmed=confirmed)
+        journal.set(step=self._next_confirmation(journal))
+
+    def _restart_orders(self, journal: Journal, challenge: Challenge | None) -> None:
         """The validation failed: forget orders and challenge (keys and account stay) so the
         next run orders again, and say why."""
-        problem = AcmeProblem.from_json(challenge.error) if challenge.error else None
+        problem = None
+        if challenge is not None and challenge.error:
+            problem = AcmeProblem.from_json(challenge.error)
         for name in ("challenge", "challenge_mail", "reply", "authorization", "seen_mail_ids"):
             journal.data.pop(name, None)
         journal.set(orders={}, step="orders")
@@ -936,6 +1154,10 @@ class Enrollment:
         for suite, ders in journal["certificates"].items():
             certificates[suite] = _unb64(ders[0])
             chains[suite] = tuple(_unb64(der) for der in ders[1:])
+        confirmations = tuple(
+            (item["challenge_mail"], item.get("reply")) for item in journal.get("confirmed", [])
+        )
+        first = confirmations[0] if confirmations else (None, None)
         result = EnrollmentResult(
             address=address,
             kind=journal["kind"],
@@ -946,9 +1168,11 @@ class Enrollment:
             recovery_code=shown,
             resumed=resumed,
             seconds=seconds,
-            challenge_message_id=(journal.get("challenge_mail") or {}).get("message_id"),
-            reply_message_id=(journal.get("reply") or {}).get("message_id"),
+            challenge_message_id=first[0] or None,
+            reply_message_id=first[1],
             superseded=tuple(journal.get("superseded", [])),
+            confirmations=confirmations,
+            unavailable=dict(journal.get("unavailable", {})),
         )
         journal.archive()
         return result
@@ -960,6 +1184,24 @@ class Enrollment:
 
 def _header_map(headers: EmailMessage) -> dict[str, str]:
     return {name: str(value) for name, value in headers.items()}
+
+
+def _mail_keys(headers: EmailMessage) -> set[str]:
+    """What tells one challenge-like mail from another: its Message-ID, and `token:` its
+    token-part1 (a minimal CA's mail may carry no Message-ID; token-part1 is never reused)."""
+    keys = set()
+    message_id = str(headers.get("Message-ID", "") or "").strip()
+    if message_id:
+        keys.add(message_id)
+    with contextlib.suppress(AcmeProblem):
+        subject = " ".join(str(headers.get("Subject", "") or "").split())
+        keys.add("token:" + email_reply.token_part1_from_subject(subject))
+    return keys
+
+
+def _same_sender(from_value: str, address: str) -> bool:
+    found = [a for _name, a in getaddresses([from_value]) if a]
+    return len(found) == 1 and found[0].strip().lower() == address.strip().lower()
 
 
 def _email_challenge(challenges: Sequence[Challenge]) -> Challenge:
@@ -1007,7 +1249,7 @@ def enroll(
     pki: PkiSettings,
     keystore: Keystore | None = None,
     suites: Sequence[str] = SUITES,
-    intl_key: str = "ecdsa-p256",
+    intl_key: str = DEFAULT_INTL_KEY,
     progress: Progress | None = None,
     recovery_code: str | None = None,
     keep_recovery_code: bool = False,
@@ -1064,6 +1306,7 @@ __all__ = [
     "STEPS",
     "BackupFailed",
     "ChallengeMailMissing",
+    "ChallengeMailRefused",
     "Enrollment",
     "EnrollmentError",
     "EnrollmentRefused",

@@ -1,5 +1,6 @@
 """The host's keystore: every private key a profile ever held, sealed at rest, with its
-certificates and status, per account address and suite ("intl": RSA/ECDSA, "sm": SM2).
+certificates and status, per account address and suite ("intl": RSA/ECDSA, "sm": SM2). One
+cohesive thing: the index, the sealed keys and their statuses share one lock and one MAC.
 
 Layout, in the profile's `keys/` folder (0700; every file 0600):
 
@@ -63,6 +64,7 @@ INDEX = "index.json"
 INDEX_FORMAT = 1
 SUITES = ("intl", "sm")
 STATUSES = ("pending", "current", "superseded", "expired", "revoked")
+ORIGINS = ("enrolled", "imported")
 _ALLOWED = {
     "pending": {"current", "superseded", "revoked"},
     "current": {"superseded", "expired", "revoked"},
@@ -148,6 +150,9 @@ class KeyRecord:
     status: str
     history: tuple[tuple[str, str], ...]  # (status, when)
     certificates: tuple[CertificateRecord, ...] = ()
+    #: "enrolled" (made here and certified by ACME, or restored) or "imported" (a PKCS#12 the
+    #: person brought: another CA's certificate, a Thunderbird or Outlook identity).
+    origin: str = "enrolled"
 
     @property
     def latest(self) -> CertificateRecord | None:
@@ -208,6 +213,7 @@ def _record(key_id: str, raw: dict[str, Any]) -> KeyRecord:
             )
             for item in raw["certificates"]
         ),
+        origin=raw.get("origin", "enrolled"),
     )
 
 
@@ -319,9 +325,14 @@ class Keystore:
 
     # ---- writing ------------------------------------------------------------------------------
 
-    def add_key(self, address: str, suite: str, private_key: PrivateKey) -> str:
+    def add_key(
+        self, address: str, suite: str, private_key: PrivateKey, *, origin: str = "enrolled"
+    ) -> str:
         """Seal and record a new key (status pending); returns its key_id. Adding a key that
-        is already there returns its id and changes nothing."""
+        is already there returns its id and changes nothing. origin: "enrolled" or
+        "imported" (KeyRecord.origin)."""
+        if origin not in ORIGINS:
+            raise KeystoreError(f"Unknown origin {origin!r} (one of {', '.join(ORIGINS)}).")
         address = normalize_address(address)
         if suite not in SUITES:
             raise KeystoreError(f"Unknown suite {suite!r} (one of {', '.join(SUITES)}).")
@@ -358,6 +369,8 @@ class Keystore:
                 "history": [{"status": "pending", "at": now}],
                 "certificates": [],
             }
+            if origin != "enrolled":
+                keys[key_id]["origin"] = origin
             self._save(keys)
         self._opened[key_id] = private_key
         return key_id

@@ -184,11 +184,12 @@ def _peel(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
     crl_store: CrlStore | None = None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
     outer, _ = mime.split_headers(raw)
     peeled = _Peeled(raw)
     try:
-        _peel_layers(raw, outer, peeled, keys, anchors, at, crl_store)
+        _peel_layers(raw, outer, peeled, keys, anchors, at, crl_store, tsa_anchors)
     except PkiError:
         if peeled.sealed_at is None and not _claims_encrypted(raw):
             raise
@@ -206,6 +207,7 @@ def _peel_layers(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
     crl_store: CrlStore | None = None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> None:
     current = raw
     decrypted = False
@@ -225,7 +227,7 @@ def _peel_layers(
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
-            stamps = tsp.signature_timestamps(der, anchors)
+            stamps = tsp.signature_timestamps(der, tsa_anchors or anchors)
 
             content = layer.content if layer.kind == "multipart_signed" else None
             trusted = tsp.trusted_times(stamps) or None
@@ -401,16 +403,17 @@ def open_message(
     at: datetime.datetime | None = None,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
     crl_store: CrlStore | None = None,
+    tsa_anchors: Sequence[Certificate] | None = None,
 ) -> OpenedView:
-    """Open one raw message (see the module docstring). keys: extra (certificate, key) pairs
-    besides the keystore's. crl_store: where the signers' CRLs come from (None: revocation is
-    not checked, and each signature says so). MalformedInput (a ReadError) for bytes that are
-    not a message."""
+    """Open one raw message (see the module docstring). keys: more (certificate, key) pairs;
+    tsa_anchors: timestamps' roots (default trust_anchors); crl_store: where the signers' CRLs
+    come from (None: revocation is not checked, and each signature says so). Not a message:
+    MalformedInput."""
     if not isinstance(raw, bytes) or not raw.strip():
         raise ReadError("The message is empty.")
     pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
     try:
-        peeled = _peel(raw, pairs, trust_anchors, at, crl_store)
+        peeled = _peel(raw, pairs, trust_anchors, at, crl_store, tsa_anchors)
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
     results = [signed.result for signed in peeled.signatures]

@@ -53,6 +53,17 @@ class TimestampInfo:
         }
 
 
+def _general_name_text(name: object) -> str | None:
+    """A TSTInfo's tsa GeneralName for people: a directory name as "Common Name: ...", any
+    other kind as its value (an OpenSSL TSA with tsa_name = yes sends its subject)."""
+    try:
+        chosen = getattr(name, "chosen", None)
+        human = getattr(chosen, "human_friendly", None)
+        return str(human) if human else str(getattr(name, "native", name))
+    except (ValueError, TypeError):
+        return None
+
+
 class TimestampOutcome(NamedTuple):
     """(data, token, problem): the signed bytes (with the token, or unchanged), what was
     attached (None if nothing), and why not (None on success)."""
@@ -103,18 +114,17 @@ def request_token(
         ) from None
     if token.nonce != nonce:
         raise TimestampMissing("the time-stamp authority's answer is for another request (nonce)")
+    tsa = None
     if trust_anchors:
         checked = tsp.verify_token(
             token.der, data_or_imprint=imprint, trust_anchors=trust_anchors, nonce=nonce
         )
         if not checked.valid:
             raise TimestampMissing(checked.summary)
-    tsa = None
-    if token.tsa_name is not None:
-        try:
-            tsa = str(token.tsa_name.native)
-        except (ValueError, TypeError):
-            tsa = None
+        if checked.certificate is not None:  # named as the reader names it
+            tsa = checked.certificate.subject.human_friendly
+    if tsa is None and token.tsa_name is not None:
+        tsa = _general_name_text(token.tsa_name)
     info = TimestampInfo(
         gen_time=token.gen_time,
         tsa=tsa,

@@ -27,8 +27,10 @@ The account: `AccountKeyStore` keeps one account key per profile and CA (directo
 under the profile's master secret in `acme/` (0600), with the account URL once registered.
 
 PKI service trust (`PkiSettings`): the directory URL, the service's roots PEM (configured when
-the account is set up, never fetched and trusted on first use) and the TLS CA file; saved in
-the profile as `pki.json`.
+the account is set up, never fetched and trusted on first use) and the TLS CA file; what the
+organisation decided about registration (send a `mailto:` contact, the default) and about
+challenge mail (addresses of its own CA whose challenge mail is accepted without DKIM or S/MIME
+and without RFC 8823's Auto-Submitted and Message-ID); saved in the profile as `pki.json`.
 """
 
 from __future__ import annotations
@@ -170,11 +172,16 @@ def problem_from(document: Mapping[str, Any] | None) -> AcmeProblem | None:
 class PkiSettings:
     """Where the ACME CA is and how it is trusted. `roots_pem`: the service's root CA
     certificates (both families), configured, not fetched; `tls_ca_file`: a PEM file to verify
-    the service's HTTPS with (None: the system store; unused for http://)."""
+    the service's HTTPS with (None: the system store; unused for http://). `contact`: register
+    with `mailto:` the address (some CAs refuse an account without); `unauthenticated_from`:
+    the organisation's own CA addresses whose challenge mail is taken without authentication
+    (lowercase)."""
 
     directory_url: str
     roots_pem: bytes
     tls_ca_file: str | None = None
+    contact: bool = True
+    unauthenticated_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.directory_url).scheme
@@ -182,6 +189,8 @@ class PkiSettings:
             raise ValueError(f"the ACME directory URL must be http(s), not {self.directory_url!r}")
         if not self.roots():
             raise ValueError("the PKI service's roots PEM holds no certificate")
+        lowered = tuple(a.strip().lower() for a in self.unauthenticated_from)
+        object.__setattr__(self, "unauthenticated_from", lowered)
 
     def roots(self) -> list[Certificate]:
         try:
@@ -204,6 +213,8 @@ class PkiSettings:
             "directory_url": self.directory_url,
             "roots_pem": self.roots_pem.decode("ascii"),
             "tls_ca_file": self.tls_ca_file,
+            "contact": self.contact,
+            "unauthenticated_from": list(self.unauthenticated_from),
         }
 
     @classmethod
@@ -212,6 +223,8 @@ class PkiSettings:
             str(data["directory_url"]),
             str(data["roots_pem"]).encode("ascii"),
             data.get("tls_ca_file") or None,
+            bool(data.get("contact", True)),
+            tuple(str(a) for a in data.get("unauthenticated_from") or ()),
         )
 
     def save(self, profile: Profile) -> Path:
@@ -694,6 +707,18 @@ class AcmeClient:
     def finalize(self, order: Order, csr_der: bytes) -> Order:
         response = self.post(order.finalize, {"csr": jws.b64url_encode(csr_der)})
         return self._parse(Order, response.json(), "order")
+
+    def publish(self, certificate_der: bytes) -> None:
+        """Publish a certificate from another CA in this CA's certificate directory (its
+        `publishCert` extension resource); the account needs a valid authorization for the
+        certificate's address."""
+        url = self.directory().publish_cert
+        if not url:
+            raise AcmeError(
+                "This certificate authority's directory cannot publish certificates from "
+                "elsewhere (its ACME directory has no publishCert)."
+            )
+        self.post(url, {"certificate": jws.b64url_encode(certificate_der)})
 
     def certificate_chain(self, url: str) -> list[bytes]:
         """The PEM chain at url as DER certificates, leaf first."""

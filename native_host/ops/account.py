@@ -1,5 +1,6 @@
 """Operations on mail accounts: account.configure (servers proven by a real login, secret in
-the keyring, PKI service and roots) and account.list. Secrets are taken, never returned."""
+the keyring, the PKI: our service's URL or any RFC 8823 CA, directory and RFC 3161 TSA, with
+the roots) and account.list. Secrets are taken, never returned."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from native_host.errors import BadParams
 from native_host.ops import state
-from native_host.ops.state import AccountPki, operation, progress_of, text_param
+from native_host.ops.state import AccountPki, bool_param, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
@@ -20,16 +21,40 @@ def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
         "provider": getattr(settings, "provider", None),
         "credential": account.credential,
         "caFile": account.ca_file,
-        "pki": None
-        if pki is None
-        else {
-            "url": pki.base,
-            "certs": pki.certs_url,
-            "tsa": pki.tsa_url,
-            "acmeDirectory": pki.acme_directory_url,
-            "roots": [cert.subject.human_friendly for cert in pki.roots()],
-        },
+        "pki": None if pki is None else pki.summary(),
     }
+
+
+PKI_PARAMS = ("pkiUrl", "acmeDirectoryUrl", "certsUrl", "tsaUrl")
+
+
+def pki_from_params(params: dict[str, Any]) -> AccountPki | None:
+    """The PKI settings in account.configure's params (None when none are given): our
+    service's base URL and/or the ACME directory, certificate directory and TSA URLs, always
+    with the roots (configured, never fetched and trusted on first use)."""
+    given = {name: text_param(params, name) for name in PKI_PARAMS}
+    roots = text_param(params, "pkiRoots")
+    if not any(given.values()) and not roots:
+        return None
+    if not roots:
+        raise BadParams(
+            "Give the PKI's roots PEM with its URLs (the roots are configured, never fetched "
+            "and trusted on first use)."
+        )
+    if not given["pkiUrl"] and not given["acmeDirectoryUrl"]:
+        raise BadParams("Give the PKI service's URL (pkiUrl) or its ACME directory URL.")
+    tsa_roots = text_param(params, "tsaRoots")
+    return AccountPki(
+        given["pkiUrl"],
+        roots.encode("ascii", "replace"),
+        text_param(params, "pkiCaFile"),
+        acme_directory=given["acmeDirectoryUrl"],
+        certs=given["certsUrl"],
+        tsa=given["tsaUrl"],
+        tsa_roots_pem=tsa_roots.encode("ascii", "replace") if tsa_roots else None,
+        acme_contact=bool_param(params, "acmeContact", True),
+        unauthenticated_challenge_from=tuple(params.get("unauthenticatedChallengeFrom") or ()),
+    )
 
 
 @operation
@@ -40,18 +65,9 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     address = text_param(params, "address", required=True)
     password = text_param(params, "password")
     token = text_param(params, "xoauth2Token")
-    pki_url = text_param(params, "pkiUrl")
-    roots = text_param(params, "pkiRoots")
     if password and token:
         raise BadParams("Give a password or an XOAUTH2 token, not both.")
-    if bool(pki_url) != bool(roots):
-        raise BadParams(
-            "Give the PKI service's URL and its roots PEM together (the roots are configured, "
-            "never fetched and trusted on first use).",
-        )
-    pki = None
-    if pki_url and roots:  # checked before any login, so a typo fails at once
-        pki = AccountPki(pki_url, roots.encode("ascii", "replace"), text_param(params, "pkiCaFile"))
+    pki = pki_from_params(params)  # checked before any login, so a typo fails at once
     host = state.current()
     if not password and not token:
         from native_host.domain.accounts import PASSWORD
@@ -75,6 +91,21 @@ def configure(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         host.set_pki(account.address, pki)
     progress(2, 2, "Done")
     return _summary(host, account)
+
+
+@operation
+def discover(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The organisation's PKI for params.address from the well-known document of its mail
+    domain (native_host.domain.discovery): account.configure's PKI params with the roots
+    pinned by the document, or found false with what to ask the administrator for."""
+    from native_host.domain.discovery import discover as find
+
+    progress = progress_of(ctx)
+    address = text_param(params, "address", required=True)
+    progress(0, 1, "Looking for your organisation's certificate service")
+    found = find(address)  # type: ignore[arg-type]
+    progress(1, 1, "Done")
+    return found.to_json()
 
 
 @operation

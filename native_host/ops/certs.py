@@ -54,6 +54,7 @@ def list_own(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
                 "suite": record.suite,
                 "keyType": record.key_type,
                 "status": record.status,
+                "origin": record.origin,
                 "created": record.created,
                 "notAfter": latest["notAfter"] if latest else None,
                 "certificate": latest,

@@ -31,7 +31,7 @@ def send(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     if request.sign or request.encrypt:
         _address, pki = host.pki(account.address)
         book = host.book(account.address)
-        options = {"tsa_url": pki.tsa_url, "tsa_anchors": pki.roots(), "fetch": pki.fetch()}
+        options = {"tsa_url": pki.tsa_url, "tsa_anchors": pki.tsa_anchors(), "fetch": pki.fetch()}
     progress(0, STEPS, "Looking up the recipients' certificates")
     if book is not None and request.encrypt:
         # Warms the book's cache; compose_send's own lookup is then served from it.

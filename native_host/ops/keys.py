@@ -1,6 +1,7 @@
-"""Operations on this profile's keys: keys.export (PKCS#12 for other mail programs), enroll
-(automatic enrollment, native_host.domain.enrollment), backup.create and backup.restore (the backup
-in the person's own mailbox, native_host.domain.backups).
+"""Operations on this profile's keys: keys.export (PKCS#12 for other mail programs),
+keys.import (an identity the person brings, native_host.domain.identities), enroll (automatic
+enrollment, native_host.domain.enrollment), backup.create and backup.restore (the backup in the
+person's own mailbox, native_host.domain.backups).
 
 Secrets: the PKCS#12 password and recovery codes are taken and never logged; the PKCS#12 file
 is returned because the person asked for it, and a recovery code only when enrollment made a
@@ -12,9 +13,15 @@ import base64
 import contextlib
 from typing import Any
 
-from native_host.errors import BadParams, NeedsRecoveryCode, NotConfigured, StorageFailed
+from native_host.errors import (
+    BadParams,
+    HostError,
+    NeedsRecoveryCode,
+    NotConfigured,
+    StorageFailed,
+)
 from native_host.ops import state
-from native_host.ops.state import bool_param, operation, progress_of, text_param
+from native_host.ops.state import base64_param, bool_param, operation, progress_of, text_param
 
 FLAVOURS = {"modern": "modern", "legacy": "legacy", "p12": "modern", "p12-legacy": "legacy"}
 
@@ -69,7 +76,7 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     suites = params.get("suites") or list(enrollment.SUITES)
     if not isinstance(suites, list) or not set(suites) <= set(enrollment.SUITES) or not suites:
         raise BadParams("suites must be a list of intl and/or sm.")
-    intl_key = text_param(params, "intlKey") or "ecdsa-p256"
+    intl_key = text_param(params, "intlKey") or enrollment.DEFAULT_INTL_KEY
     if intl_key not in enrollment.INTL_KEYS:
         raise BadParams(f"intlKey must be one of {', '.join(enrollment.INTL_KEYS)}.")
     with contextlib.closing(host.mailbox(address)) as mailbox:
@@ -99,6 +106,7 @@ def enroll(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "resumed": result.resumed,
         "seconds": round(result.seconds, 3),
         "superseded": list(result.superseded),
+        "unavailable": dict(result.unavailable),
     }
 
 
@@ -136,6 +144,79 @@ def renew(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "keyIds": result.key_ids,
         "superseded": list(result.superseded),
         "seconds": round(result.seconds, 3),
+    }
+
+
+@operation
+def import_identity(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Bring your own certificate: the identity for params.address (default: the only
+    account) in params.pkcs12 (base64 of a PKCS#12 file) under params.password becomes a key
+    like an enrolled one (native_host.domain.identities): backed up in the mailbox under the
+    recovery code (params.recoveryCode, else the kept one, else a new one, shown once), then
+    current for its suite. Published in the organisation's certificate directory only when
+    params.publish is true (which needs a confirmation of the address by mail); a publication
+    that fails leaves the import done and says why."""
+    from native_host.domain import enrollment, identities
+
+    progress = progress_of(ctx)
+    host = state.current()
+    address = host.account(text_param(params, "address")).address
+    data = base64_param(params, "pkcs12")
+    password = params.get("password")
+    if not isinstance(password, str):
+        raise BadParams("password must be text (empty for a file without one).")
+    publish = bool_param(params, "publish")
+    pki = host.pki_of(address)
+    total = 3 if publish else 2
+    progress(0, total, "Checking the file")
+    identity = identities.read_identity(
+        data, password, address, roots=pki.roots() if pki is not None else []
+    )
+    published, problem = False, None
+    with contextlib.closing(host.mailbox(address)) as mailbox:
+        progress(1, total, "Backing up your keys in your mailbox")
+        result = identities.import_identity(
+            identity,
+            keystore=host.keystore,
+            mailbox=mailbox,
+            profile=host.profile,
+            recovery_code=text_param(params, "recoveryCode"),
+            keep_recovery_code=bool_param(params, "keepRecoveryCode"),
+        )
+        host.record_backup(address, result.backup_message_id, _every_key(host, address))
+        if publish:
+            progress(2, total, "Publishing it in your organisation's certificate directory")
+            try:
+                if pki is None:
+                    raise NotConfigured(
+                        f"No PKI is set up for {address}, so there is no directory to publish in."
+                    )
+                enrollment.Enrollment(
+                    profile=host.profile,
+                    mailbox=mailbox,
+                    pki=pki.settings(),
+                    keystore=host.keystore,
+                ).publish(address, identity.certificate.dump())
+                published = True
+            except HostError as error:
+                problem = error.protocol_message()
+    progress(total, total, "Done")
+    cert = identity.certificate
+    return {
+        "address": address,
+        "keyId": result.key_id,
+        "suite": identity.suite,
+        "keyType": host.keystore.record(result.key_id).key_type,
+        "subject": cert.subject.human_friendly,
+        "issuer": cert.issuer.human_friendly,
+        "notAfter": cert.not_valid_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trusted": identity.trusted,
+        "trustProblem": identity.trust_problem,
+        "replaced": result.replaced,
+        "backupMessageId": result.backup_message_id,
+        "recoveryCode": result.recovery_code,
+        "published": published,
+        "publishProblem": problem,
     }
 
 

@@ -113,15 +113,18 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         raise BadParams("Give raw (the message in base64) or messageId, not both.")
     account = text_param(params, "account")
     anchors = host.trust_anchors()
+    tsa_anchors = host.tsa_anchors()
     book = None
     with contextlib.suppress(HostError):  # no account or PKI: nothing to harvest into
         book = host.book(account)
     options = {
         "keystore": host.keystore,
         "trust_anchors": anchors,
+        "tsa_anchors": tsa_anchors,
         "book": book,
         "allow_remote": bool_param(params, "allowRemote"),
-        "crl_store": host.crl_store(account),
+        # the account's CRL cache (revocation not checked, and said so, without an account)
+        "crl_store": book.crl_store if book is not None else None,
     }
     if message_id:
         progress(0, 2, "Fetching the message")

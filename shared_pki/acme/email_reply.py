@@ -169,6 +169,9 @@ class EmailChallenge:
     created: datetime
     expires: datetime
     reply_to: str | None = None
+    #: False when the challenge mail went out without its Message-ID (a minimal CA): replies
+    #: cannot refer to it, so In-Reply-To is not checked.
+    threaded: bool = True
 
     def __post_init__(self) -> None:
         if self.expires - self.created > MAX_LIFETIME:
@@ -224,14 +227,17 @@ def build_challenge_headers(
     challenge: EmailChallenge, *, date: datetime | None = None
 ) -> dict[str, str]:
     """The headers of the challenge mail (RFC 8823 section 3): Subject, From, To, Message-ID,
-    Auto-Submitted, and Reply-To and Date when given. The caller builds, signs and sends it."""
+    Auto-Submitted, and Reply-To and Date when given. The caller builds, signs and sends it.
+    An unthreaded challenge (challenge.threaded False) gets neither Message-ID nor
+    Auto-Submitted: what a minimal CA sends, which clients must be able to judge."""
     headers = {
         "From": challenge.from_address,
         "To": challenge.address,
         "Subject": challenge_subject(challenge.token_part1),
-        "Message-ID": challenge.message_id,
-        "Auto-Submitted": AUTO_SUBMITTED,
     }
+    if challenge.threaded:
+        headers["Message-ID"] = challenge.message_id
+        headers["Auto-Submitted"] = AUTO_SUBMITTED
     if challenge.reply_to:
         headers["Reply-To"] = challenge.reply_to
     if date is not None:
@@ -270,7 +276,9 @@ def check_reply(
             raise _incorrect("the Subject names another token")
         in_reply_to = _header(reply_headers, "In-Reply-To") or ""
         ids = _MSG_ID.findall(in_reply_to)
-        if ids != [challenge.message_id] or _MSG_ID.sub("", in_reply_to).strip():
+        if challenge.threaded and (
+            ids != [challenge.message_id] or _MSG_ID.sub("", in_reply_to).strip()
+        ):
             raise _incorrect("In-Reply-To is not the challenge's Message-ID")
         if _single_address(reply_headers, "From") != challenge.address:
             raise _incorrect("the reply is not from the address being validated")
@@ -290,7 +298,8 @@ def check_reply(
 
 @dataclass(frozen=True)
 class ChallengeMail:
-    """What the client takes from a challenge mail it accepted."""
+    """What the client takes from a challenge mail it accepted. message_id is "" for a mail
+    without one (accepted only where the organisation allows such mail)."""
 
     token_part1: str
     message_id: str
@@ -298,30 +307,54 @@ class ChallengeMail:
     reply_address: str
 
 
+def looks_like_challenge_mail(headers: Mapping[str, str], *, address: str) -> bool:
+    """A mail to `address` whose Subject is `ACME: <token>`: what the client must judge (and,
+    when it fails a check, say why) rather than pass over in silence."""
+    try:
+        subject = _header(headers, "Subject") or ""
+        token_part1_from_subject(subject)
+        to = _header(headers, "To") or ""
+    except AcmeProblem:
+        return False
+    return any(_same_address(a, address) for _n, a in getaddresses([to]) if a)
+
+
 def check_challenge_mail(
-    headers: Mapping[str, str], *, challenge_from: str, address: str
+    headers: Mapping[str, str], *, challenge_from: str, address: str, relaxed: bool = False
 ) -> ChallengeMail:
     """Accept a challenge mail for `address` from the ACME challenge's `from`: From, To,
     Subject `ACME: <token>`, Auto-Submitted `auto-generated` with `type=acme`, a Message-ID.
-    Whether the CA's S/MIME signature (or DKIM) is good is the caller's check."""
-    if _single_address(headers, "From") != normalize_email(challenge_from):
-        raise _incorrect("the challenge mail is not from the challenge's 'from' address")
+    relaxed (an organisation's choice for its own CA's address): Auto-Submitted and Message-ID
+    may be missing. Whether the CA's S/MIME or DKIM signature is good is the caller's check.
+    A refusal (incorrectResponse) says in its detail which check failed, in words."""
+    sender = _single_address(headers, "From")
+    if sender != normalize_email(challenge_from):
+        raise _incorrect(
+            f"it is from {sender}, but the certificate authority said its challenge comes from "
+            f"{normalize_email(challenge_from)}"
+        )
     to = _header(headers, "To") or ""
     if not any(_same_address(a, address) for _n, a in getaddresses([to]) if a):
-        raise _incorrect("the challenge mail is not addressed to the address being validated")
+        raise _incorrect(f"it is not addressed to {address}")
     subject = _header(headers, "Subject") or ""
     if subject.lower().startswith("re:"):
-        raise _incorrect("a challenge mail's Subject does not start with Re:")
+        raise _incorrect("its Subject starts with 'Re:', as a reply's does, not a challenge's")
     token = token_part1_from_subject(subject)
     auto = (_header(headers, "Auto-Submitted") or "").lower()
     value, _, params = auto.partition(";")
-    if value.strip() != "auto-generated" or not re.search(
-        r"(^|;)\s*type\s*=\s*acme\s*($|;)", params
+    if not relaxed and (
+        value.strip() != "auto-generated"
+        or not re.search(r"(^|;)\s*type\s*=\s*acme\s*($|;)", params)
     ):
-        raise _incorrect("the challenge mail lacks 'Auto-Submitted: auto-generated; type=acme'")
+        raise _incorrect(
+            "it lacks the header 'Auto-Submitted: auto-generated; type=acme' that RFC 8823 "
+            "requires of a challenge mail"
+        )
     message_id = _header(headers, "Message-ID") or ""
     if not _MSG_ID.fullmatch(message_id):
-        raise _incorrect("the challenge mail has no usable Message-ID")
+        if not relaxed:
+            raise _incorrect("it has no usable Message-ID, so a reply could not refer to it")
+        message_id = ""
     reply_to = _header(headers, "Reply-To")
     reply_address = (
         _single_address(headers, "Reply-To") if reply_to else normalize_email(challenge_from)
@@ -331,14 +364,17 @@ def check_challenge_mail(
 
 def build_reply_headers(mail: ChallengeMail, *, address: str) -> dict[str, str]:
     """The reply's headers: From the validated address, To the challenge's Reply-To or From,
-    Subject `Re: <challenge subject>`, In-Reply-To and References its Message-ID."""
-    return {
+    Subject `Re: <challenge subject>`, In-Reply-To and References its Message-ID (when it had
+    one)."""
+    headers = {
         "From": normalize_email(address),
         "To": mail.reply_address,
         "Subject": f"Re: {mail.subject}",
-        "In-Reply-To": mail.message_id,
-        "References": mail.message_id,
     }
+    if mail.message_id:
+        headers["In-Reply-To"] = mail.message_id
+        headers["References"] = mail.message_id
+    return headers
 
 
 def build_response_body(digest: str) -> str:
@@ -387,6 +423,7 @@ __all__ = [
     "check_challenge_mail",
     "check_reply",
     "key_authorization",
+    "looks_like_challenge_mail",
     "new_challenge",
     "new_message_id",
     "new_token",

@@ -125,6 +125,14 @@ def _str_list(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _lenient_str_list(value: Any) -> tuple[str, ...] | None:
+    """An extension field another server may fill differently: a list of strings, else None
+    (never a reason to refuse the whole object)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
 def _opt_time(obj: Mapping[str, Any], key: str, what: str) -> datetime | None:
     return parse_time(obj[key], f"{what} {key!r}") if key in obj else None
 
@@ -290,6 +298,9 @@ class DirectoryMeta:
     website: str | None = None
     caa_identities: tuple[str, ...] = ()
     external_account_required: bool | None = None
+    #: An extension field of ours (`smimeSuites`): the certificate families the CA issues,
+    #: "intl" (RSA/ECDSA) and "sm" (SM2). None: the CA does not say (a plain RFC 8823 CA).
+    smime_suites: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none(
@@ -298,6 +309,7 @@ class DirectoryMeta:
                 "website": self.website,
                 "caaIdentities": list(self.caa_identities) or None,
                 "externalAccountRequired": self.external_account_required,
+                "smimeSuites": None if self.smime_suites is None else list(self.smime_suites),
             }
         )
 
@@ -309,6 +321,7 @@ class DirectoryMeta:
             website=_str(obj, "website", "meta", required=False),
             caa_identities=_str_list(obj, "caaIdentities", "meta"),
             external_account_required=_opt_bool(obj, "externalAccountRequired", "meta"),
+            smime_suites=_lenient_str_list(obj.get("smimeSuites")),
         )
 
 
@@ -321,6 +334,9 @@ class Directory:
     key_change: str
     new_authz: str | None = None
     meta: DirectoryMeta | None = None
+    #: Our extension resource (`publishCert`): publish a certificate from another CA in the
+    #: directory, proved by a valid authorization. None at a CA without it.
+    publish_cert: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none(
@@ -332,6 +348,7 @@ class Directory:
                 "revokeCert": self.revoke_cert,
                 "keyChange": self.key_change,
                 "meta": self.meta.to_json() if self.meta else None,
+                "publishCert": self.publish_cert,
             }
         )
 
@@ -346,6 +363,7 @@ class Directory:
             key_change=_req_str(obj, "keyChange", "directory"),
             new_authz=_str(obj, "newAuthz", "directory", required=False),
             meta=DirectoryMeta.from_json(obj["meta"]) if "meta" in obj else None,
+            publish_cert=obj["publishCert"] if isinstance(obj.get("publishCert"), str) else None,
         )
 
 

@@ -35,8 +35,10 @@ content key (keyEncipherment) and GM/T profiles set dataEncipherment alongside i
 `issue` writes: subject commonName (if it fits the 64-character bound) and emailAddress, both
 the address; subjectAltName rfc822Name; keyUsage (critical); basicConstraints cA=FALSE
 (critical); EKU emailProtection; certificatePolicies; AIA caIssuers; CRL distribution point;
-SMIMECapabilities (1.2.840.113549.1.9.15); SKI and AKI. Validity is at most 825 days counted
-inclusively (RFC 5280: notAfter is the last second of validity), default 365. Serials come from
+SMIMECapabilities (1.2.840.113549.1.9.15: what every mail client reads, AES-CBC and RSA PKCS#1
+v1.5, never GCM or OAEP, since the holder may read with any program); SKI and AKI. Validity is at
+most 825 days counted inclusively (RFC 5280: notAfter is the last second of validity), default
+365. Serials come from
 the caller (so it can guarantee uniqueness in its database) and must carry at least 64 bits:
 `random_serial()` makes a suitable one.
 """
@@ -464,7 +466,8 @@ def _issue_intl(
         )
         .add_extension(
             x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(OID_SMIME_CAPABILITIES), capabilities.encode().dump()
+                x509.ObjectIdentifier(OID_SMIME_CAPABILITIES),
+                capabilities.encode(capabilities.CERTIFICATE_ADVERTISED).dump(),
             ),
             False,
         )

@@ -55,6 +55,17 @@ ADVERTISED: tuple[Capability, ...] = (
     Capability(OID_RSAES_PKCS1V15),
 )
 
+#: What a CA promises in a certificate's smimeCapabilities extension (RFC 4262) for its holder,
+#: whatever mail program they read with (a key exported to Thunderbird, Outlook...): only what
+#: every client reads. Thunderbird 115 and other NSS before 3.100 read neither AES-GCM
+#: (AuthEnvelopedData) nor RSAES-OAEP and refuse the whole message. A signed message's own
+#: SMIMECapabilities attribute (ADVERTISED) speaks for the program that sent it.
+CERTIFICATE_ADVERTISED: tuple[Capability, ...] = (
+    Capability(OID_AES256_CBC),
+    Capability(OID_AES128_CBC),
+    Capability(OID_RSAES_PKCS1V15),
+)
+
 
 def encode(capabilities: tuple[Capability, ...] = ADVERTISED) -> cms.SMIMECapabilites:
     """The attribute value (a SEQUENCE OF SMIMECapability) for a SignerInfo."""

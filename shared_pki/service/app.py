@@ -92,7 +92,10 @@ def create_app(
         # Every body counted as it arrives, before any part reads it (request_size).
         middleware=[
             Middleware(
-                RequestSizeLimit, limit=config.max_request_bytes, headers_for=_nonce_for(state)
+                RequestSizeLimit,
+                limit=config.max_request_bytes,
+                headers_for=_nonce_for(state),
+                acme_prefix=f"{config.acme_path}/",
             )
         ],
     )
@@ -104,9 +107,10 @@ def create_app(
 def _nonce_for(state: ServiceState) -> Callable[[str], dict[str, str]]:
     """A refusal on an ACME path carries a fresh nonce like every ACME answer (RFC 8555 6.5)."""
     acme = Acme(state)
+    prefix = f"{state.config.acme_path}/"
 
     def headers(path: str) -> dict[str, str]:
-        return {"Replay-Nonce": acme.new_nonce()} if path.startswith("/acme/") else {}
+        return {"Replay-Nonce": acme.new_nonce()} if path.startswith(prefix) else {}
 
     return headers
 

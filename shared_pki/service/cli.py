@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 #: Top-level modules of the `server` extra's distributions (pyproject.toml).
-SERVER_MODULES = frozenset({"starlette", "uvicorn", "sqlalchemy", "psycopg", "dkim", "dns"})
+SERVER_MODULES = frozenset({"starlette", "uvicorn", "sqlalchemy", "psycopg"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_NAME = "pki.toml"
+CHALLENGE_SIGNING = ("smime", "dkim", "none")
+CHALLENGE_HEADERS = ("rfc8823", "bare")
 
 
 def _knob(default: Any, doc: str) -> Any:
@@ -116,6 +118,64 @@ class ServiceConfig:
     reuse_valid_authorizations: bool = _knob(
         True, "Serve new orders from valid authorizations of the same account and address."
     )
+    # -- Behaving like another RFC 8823 CA: clients (and our host) are tested against these. --
+    acme_path: str = _knob(
+        "/acme", "Path of the ACME server under public_url; its directory is PATH/directory."
+    )
+    certs_path: str = _knob(
+        "/certs", "Path of the certificate directory under public_url (PATH/ADDRESS)."
+    )
+    tsa_path: str = _knob("/tsa", "Path of the RFC 3161 time-stamp authority under public_url.")
+    require_contact: bool = _knob(
+        False,
+        "Refuse newAccount without a mailto: contact ('Contact information is missing'), as "
+        "some RFC 8823 CAs do.",
+    )
+    authorization_per_order: bool = _knob(
+        False,
+        "Give every order its own authorization and challenge mail, even for an address the "
+        "account is validating or has validated (as some RFC 8823 CAs do); no authorization is "
+        "reused then, whatever reuse_valid_authorizations says.",
+    )
+    order_processing_seconds: float = _knob(
+        0.0,
+        "After finalize the order stays 'processing' this long before its certificate is "
+        "issued, as CAs that issue in the background do; clients must poll.",
+    )
+    offer_sm2: bool = _knob(
+        True,
+        "Issue SM2 certificates and say so in the ACME directory (meta.smimeSuites). Off: "
+        "the directory offers only the international suite and SM2 CSRs are refused (badCSR).",
+    )
+    challenge_signing: str = _knob(
+        "smime",
+        "How challenge mail is authenticated: smime (signed by the CA's mail identity), dkim "
+        "(a DKIM signature for mail_from's domain with dkim_key_file), or none.",
+    )
+    dkim_selector: str = _knob("acme", "DKIM selector of challenge mail (challenge_signing=dkim).")
+    dkim_key_file: str = _knob(
+        "",
+        "PEM RSA key for DKIM-signing challenge mail. Empty: DIR/dkim/SELECTOR.key, made on "
+        "first start, with the TXT record to publish at SELECTOR._domainkey.DOMAIN beside it "
+        "(SELECTOR.txt).",
+    )
+    challenge_reply_to: str = _knob(
+        "",
+        "Reply-To of challenge mail: where replies go when mail_from is not the CA mailbox "
+        "(empty: replies go to mail_from).",
+    )
+    challenge_headers: str = _knob(
+        "rfc8823",
+        "rfc8823: challenge mail carries Auto-Submitted, Message-ID and Date. bare: none of "
+        "them, as a minimal implementation sends (replies are then matched without "
+        "In-Reply-To).",
+    )
+    challenge_post_validates_at_once: bool = _knob(
+        False,
+        "Like some RFC 8823 servers: any POST to a pending challenge, a POST-as-GET too, "
+        "starts its validation, which fails at once unless the reply is already in the CA "
+        "mailbox.",
+    )
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -136,6 +196,19 @@ class ServiceConfig:
         for name in LIMITS:
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or more.")
+        for name in ("acme_path", "certs_path", "tsa_path"):
+            value = str(getattr(self, name)).rstrip("/")
+            if not value.startswith("/") or any(c in value for c in "{}?#% "):
+                raise ValueError(f"{name} must be a path such as /acme, not {value!r}.")
+            setattr(self, name, value)
+        if len({self.acme_path, self.certs_path, self.tsa_path}) != 3:
+            raise ValueError("acme_path, certs_path and tsa_path must differ.")
+        if self.challenge_signing not in CHALLENGE_SIGNING:
+            raise ValueError(f"challenge_signing must be one of {', '.join(CHALLENGE_SIGNING)}.")
+        if self.challenge_headers not in CHALLENGE_HEADERS:
+            raise ValueError(f"challenge_headers must be one of {', '.join(CHALLENGE_HEADERS)}.")
+        if self.order_processing_seconds < 0:
+            raise ValueError("order_processing_seconds must not be negative.")
 
 
 _KNOBS = {f.name: f for f in dataclasses.fields(ServiceConfig)}

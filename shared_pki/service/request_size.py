@@ -35,12 +35,20 @@ HeadersFor = Callable[[str], dict[str, str]]
 
 class RequestSizeLimit:
     """Wraps an ASGI app; `limit` octets at most per request body. headers_for: extra header
-    fields for a refusal on a path (ACME answers every request with a fresh nonce)."""
+    fields for a refusal on a path (ACME answers every request with a fresh nonce);
+    acme_prefix: where ACME's paths begin (its refusals are RFC 8555 problems)."""
 
-    def __init__(self, app: App, limit: int, headers_for: HeadersFor | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        limit: int,
+        headers_for: HeadersFor | None = None,
+        acme_prefix: str = "/acme/",
+    ) -> None:
         self.app = app
         self.limit = limit
         self.headers_for = headers_for
+        self.acme_prefix = acme_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +85,7 @@ class RequestSizeLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         path = str(scope.get("path", ""))
-        acme = path.startswith("/acme/")
+        acme = path.startswith(self.acme_prefix)
         extra: dict[str, str] = {}
         if self.headers_for is not None:
             from starlette.concurrency import run_in_threadpool

@@ -43,7 +43,9 @@ def start(data: Path, chosen: dict[str, object]) -> int:
     for family, fingerprint in hierarchy.root_fingerprints().items():
         print(f"  {family} root SHA-256 {fingerprint}")
     print(f"Configuration: {written}")
-    print(f"ACME directory: {config.public_url}/acme/directory", flush=True)
+    print(f"ACME directory: {config.public_url}{config.acme_path}/directory")
+    print(f"Certificate directory: {config.public_url}{config.certs_path}/ADDRESS")
+    print(f"Time-stamp authority: {config.public_url}{config.tsa_path}", flush=True)
     os.environ[app.DATA_ENV] = str(data)
     os.environ[app.OVERRIDES_ENV] = json.dumps(chosen)
     serve_forever(config.listen_host, config.listen_port, config.workers)

@@ -202,3 +202,40 @@ def test_popup_status_and_host_errors_in_words(bob: Any) -> None:
     assert answer is not None and answer["code"] == "not_configured", answer
     assert answer["text"].startswith("Setup is not finished yet.")
     assert answer["text"].endswith("Open the setup page and finish the steps there.")
+
+
+def test_importing_a_certificate_from_another_program(bob: Any, tmp_path: Path) -> None:
+    """Bring your own certificate from the options page: a PKCS#12 file from a commercial CA
+    becomes bob's international key, backed up under his recovery code (asked for, since he
+    did not keep it on this device), listed with where it came from, and not published."""
+    from harness import pki as test_pki
+
+    from shared_pki import pkcs12
+
+    party = (
+        test_pki.root("A commercial root")
+        .intermediate("Commercial S/MIME CA")
+        .smime(BOB, "rsa2048")
+    )
+    entry = pkcs12.Pkcs12Entry(party.key, party.asn1, tuple(party.chain_asn1))
+    p12 = tmp_path / "bob-from-outlook.p12"
+    p12.write_bytes(pkcs12.build_pfx([entry], "outlook pw", flavour="legacy"))
+
+    page = open_options(bob)
+    page.locator("#import-file").set_input_files(str(p12))
+    page.get_by_label("The file's password").fill("outlook pw")
+    page.get_by_role("button", name="Import").click()
+    error = page.locator("#error")
+    expect(error).to_contain_text("Your recovery code is needed", timeout=ENROLL_TIMEOUT_MS)
+    assert page.locator("#certs tbody tr[data-origin=imported]").count() == 0
+    page.get_by_role("textbox", name="Recovery code").last.fill(bob.recovery_code)
+    page.get_by_label("The file's password").fill("outlook pw")
+    page.get_by_role("button", name="Import").click()
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("is now your certificate", timeout=ENROLL_TIMEOUT_MS)
+    expect(notice).to_contain_text("does not vouch for its issuer")
+    row = page.locator("#certs tbody tr[data-origin=imported]")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "current")
+    expect(row).to_contain_text("Imported (issued by Commercial S/MIME CA)")
+    screenshot(page, "options-2-imported")

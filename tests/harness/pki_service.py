@@ -8,6 +8,7 @@ extension or a host profile needs to use it (URL, configured roots, mail server 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,105 @@ class PkiServe:
         err = self.stop()
         if kind is None and "Traceback" in err:
             raise AssertionError(f"pki serve failed:\n{err}")
+
+
+class ConfiguredPki:
+    """`autosmime pki serve`'s application (uvicorn with the service's factory, as `serve`
+    runs each worker) in a subprocess with any knobs of shared_pki/service/config.py, validating
+    by real RFC 8823 mail through carol's mailbox unless the knobs say otherwise: what a test
+    needs to make the service behave like another CA.
+
+        with ConfiguredPki(stack, tmp_path, acme_path="/v2", offer_sm2=False) as pki:
+            pki.url, pki.roots_pem, pki.acme_directory_url, pki.config
+    """
+
+    def __init__(self, stack: MailStack, data: Path, **knobs: Any) -> None:
+        self.stack = stack
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        login = f"{quoted(CA)}:{quoted(stack.users[CA])}@{stack.host}"
+        self.knobs: dict[str, Any] = {
+            "listen_port": self.port,
+            "mail_from": CA,
+            "smtp_url": f"smtp://{login}:{stack.smtp_port}",
+            "imap_url": f"imaps://{login}:{stack.imaps_port}",
+            "mail_ca_file": str(stack.ca_cert_path),
+            "dkim_required": "off",  # the loopback mail stack signs nothing with DKIM
+            **knobs,
+        }
+        self.roots_pem = b""
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def acme_directory_url(self) -> str:
+        return f"{self.url}{self.knobs.get('acme_path', '/acme')}/directory"
+
+    @property
+    def certs_url(self) -> str:
+        return f"{self.url}{self.knobs.get('certs_path', '/certs')}"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url}{self.knobs.get('tsa_path', '/tsa')}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def dkim_record(self) -> tuple[str, str]:
+        """(TXT name, TXT value) the service wrote for its DKIM key (challenge_signing=dkim)."""
+        selector = self.knobs.get("dkim_selector", "acme")
+        name, value = (self.data / "dkim" / f"{selector}.txt").read_text().strip().split(" ", 1)
+        return name, value
+
+    def database(self) -> Path:
+        return self.data / "pki.sqlite3"
+
+    def __enter__(self) -> ConfiguredPki:
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory",
+             "shared_pki.service.app:app_from_environment", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "AUTOSMIME_PKI_DATA": str(self.data),
+                 "AUTOSMIME_PKI_OVERRIDES": json.dumps(self.knobs)},
+        )  # fmt: skip
+        deadline = time.monotonic() + START_DEADLINE
+        try:
+            while not self.roots_pem:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the PKI service exited: {self.process.communicate()[1]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the PKI service did not answer")
+                try:
+                    status, body = self.get("/ca/roots.pem")
+                    if status == 200:
+                        self.roots_pem = body
+                except OSError:
+                    time.sleep(0.05)  # waiting for start-up, bounded by the deadline
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> str:
+        if self.process is None:
+            return ""
+        self.process.terminate()
+        try:
+            _out, err = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _out, err = self.process.communicate()
+        self.process = None
+        return err
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        err = self.stop()
+        if kind is None and "Traceback" in err:
+            raise AssertionError(f"the PKI service failed:\n{err}")

@@ -33,7 +33,10 @@ from shared_pki.service.storage.store import accounts, authorizations, order_aut
 
 
 def directory(acme: Acme, _request: Request, _body: bytes) -> Reply:
-    meta = DirectoryMeta(website=acme.config.public_url, external_account_required=False)
+    suites = ("intl", "sm") if acme.config.offer_sm2 else ("intl",)
+    meta = DirectoryMeta(
+        website=acme.config.public_url, external_account_required=False, smime_suites=suites
+    )
     doc = Directory(
         new_nonce=acme.url("new-nonce"),
         new_account=acme.url("new-account"),
@@ -41,10 +44,10 @@ def directory(acme: Acme, _request: Request, _body: bytes) -> Reply:
         revoke_cert=acme.url("revoke-cert"),
         key_change=acme.url("key-change"),
         meta=meta,
+        # An extension resource (clients ignore what they do not know): publish a certificate
+        # from another CA in the directory, proved by a valid authorization (publish.py).
+        publish_cert=acme.url("publish-cert"),
     ).to_json()
-    # An extension resource (clients ignore what they do not know): publish a certificate
-    # from another CA in the directory, proved by a valid authorization (acme_publish.py).
-    doc["publishCert"] = acme.url("publish-cert")
     return Reply(body=doc, headers={"Cache-Control": "public, max-age=0"})
 
 
@@ -70,6 +73,9 @@ def new_account(acme: Acme, request: Request, body: bytes) -> Reply:
         return Reply(body=acme.account_json(row), headers={"Location": acme.account_url(row.id)})
     if wanted.only_return_existing:
         raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account has this key")
+    if acme.config.require_contact and not wanted.contact:
+        # What a CA that insists on a way to reach the subscriber answers (config knob).
+        raise AcmeProblem(ProblemType.INVALID_CONTACT, "Contact information is missing")
     account_id = jws.b64url_encode(secrets.token_bytes(12))
     client = request.client.host if request.client else "unknown"
     try:

@@ -63,8 +63,10 @@ class Acme:
         self.state = state
         self.config = state.config
         self.store = state.store
-        self.base = f"{state.config.public_url}/acme"
+        self.base = f"{state.config.public_url}{state.config.acme_path}"
         self.account_prefix = f"{self.base}/account/"
+        #: config.order_processing_seconds: order id -> when it stops looking `processing`.
+        self.processing_until: dict[str, float] = {}
         self._random = random.SystemRandom()
 
     # ---- URLs -------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Decisions:
   dual pair ordered together shares one validation) and, when `reuse_valid_authorizations`
   (default on), its *valid* one. So one validated authorization serves both orders of a dual
   pair: the RSA/ECDSA order and the SM2 order for the same address; the family is chosen at
-  finalize by the CSR's key (RSA/ECDSA -> intl CA, SM2 -> sm2 CA).
+  finalize by the CSR's key (RSA/ECDSA -> intl CA, SM2 -> sm2 CA). `authorization_per_order`
+  turns all reuse off: every order gets its own authorization and challenge mail, as some other
+  RFC 8823 CAs do.
 - An authorization and its single `email-reply-00` challenge expire together, `challenge_hours`
   after creation (at most 24 h: RFC 8823 and the S/MIME BR 3.2.2.4 random-value lifetime); a
   valid authorization is reusable until then. The challenge's `token` is token-part2, its
@@ -18,8 +20,9 @@ Decisions:
   for the mail validator.
 - Challenge POST `{}` moves a pending challenge to processing and calls the validator
   (`validation`); the answer is the challenge as it is after `start` returned (a synchronous
-  validator may already have made it valid). POST-as-GET just reads it. An expired challenge is
-  failed (unauthorized) on POST.
+  validator may already have made it valid). POST-as-GET just reads it, unless
+  `challenge_post_validates_at_once` makes it start the validation too, as some servers do. An
+  expired challenge is failed (unauthorized) on POST.
 - Finalize with a refused CSR leaves the order `ready` so the client can send a better CSR.
   Only one finalize of an order issues (ready -> processing is a conditional UPDATE).
 - The certificate URL answers `application/pem-certificate-chain`: the leaf then its issuing
@@ -286,6 +289,8 @@ def _create_order(
         )
         .order_by(authorizations.c.status.desc(), authorizations.c.expires.desc())
     ).first()  # "valid" sorts after "pending": desc puts a valid one first
+    if config.authorization_per_order:
+        reuse = None  # like CAs that validate every order on its own (config knob)
     if reuse is not None:
         authz_id, authz_expires = reuse.id, reuse.expires
     else:
@@ -383,7 +388,23 @@ def get_order(acme: Acme, request: Request, body: bytes) -> Reply:
     with acme.store.transaction() as db:
         order = db.execute(select(orders).where(orders.c.id == order_id)).one()
         doc = order_json(acme, db, order)
+    if _still_processing(acme, order_id, doc):
+        return Reply(body=doc, headers={"Retry-After": "1"})
     return Reply(body=doc, headers=_retry_after(order))
+
+
+def _still_processing(acme: Acme, order_id: str, doc: dict[str, Any]) -> bool:
+    """config.order_processing_seconds: an order issued less than that long ago is shown as
+    `processing`, without its certificate (the deadline is kept per server process)."""
+    deadline = acme.processing_until.get(order_id)
+    if deadline is None:
+        return False
+    if time.time() >= deadline:
+        acme.processing_until.pop(order_id, None)
+        return False
+    doc["status"] = OrderStatus.PROCESSING.value
+    doc.pop("certificate", None)
+    return True
 
 
 def _retry_after(order: Row) -> dict[str, str] | None:
@@ -488,6 +509,8 @@ def post_challenge(acme: Acme, request: Request, body: bytes) -> Reply:
             raise malformed("answer a challenge with an empty object {}")
         if row.status == ChallengeStatus.PENDING:
             _respond(acme, row, authz)
+    elif acme.config.challenge_post_validates_at_once and row.status == ChallengeStatus.PENDING:
+        _respond(acme, row, authz)  # like servers that start validating on any POST (knob)
     with acme.store.transaction() as db:
         row = db.execute(select(challenges).where(challenges.c.id == challenge_id)).one()
     return Reply(body=challenge_json(acme, row), links=links)
@@ -556,6 +579,8 @@ def finalize(acme: Acme, request: Request, body: bytes) -> Reply:
         ) from None
     except PkiError as error:
         raise AcmeProblem(ProblemType.BAD_CSR, error.message) from None
+    if info.family == "sm2" and not acme.config.offer_sm2:
+        raise AcmeProblem(ProblemType.BAD_CSR, "this CA does not issue SM2 certificates")
     with acme.store.transaction() as db:
         claimed = db.execute(
             update(orders)
@@ -589,6 +614,9 @@ def finalize(acme: Acme, request: Request, body: bytes) -> Reply:
         )
         order = db.execute(select(orders).where(orders.c.id == order_id)).one()
         doc = order_json(acme, db, order)
+    if acme.config.order_processing_seconds > 0:
+        acme.processing_until[order_id] = time.time() + acme.config.order_processing_seconds
+        _still_processing(acme, order_id, doc)
     return Reply(body=doc, headers={"Location": acme.url("order", order_id)})
 
 

@@ -1,5 +1,6 @@
 """The ACME server's routes (RFC 8555 for `email` identifiers, RFC 8823 challenges): every
-handler module's paths under /acme/, each wrapped by the plumbing of acme.http.
+handler module's paths under config.acme_path (/acme by default, as below), each wrapped by the
+plumbing of acme.http.
 
     GET       /acme/directory
     HEAD/GET  /acme/new-nonce
@@ -21,11 +22,14 @@ from shared_pki.service.state import ServiceState
 
 def routes(state: ServiceState) -> list[Route]:
     acme = Acme(state)
+    prefix = state.config.acme_path
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
         post_only = methods == ["POST"]
         methods = ["GET", "POST"] if post_only else methods
-        return Route(f"/acme/{path}", endpoint(acme, handler, post_only=post_only), methods=methods)
+        return Route(
+            f"{prefix}/{path}", endpoint(acme, handler, post_only=post_only), methods=methods
+        )
 
     return [
         route("directory", accounts.directory, ["GET"]),

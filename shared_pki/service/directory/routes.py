@@ -172,4 +172,4 @@ def routes(state: ServiceState) -> list[Route]:
             headers=headers,
         )
 
-    return [Route("/certs/{address}", lookup)]
+    return [Route(f"{state.config.certs_path}/{{address}}", lookup)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -14,8 +15,11 @@ from shared_pki.acme import email_reply
 from shared_pki.acme.objects import EMAIL_REPLY_00, ChallengeStatus, normalize_email
 from shared_pki.net.mail import MailUrl, parse_mail_url
 from shared_pki.service.config import ServiceConfig
+from shared_pki.service.mail_validation.dkim import SigningKey, load_or_create_signing_key
 from shared_pki.service.storage.store import Store, accounts, authorizations, challenges
 
+#: Where the reply watcher files the replies it decided on (never deleted).
+PROCESSED_FOLDER = "acme-processed"
 #: Statuses in which a challenge still waits for its reply.
 OPEN_STATUSES = (ChallengeStatus.PENDING.value, ChallengeStatus.PROCESSING.value)
 
@@ -25,26 +29,49 @@ OPEN_STATUSES = (ChallengeStatus.PENDING.value, ChallengeStatus.PROCESSING.value
 
 @dataclass(frozen=True)
 class MailSettings:
-    """The mail part of ServiceConfig, parsed and checked once."""
+    """The mail part of ServiceConfig, parsed and checked once. signing: how challenge mail is
+    authenticated ("smime", "dkim" with dkim_key, or "none"); reply_to: the Reply-To of
+    challenge mail (None: replies go to mail_from); threaded: challenge mail carries its
+    Message-ID and Auto-Submitted (config challenge_headers "rfc8823", not "bare")."""
 
     mail_from: str
     smtp: MailUrl
     imap: MailUrl
     dkim_required: str  # auto, on or off (dkim.enforced decides)
     poll_seconds: float
+    signing: str = "smime"
+    dkim_key: SigningKey | None = None
+    reply_to: str | None = None
+    threaded: bool = True
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> MailSettings:
-        """MailUrlError (a ValueError) when a URL is unusable; the message hides passwords."""
+        """MailUrlError (a ValueError) when a URL is unusable; the message hides passwords.
+        With challenge_signing "dkim" the DKIM key is loaded, or made with its TXT record."""
         if not config.mail_from:
             raise ValueError("mail_from (the CA's challenge sender address) is not configured")
         ca_file = config.mail_ca_file or None
+        mail_from = normalize_email(config.mail_from)
+        dkim_key = None
+        if config.challenge_signing == "dkim":
+            path = Path(config.dkim_key_file or config.data_dir / "dkim" / config.dkim_selector)
+            dkim_key = load_or_create_signing_key(
+                path.with_suffix(".key") if not config.dkim_key_file else path,
+                domain=_domain(mail_from),
+                selector=config.dkim_selector,
+            )
         return cls(
-            mail_from=normalize_email(config.mail_from),
+            mail_from=mail_from,
             smtp=parse_mail_url(config.smtp_url, protocol="smtp", ca_file=ca_file),
             imap=parse_mail_url(config.imap_url, protocol="imap", ca_file=ca_file),
             dkim_required=config.dkim_required,
             poll_seconds=max(0.1, float(config.imap_poll_seconds)),
+            signing=config.challenge_signing,
+            dkim_key=dkim_key,
+            reply_to=normalize_email(config.challenge_reply_to)
+            if config.challenge_reply_to
+            else None,
+            threaded=config.challenge_headers != "bare",
         )
 
 
@@ -72,8 +99,11 @@ class ChallengeInfo:
     sent: float | None
     expires: float
 
-    def email_challenge(self, lifetime_hours: float) -> email_reply.EmailChallenge:
-        """The pure layer's view (needs message_id: the mail must have been claimed)."""
+    def email_challenge(
+        self, lifetime_hours: float, *, reply_to: str | None = None, threaded: bool = True
+    ) -> email_reply.EmailChallenge:
+        """The pure layer's view (needs message_id: the mail must have been claimed), with the
+        Reply-To and threading the mail settings give challenge mail."""
         if not self.message_id:
             raise ValueError(f"challenge {self.id} has no challenge mail yet")
         expires = datetime.datetime.fromtimestamp(self.expires, datetime.UTC)
@@ -87,6 +117,8 @@ class ChallengeInfo:
             account_thumbprint=self.thumbprint,
             created=expires - lifetime,
             expires=expires,
+            reply_to=reply_to,
+            threaded=threaded,
         )
 
 

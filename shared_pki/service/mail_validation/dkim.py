@@ -1,75 +1,78 @@
-"""DKIM on RFC 8823 replies (dkimpy): is the reply signed by the domain of its From address?
-
-A reply passes when one DKIM-Signature verifies and is aligned with the From domain (d= equal
-to it or a parent of it, relaxed alignment as in DMARC) and signs the whole body (no l= tag:
-with l= anyone could append a response block under someone else's signature).
-
-`dnsfunc` is dkimpy's resolver hook, `dnsfunc(name: bytes, timeout=5) -> bytes | None` for
-the TXT record at `name`; None means dkimpy's own (dnspython, the system's resolvers). Tests
-and deployments with a local zone pass their own (`ServiceState.dkim_dns`)."""
+"""The CA's DKIM signature on challenge mail (config challenge_signing = "dkim"), with dkimpy.
+Verifying DKIM (replies here, challenge mail on the host) is shared_pki.net.dkim, re-exported."""
 
 from __future__ import annotations
 
+import base64
 import functools
-import logging
-from collections.abc import Callable, Mapping
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-DnsFunc = Callable[..., bytes | None]
-#: Shortest RSA key accepted (RFC 8301: verifiers must not accept keys under 1024 bits).
-MIN_KEY_BITS = 1024
+from shared_pki.net.dkim import (
+    MIN_KEY_BITS,
+    DkimResult,
+    DnsFunc,
+    aligned,
+    verify_dkim,
+    zone_resolver,
+)
 
-log = logging.getLogger(__name__)
+#: Headers the CA's signature covers (those RFC 8823 and a reader look at).
+SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"auto-submitted",
+                  b"reply-to", b"mime-version", b"content-type")  # fmt: skip
+SIGNING_KEY_BITS = 2048
 
 
 @dataclass(frozen=True)
-class DkimResult:
-    """`valid`: an aligned full-body signature verified; `detail`: why not, for people."""
+class SigningKey:
+    """A DKIM signing identity: d= domain, s= selector, the RSA key (PKCS#1 PEM, as dkimpy
+    takes it) and the TXT record to publish at SELECTOR._domainkey.DOMAIN."""
 
-    valid: bool
-    detail: str
-    domain: str | None = None
+    domain: str
+    selector: str
+    key_pem: bytes
+
+    @property
+    def txt_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    @property
+    def txt_record(self) -> str:
+        key = serialization.load_pem_private_key(self.key_pem, None)
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(spki).decode('ascii')}"
 
 
-def aligned(signing_domain: str, from_domain: str) -> bool:
-    """d= equal to the From domain or one of its parents (never a bare TLD)."""
-    d = signing_domain.lower().rstrip(".")
-    f = from_domain.lower().rstrip(".")
-    return "." in d and (f == d or f.endswith("." + d))
+def load_or_create_signing_key(path: Path, *, domain: str, selector: str) -> SigningKey:
+    """The DKIM key in `path` (PEM), made (0600) with its TXT record beside it
+    (`<stem>.txt`: "NAME TXT-value") on first use, so that an operator can publish it."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_KEY_BITS:
+            raise ValueError(f"{path} is not an RSA key of at least {MIN_KEY_BITS} bits")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = rsa.generate_private_key(65537, SIGNING_KEY_BITS)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(_pkcs1(key))
+    found = SigningKey(domain.lower(), selector, _pkcs1(key))
+    path.with_suffix(".txt").write_text(f"{found.txt_name} {found.txt_record}\n", "utf-8")
+    return found
 
 
-def verify_dkim(message: bytes, *, from_domain: str, dnsfunc: DnsFunc | None = None) -> DkimResult:
-    """Check the DKIM signatures of a raw message (CRLF or LF) for `from_domain`."""
-    quiet = logging.getLogger(f"{__name__}.dkimpy")  # dkimpy logs every failure as ERROR
-    quiet.setLevel(logging.CRITICAL)
-    try:
-        checker = dkim.DKIM(message, logger=quiet, minkey=MIN_KEY_BITS)
-    except dkim.DKIMException as exc:
-        return DkimResult(False, f"the message cannot be parsed for DKIM: {exc}")
-    count = sum(1 for name, _value in checker.headers if name.lower() == b"dkim-signature")
-    if count == 0:
-        return DkimResult(False, "the reply has no DKIM signature")
-    reasons: list[str] = []
-    for index in range(count):
-        try:
-            ok = checker.verify(idx=index, dnsfunc=dnsfunc or dkim.dnsplug.get_txt)
-        except dkim.DKIMException as exc:
-            reasons.append(f"signature {index + 1}: {exc}")
-            continue
-        fields = getattr(checker, "signature_fields", {}) or {}
-        domain = bytes(fields.get(b"d", b"")).decode("ascii", "replace")
-        if not ok:
-            reasons.append(f"signature {index + 1} (d={domain}) does not verify")
-        elif b"l" in fields:
-            reasons.append(f"signature {index + 1} (d={domain}) signs part of the body only (l=)")
-        elif not aligned(domain, from_domain):
-            reasons.append(f"signature {index + 1} is by {domain}, not by {from_domain}")
-        else:
-            return DkimResult(True, "aligned DKIM signature verified", domain)
-    return DkimResult(
-        False, "no valid DKIM signature by the sender's domain: " + "; ".join(reasons)
+def _pkcs1(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
 
 
@@ -95,24 +98,32 @@ def enforced(mode: str, dnsfunc: DnsFunc | None) -> bool:
     return dnsfunc is not None or system_has_dns()
 
 
-def zone_resolver(records: Mapping[str, str | bytes]) -> DnsFunc:
-    """A dnsfunc answering TXT queries from a fixed zone {name: TXT}: names without the final
-    dot, case-insensitive (e.g. {"sel._domainkey.example.test": "v=DKIM1; k=rsa; p=..."})."""
-    table = {
-        k.lower().rstrip("."): v if isinstance(v, bytes) else v.encode() for k, v in records.items()
+def sign_message(message: bytes, key: SigningKey) -> bytes:
+    """message (CRLF) with a DKIM-Signature (rsa-sha256, relaxed/relaxed, whole body) first."""
+    present = {
+        line.split(b":", 1)[0].strip().lower()
+        for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        if b":" in line and not line[:1].isspace()
     }
-
-    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
-        return table.get(name.decode("ascii", "replace").lower().rstrip("."))
-
-    return lookup
+    signature = dkim.sign(
+        message,
+        key.selector.encode("ascii"),
+        key.domain.encode("ascii"),
+        key.key_pem,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[h for h in SIGNED_HEADERS if h in present],
+    )
+    return signature + message
 
 
 __all__ = [
     "DkimResult",
     "DnsFunc",
+    "SigningKey",
     "aligned",
     "enforced",
+    "load_or_create_signing_key",
+    "sign_message",
     "system_has_dns",
     "verify_dkim",
     "zone_resolver",

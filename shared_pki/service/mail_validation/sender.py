@@ -7,9 +7,14 @@
   challenge mail on a worker thread: From the challenge's `from`, To the address, Subject
   `ACME: <token-part1>`, a fresh Message-ID stored in challenges.message_id, Auto-Submitted
   `auto-generated; type=acme`, Date, a human explanation, S/MIME-signed with the CA's mail
-  identity, submitted with AUTH to config.smtp_url; `sent` records when.
+  identity, submitted with AUTH to config.smtp_url; `sent` records when. Like other CAs it can
+  instead DKIM-sign it for mail_from's domain or not sign it (challenge_signing), give it a
+  Reply-To (challenge_reply_to), and leave out Message-ID, Auto-Submitted and Date
+  (challenge_headers = "bare"; the Message-ID is still stored, as the claim).
 - `start(state, id)` (the client POSTed: the challenge is `processing`) sends the mail if no
   process has yet, and wakes this process's reply watcher so the answer is recorded at once.
+  With challenge_post_validates_at_once a challenge whose reply is not in the CA mailbox yet
+  fails right there, as at servers that validate once, when POSTed.
 
 Sending is claimed in the database (message_id set where it is NULL), so of several processes
 and repeated calls exactly one mails a challenge. The reply side is watcher.ReplyWatcher.
@@ -18,6 +23,7 @@ and repeated calls exactly one mails a challenge. The reply side is watcher.Repl
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import logging
 import smtplib
@@ -28,6 +34,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 
+from imapclient.exceptions import IMAPClientError
 from sqlalchemy import update
 
 from shared_pki import smime
@@ -35,13 +42,16 @@ from shared_pki.acme import email_reply
 from shared_pki.acme.objects import EMAIL_REPLY_00
 from shared_pki.acme.problems import AcmeProblem, ProblemType
 from shared_pki.keys import Credential
-from shared_pki.net.mail import MailConnectionError, open_smtp
+from shared_pki.net.mail import MailConnectionError, open_imap, open_smtp
 from shared_pki.service.acme import transitions as acme_state
 from shared_pki.service.mail_validation.challenges import (
+    PROCESSED_FOLDER,
     ChallengeInfo,
     MailSettings,
     claim_challenge_mail,
+    load_challenge,
 )
+from shared_pki.service.mail_validation.dkim import sign_message as dkim_sign
 from shared_pki.service.state import ServiceState
 from shared_pki.service.storage.store import challenges
 
@@ -57,9 +67,10 @@ SEND_RETRY_SECONDS = 2.0
 
 
 def build_challenge_message(
-    challenge: email_reply.EmailChallenge, *, date: datetime.datetime
+    challenge: email_reply.EmailChallenge, *, date: datetime.datetime | None
 ) -> bytes:
-    """The unsigned challenge mail (CRLF): RFC 8823 headers, Date, a text/plain explanation."""
+    """The unsigned challenge mail (CRLF): RFC 8823 headers, Date (unless None), a text/plain
+    explanation."""
     message = EmailMessage(policy=SMTP_POLICY)
     for name, value in email_reply.build_challenge_headers(challenge, date=date).items():
         message[name] = value
@@ -76,6 +87,16 @@ def sign_challenge_message(message: bytes, hierarchy: Any) -> bytes:
     identity = hierarchy.mail_identity
     credential = Credential(identity.key, identity.certificate, tuple(hierarchy.chain("intl")))
     return smime.sign_message(message, credential)
+
+
+def authenticate(message: bytes, settings: MailSettings, hierarchy: Any) -> bytes:
+    """The challenge mail as sent: S/MIME-signed, DKIM-signed or as it is (settings.signing)."""
+    if settings.signing == "smime":
+        return sign_challenge_message(message, hierarchy)
+    if settings.signing == "dkim":
+        assert settings.dkim_key is not None
+        return dkim_sign(message, settings.dkim_key)
+    return message
 
 
 class MailValidator:
@@ -114,13 +135,47 @@ class MailValidator:
 
     def start(self, state: ServiceState, challenge_id: str) -> concurrent.futures.Future:
         """The client POSTed the challenge: make sure its mail went out, and let the watcher
-        re-check replies that waited for this POST."""
+        re-check replies that waited for this POST. With challenge_post_validates_at_once, a
+        challenge whose reply is not in the CA mailbox yet fails here and now."""
+        if state.config.challenge_post_validates_at_once:
+            self._fail_without_reply(state, challenge_id)
         for listener in list(self.listeners):
             try:
                 listener(challenge_id)
             except Exception:  # a listener must not break the POST
                 log.exception("challenge listener failed")
         return self._pool.submit(self.send, state, challenge_id)
+
+    def _fail_without_reply(self, state: ServiceState, challenge_id: str) -> None:
+        """Fail the challenge unless a mail whose Subject holds its token-part1 is in the CA
+        mailbox (INBOX, then the folder the watcher files replies in: a MOVE between the two
+        searches cannot hide it)."""
+        with state.store.transaction() as db:
+            info = load_challenge(db, challenge_id=challenge_id)
+        if info is None:
+            return
+        try:
+            client = open_imap(self.settings.imap)
+            try:
+                found = False
+                for folder in (self.settings.imap.mailbox, PROCESSED_FOLDER):
+                    if found or not client.folder_exists(folder):
+                        continue
+                    client.select_folder(folder, readonly=True)
+                    found = bool(client.search(["SUBJECT", info.token_part1]))
+            finally:
+                with contextlib.suppress(Exception):
+                    client.logout()
+        except (MailConnectionError, OSError, IMAPClientError) as exc:
+            log.warning("challenge %s: the CA mailbox could not be searched: %s", info.id, exc)
+            found = False
+        if not found:
+            self._fail(
+                state,
+                info,
+                ProblemType.INCORRECT_RESPONSE,
+                "the challenge was POSTed before its reply reached the CA mailbox",
+            )
 
     def close(self) -> None:
         """Stop taking work; mails in flight finish, retries waiting are abandoned."""
@@ -142,7 +197,8 @@ class MailValidator:
             self._fail(state, info, ProblemType.UNAUTHORIZED, "the challenge expired unsent")
             return False
         hierarchy = state.hierarchy
-        if hierarchy.mail_address.lower() != info.from_address.lower():
+        other_sender = hierarchy.mail_address.lower() != info.from_address.lower()
+        if settings.signing == "smime" and other_sender:
             log.warning(
                 "challenge %s: From %s differs from the CA mail identity's %s; S/MIME "
                 "verifiers will flag the signature",
@@ -151,9 +207,15 @@ class MailValidator:
                 hierarchy.mail_address,
             )
         try:
-            challenge = info.email_challenge(state.config.challenge_hours)
-            unsigned = build_challenge_message(challenge, date=_utc(now))
-            signed = sign_challenge_message(unsigned, hierarchy)
+            challenge = info.email_challenge(
+                state.config.challenge_hours,
+                reply_to=settings.reply_to,
+                threaded=settings.threaded,
+            )
+            unsigned = build_challenge_message(
+                challenge, date=_utc(now) if settings.threaded else None
+            )
+            signed = authenticate(unsigned, settings, hierarchy)
         except Exception:
             # Claimed but unsendable: fail it now rather than leave it open until it expires.
             log.exception("challenge %s: building the challenge mail failed", info.id)

@@ -45,24 +45,24 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from shared_pki.acme import email_reply
-from shared_pki.acme.objects import ChallengeStatus
+from shared_pki.acme.objects import ChallengeStatus, normalize_email
 from shared_pki.acme.problems import AcmeProblem, ProblemType
+from shared_pki.net.dkim import verify_dkim
 from shared_pki.net.mail import MailConnectionError, open_imap
 from shared_pki.service.acme import transitions as acme_state
 from shared_pki.service.mail_validation.challenges import (
     OPEN_STATUSES,
+    PROCESSED_FOLDER,
     MailSettings,
     expired_open_challenges,
     load_challenge,
 )
 from shared_pki.service.mail_validation.dkim import enforced as dkim_enforced
-from shared_pki.service.mail_validation.dkim import verify_dkim
 from shared_pki.service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
 KEYWORD = "$AcmeChecked"
-PROCESSED_FOLDER = "acme-processed"
 #: Larger messages are not ACME replies (a reply is a few kB; a signed one some more).
 MAX_REPLY_BYTES = 1024 * 1024
 #: IDLE is renewed this often (RFC 2177: servers may drop it after 30 minutes).
@@ -160,7 +160,12 @@ def judge_reply(state: ServiceState, raw: bytes, *, now: float) -> Judgement:
         return ignore(f"the challenge is already {info.status}", info.id)
     if not info.message_id:
         return ignore("the challenge mail was never sent", info.id)
-    challenge = info.email_challenge(state.config.challenge_hours)
+    config = state.config
+    challenge = info.email_challenge(
+        config.challenge_hours,
+        reply_to=normalize_email(config.challenge_reply_to) if config.challenge_reply_to else None,
+        threaded=config.challenge_headers != "bare",
+    )
     when = datetime.datetime.fromtimestamp(now, datetime.UTC)
     problem = email_reply.check_reply(message, reply_text(message), challenge=challenge, now=when)
     if problem is None and dkim_enforced(state.config.dkim_required, state.dkim_dns):

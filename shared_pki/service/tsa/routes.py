@@ -77,4 +77,4 @@ def routes(state: ServiceState) -> list[Route]:
             reply = await run_in_threadpool(sign, body)
         return Response(reply, media_type=REPLY)
 
-    return [Route("/tsa", timestamp, methods=["POST"])]
+    return [Route(config.tsa_path, timestamp, methods=["POST"])]

@@ -608,3 +608,36 @@ def test_a_desktop_install_without_the_server_extra_sends_and_opens(
     view = opened.json()
     assert view["security"]["verified"] and view["security"]["decrypted"]
     assert "From a desktop install." in view["text"]
+
+
+def test_import_brings_an_identity_from_another_program(
+    world: PkiWorld, mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """`autosmime import FILE`: a PKCS#12 from elsewhere becomes the key in use, backed up."""
+    from native_host.domain import backups
+    from shared_pki import pkcs12 as ours
+
+    client = mail_stack.imap_client(ALICE)
+    try:  # her first backup: the import makes the recovery code
+        if client.folder_exists(backups.FOLDER):
+            client.delete_folder(backups.FOLDER)
+    finally:
+        client.logout()
+    alice = set_up_device(
+        Device(ALICE, tmp_path / "importer"), world, mail_stack, roots_file(world, tmp_path)
+    )
+    person = world.issue(ALICE, "rsa", publish=False)
+    p12 = tmp_path / "from-outlook.p12"
+    entry = ours.Pkcs12Entry(person.key, person.certificate, person.chain)  # type: ignore[arg-type]
+    p12.write_bytes(ours.build_pfx([entry], "outlook-pw", flavour="legacy"))
+    done = alice.run("--json", "import", str(p12), "--password-env", "P12", P12="outlook-pw")
+    assert done.code == 0, done.stderr
+    result = done.json()
+    assert result["trusted"] and result["recoveryCode"] and not result["published"]
+    keys = {k["keyId"]: k for k in alice.run("--json", "certs", "list").json()["keys"]}
+    assert keys[result["keyId"]]["origin"] == "imported"
+    assert keys[result["keyId"]]["status"] == "current"
+    assert keys[result["replaced"]]["status"] == "superseded"  # the key it took over from
+    wrong = alice.run("import", str(p12), stdin="not-the-password\n")
+    line = one_line_failure(wrong, "import", "bad_params")
+    assert "password does not open" in line

@@ -340,7 +340,7 @@ def test_alice_enrolls_automatically_with_both_suites(
         held = keystore.current(ALICE, suite)
         assert held is not None and held.key_id == result.key_ids[suite]
         assert held.certificate.dump() == result.certificates[suite]
-    assert {r.key_type for r in records} == {"ec-secp256r1", "sm2"}
+    assert {r.key_type for r in records} == {"rsa3072", "sm2"}  # RSA: every client reads it
 
     # The recovery code: shown once, not kept (the person did not allow it), not mailed.
     code = result.recovery_code
@@ -752,10 +752,10 @@ def test_an_existing_backup_needs_its_code_and_the_new_backup_carries_its_keys(
     assert other.keystore.records() == []
     assert enr.unfinished(other.profile, ALICE) is None
     second = other.enrollment().enroll(
-        ALICE, recovery_code=first.recovery_code, intl_key="rsa-3072"
+        ALICE, recovery_code=first.recovery_code, intl_key="ecdsa-p256"
     )
     assert second.recovery_code is None
-    assert {r.key_type for r in other.keystore.records(ALICE)} == {"rsa3072", "sm2"}
+    assert {r.key_type for r in other.keystore.records(ALICE)} == {"ec-secp256r1", "sm2"}
     newest = backup_messages(mail_stack)[-1][1]
     held = {k.key_id: k.status for k in backup.read_backup(newest, first.recovery_code)}
     assert held == {
