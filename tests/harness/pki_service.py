@@ -27,6 +27,25 @@ START_DEADLINE = 30.0
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
 
 
+#: The loopback test stack enrolls the same few addresses from one client address dozens of
+#: times an hour, from fresh accounts: the abuse limits that count per mail address and per
+#: client address are lifted for it (tests/shared_pki/service/test_abuse_limits.py is where
+#: they are tested), and it signs nothing with DKIM.
+TEST_STACK_KNOBS: dict[str, Any] = {
+    "challenge_mails_per_address_per_hour": 0,
+    "challenge_mails_per_address_per_day": 0,
+    "new_accounts_per_ip_per_hour": 0,
+    "dkim_required": "off",
+}
+
+
+def write_test_stack_config(data: Path) -> None:
+    """pki.toml in data with TEST_STACK_KNOBS (for `autosmime pki serve --data data`)."""
+    data.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in TEST_STACK_KNOBS.items()]
+    (data / "pki.toml").write_text("\n".join(lines) + "\n")
+
+
 def quoted(text: str) -> str:
     """A user name or password as it goes into an imaps:// or smtp:// URL."""
     return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
@@ -78,16 +97,14 @@ class PkiServe:
         }
 
     def __enter__(self) -> PkiServe:
-        self.data.mkdir(parents=True, exist_ok=True)
+        write_test_stack_config(self.data)
         login = f"{quoted(CA)}:{quoted(self.stack.users[CA])}@{self.stack.host}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(self.data),
              "--listen", f"127.0.0.1:{self.port}", "--mail-from", CA,
              "--smtp", f"smtp://{login}:{self.stack.smtp_port}",
              "--imap", f"imaps://{login}:{self.stack.imaps_port}",
-             "--mail-ca-file", str(self.stack.ca_cert_path),
-             # The loopback mail stack signs nothing with DKIM (and example.test has no DNS).
-             "--dkim", "off"],
+             "--mail-ca-file", str(self.stack.ca_cert_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -154,7 +171,7 @@ class ConfiguredPki:
             "smtp_url": f"smtp://{login}:{stack.smtp_port}",
             "imap_url": f"imaps://{login}:{stack.imaps_port}",
             "mail_ca_file": str(stack.ca_cert_path),
-            "dkim_required": "off",  # the loopback mail stack signs nothing with DKIM
+            **TEST_STACK_KNOBS,
             **knobs,
         }
         self.roots_pem = b""

@@ -321,8 +321,10 @@ def _login(user: str, password: str) -> str:
 def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The PKI service as an operator runs it, validating addresses by mail through carol."""
     from harness.mail import free_port
+    from harness.pki_service import write_test_stack_config
 
     data = tmp_path_factory.mktemp("pki-serve")
+    write_test_stack_config(data)  # the loopback stack: limits per address lifted, no DKIM
     port = free_port()
     login = f"{_login(CA, mail_stack.users[CA])}@{mail_stack.host}"
     process = subprocess.Popen(
@@ -330,8 +332,7 @@ def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -
          "--listen", f"127.0.0.1:{port}", "--mail-from", CA,
          "--smtp", f"smtp://{login}:{mail_stack.smtp_port}",
          "--imap", f"imaps://{login}:{mail_stack.imaps_port}",
-         "--mail-ca-file", str(mail_stack.ca_cert_path),
-         "--dkim", "off"],  # the loopback mail stack signs nothing with DKIM
+         "--mail-ca-file", str(mail_stack.ca_cert_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
