@@ -27,6 +27,13 @@ export const DEAD_EDITOR_MS = 10 * 60_000; // the text of an interfered editor, 
 const MAX_DRAFT_CHARS = 5_000_000;
 const BODY_TIMEOUT_MS = 15_000;
 const MAX_REMEMBERED = 200; // opened messages a reply can take its subject from, per worker
+/**
+ * How long a recipient list must have been on screen in the secure editor before a Send counts as
+ * sending to it. The page can add a hidden recipient a moment before the person clicks, and the
+ * editor would show it too late to be seen; such a Send stops and the list is shown as changed.
+ * A second Send of the list shown with that stop goes at once (the person was told to check it).
+ */
+export const RECIPIENTS_SETTLE_MS = 3_000;
 
 /** The sentence a viewer shows when the webmail gave no message (never the page's own words). */
 export const NO_MESSAGE = 'The webmail did not give this message to the extension.';
@@ -136,11 +143,12 @@ export class SecureFrames {
    * @param {{sendMessage: Function}} tabs chrome.tabs (to tell a content script)
    * @param {{request: Function}} nativePort
    */
-  constructor(runtime, tabs, nativePort, { timers = globalThis } = {}) {
+  constructor(runtime, tabs, nativePort, { timers = globalThis, now = () => Date.now() } = {}) {
     this.runtime = runtime;
     this.tabs = tabs;
     this.nativePort = nativePort;
     this.timers = timers;
+    this.now = now;
     this.base = runtime.getURL('');
     this.registrations = new Map();
     this.opened = new Map(); // `${tabId} ${messageRef}` -> rememberedOf(view), newest last
@@ -228,6 +236,7 @@ export class SecureFrames {
       registration.replyTo = messageRef(message.replyTo);
       registration.recipients = { version: 0, list: recipientList({}) };
       registration.shown = null;
+      registration.confirmed = null; // the version of a list shown with a stopped Send
       registration.sending = false;
     } else {
       registration.messageRef = messageRef(message.messageRef);
@@ -294,9 +303,18 @@ export class SecureFrames {
       // The webmail's list is not the one the person saw in the secure editor: show it there and
       // send only on a second Send.
       this.updateRecipients(registration, wanted);
+      registration.confirmed = registration.recipients.version;
       const message = 'Not sent: the recipients changed. Check them here, then press Send again.';
       this.post(registration, { type: 'failed', message });
       return failure('recipients_changed', 'Not sent: the recipients changed. Check them in the secure editor, then press Send again.');
+    }
+    const onScreen = this.now() - registration.shown.at;
+    if (onScreen < RECIPIENTS_SETTLE_MS && registration.confirmed !== registration.shown.version) {
+      // Shown, but only just: a list that changed a moment before the click was not seen.
+      registration.confirmed = registration.shown.version;
+      const message = 'Not sent: the recipients changed just now. Check them here, then press Send again.';
+      this.post(registration, { type: 'failed', message });
+      return failure('recipients_changed', 'Not sent: the recipients changed just now. Check them in the secure editor, then press Send again.');
     }
     const recipients = registration.shown.list;
     const encrypt = registration.mode === 'encrypt';
@@ -418,7 +436,7 @@ export class SecureFrames {
       if (type === 'draft' && typeof message.text === 'string') {
         registration.draft = message.text.slice(0, MAX_DRAFT_CHARS);
       } else if (type === 'shown' && message.version === registration.recipients.version) {
-        registration.shown = { version: message.version, list: registration.recipients.list };
+        registration.shown = { version: message.version, list: registration.recipients.list, at: this.now() };
       } else if (type === 'body' && registration.collect?.id === message.id) {
         const collect = registration.collect;
         registration.collect = null;

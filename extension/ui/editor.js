@@ -3,6 +3,7 @@
 // message will be encrypted and exactly who gets it; the worker sends what this frame holds, to
 // the recipients it showed, in the mode the extension holds (frame_channel.js,
 // background/secure_frames.js). The webmail page and the content script never see the body.
+import { RECIPIENTS_SETTLE_MS } from '../background/secure_frames.js';
 import { connectSecureFrame } from './frame_channel.js';
 
 const body = document.getElementById('body');
@@ -26,6 +27,7 @@ function showReply() {
 const attachments = [];
 let shownOnce = false;
 let draftTimer = null;
+let settleTimer = null;
 
 function say(text, state = 'info') {
   status.textContent = text;
@@ -66,6 +68,11 @@ function showRecipients({ to = [], cc = [], bcc = [] }) {
   recipientsBox.replaceChildren(...lines);
   if (shownOnce) recipientsBox.setAttribute('data-changed', 'true');
   shownOnce = true;
+  // A list counts as seen once it has been on screen this long (the worker holds the same rule):
+  // until then it is marked, and a Send stops once to show it.
+  recipientsBox.setAttribute('data-settled', 'false');
+  clearTimeout(settleTimer);
+  settleTimer = setTimeout(() => recipientsBox.setAttribute('data-settled', 'true'), RECIPIENTS_SETTLE_MS);
 }
 
 function showAttachments() {

@@ -10,8 +10,22 @@ export const UNPROTECTED = 'Not protected against alteration: encrypted with a c
   + 'not detect changes (CBC) and not validly signed, so anyone on the way could have changed it. '
   + 'Shown as plain text only.';
 
+// A signature vouches for the message only when it holds AND its signer is the sender the
+// message names: a missing or unknown fromMatches is never taken for a match.
 function validSignature(s) {
-  return Boolean(s?.valid) && s.chainValid !== false && s.fromMatches !== false;
+  return Boolean(s?.valid) && s.chainValid !== false && s.fromMatches === true;
+}
+
+/** The sender decision in words: the host's reason, else what the viewer can say itself. */
+function senderWords(s, who) {
+  if (typeof s.fromReason === 'string' && s.fromReason) return s.fromReason;
+  return `Signed by ${who}, but nothing shows that the message is from ${who}.`;
+}
+
+// Only the sender is wrong (every problem the host named is a from_ code): the signature holds.
+function onlySenderWrong(s) {
+  const codes = s.codes ?? [];
+  return s.chainValid !== false && codes.every((code) => code.startsWith('from_')) && (s.valid || codes.length > 0);
 }
 
 /**
@@ -79,6 +93,19 @@ export function headerWarnings(view) {
     .map((w) => ({ severity: w.severity === 'warning' ? 'warning' : 'notice', message: w.message }));
 }
 
+/**
+ * Revocation of a signer in words: checked and not revoked; revoked after the trusted time (the
+ * signature stands as of that time); or "Revocation not checked" and why. A signature revoked
+ * before its trusted time is already NOT valid, with the revocation among its reasons.
+ */
+export function revocationWords(revocation) {
+  if (!revocation) return 'Revocation not checked.';
+  if (revocation.status === 'good') return 'Not revoked (the CRL was checked).';
+  if (revocation.status === 'revoked') return revocation.validAsOf ? revocation.summary : null;
+  const summary = revocation.summary ?? '';
+  return summary.startsWith('Revocation not checked') ? summary : `Revocation not checked. ${summary}`.trim();
+}
+
 /** {state: valid|invalid|unsigned|unprotected, parts: [sentences]} for the status line. */
 export function describeSecurity(security) {
   const parts = [];
@@ -96,11 +123,17 @@ export function describeSecurity(security) {
     const who = s.signer ?? s.signerSubject ?? 'an unknown signer';
     if (validSignature(s)) {
       parts.push(`Signed by ${who}: valid.`);
+    } else if (s.fromMatches !== true && onlySenderWrong(s)) {
+      state = 'invalid';
+      parts.push(senderWords(s, who));
     } else {
       state = 'invalid';
       const why = (s.reasons ?? []).join('; ') || s.summary || 'the signature does not verify';
       parts.push(`Signed by ${who}: NOT valid (${why}).`);
+      if (s.fromMatches !== true && !(s.reasons ?? []).includes(s.fromReason)) parts.push(senderWords(s, who));
     }
+    const revocation = revocationWords(s.revocation);
+    if (revocation) parts.push(revocation);
     const stamp = s.timestamp;
     if (stamp?.valid && stamp.trustedTime) {
       parts.push(`Trusted timestamp: ${when(stamp.trustedTime)}${stamp.tsa ? ` by ${stamp.tsa}` : ''}.`);

@@ -18,6 +18,7 @@ from harness.gmail_story import (
     THREAD_ID,
     open_browser,
     page_text_everywhere,
+    recipients_seen,
     wait_for_inbox,
 )
 from harness.people import b64
@@ -244,6 +245,7 @@ def test_bob_replies_encrypted_from_gmails_inline_reply(
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(reply_text)
         # Gmail's shortcut from inside the secure editor (the first story clicks Send).
+        recipients_seen(editor)
         editor.locator("#body").press("Control+Enter")
         sent = page.locator("autosmime-status span[data-notice=sent]")
         expect(sent).to_have_text("autosmime: Message sent, signed and encrypted.", timeout=60_000)

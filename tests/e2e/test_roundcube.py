@@ -23,6 +23,7 @@ from harness.gmail_story import (
     SECURE_VIEWER,
     inbox_uid,
     mailbox_bytes,
+    recipients_seen,
     wait_for_inbox,
     with_subject,
 )
@@ -91,6 +92,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         assert SUBJECT in compose_view  # the look-everywhere helper does see the page's fields
         assert SECRET not in compose_view and "figure-9c1e" not in compose_view
 
+        recipients_seen(editor)
         page.locator(".formbuttons button.send").click()
         raw = wait_for_inbox(mail_stack, "bob@example.test", SUBJECT, timeout=60)
         assert SECRET.encode() not in raw and b"application/pkcs7-mime" in raw

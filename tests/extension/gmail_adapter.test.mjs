@@ -82,11 +82,12 @@ test('the status line says encrypted with what, signed by whom, valid or why not
   const ok = describeSecurity({
     encrypted: true, decrypted: true, cipher: 'aes256-gcm', suite: 'intl', signed: true,
     signatures: [{ valid: true, signer: 'alice@example.test', chainValid: true, fromMatches: true,
+      revocation: { status: 'good', summary: "'alice@example.test' is not revoked." },
       timestamp: { valid: true, trustedTime: '2026-11-28T10:00:00Z', tsa: 'Test TSA' } }],
   });
   assert.equal(ok.state, 'valid');
   assert.deepEqual(ok.parts, ['Encrypted with aes256-gcm (intl).', 'Signed by alice@example.test: valid.',
-    'Trusted timestamp: 2026-11-28 10:00:00 UTC by Test TSA.']);
+    'Not revoked (the CRL was checked).', 'Trusted timestamp: 2026-11-28 10:00:00 UTC by Test TSA.']);
   const bad = describeSecurity({ encrypted: false, signatures: [{ valid: false, signer: 'mallory@x.test', reasons: ['content was altered'] }] });
   assert.equal(bad.state, 'invalid');
   assert.match(bad.parts.join(' '), /NOT valid \(content was altered\)/);
@@ -106,7 +107,7 @@ test('encrypted content nobody vouches for (CBC, no valid signature) is labelled
   assert.equal(isUnprotected(badSignature), true);
   assert.equal(describeSecurity(badSignature).state, 'invalid');
   // a valid signature vouches for the content; GCM detects alteration by itself
-  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test' }] };
+  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test', fromMatches: true }] };
   assert.equal(isUnprotected(signed), false);
   assert.equal(renderPlan({ ...view, security: signed }).as, 'html');
   assert.equal(isUnprotected({ ...cbc, cipher: 'aes256_gcm', authenticatedCipher: true }), false);

@@ -156,6 +156,13 @@ def open_browser(playwright: Any, person: Any, gmail: Any) -> Any:
     return playwright.chromium.launch_persistent_context(**launch_options(person.browser, args))
 
 
+def recipients_seen(editor: Any) -> None:
+    """Waits until the secure editor's recipient list has been on screen long enough to count as
+    seen (extension/background/secure_frames.js, RECIPIENTS_SETTLE_MS), as a person's Send comes:
+    a Send a moment after the list changed stops once to show it (the hidden-recipient defense)."""
+    expect(editor.locator("#recipients")).to_have_attribute("data-settled", "true", timeout=30_000)
+
+
 def open_compose(page: Any, gmail: Any, to: str) -> tuple[Any, Any]:
     """A new Gmail compose window to `to`: our controls in it and the secure editor's frame
     (which exists once Sign or Encrypt is pressed)."""
