@@ -12,7 +12,10 @@ it. Anything else is a bug and becomes `internal` (logged without payloads)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+from pathlib import Path
 
 from shared_pki.errors import PkiError
 
@@ -61,6 +64,47 @@ class KeyringUnavailable(NotConfigured):
     advice = " Check that the keyring is unlocked, or choose a backend with PYTHON_KEYRING_BACKEND."
 
 
+class StorageFailed(HostError):
+    """A file of the profile could not be written (a read-only folder, a full disk, no
+    permission). Nothing was half-written: every write of the host is atomic
+    (infrastructure.profile.write_private), and the message names the folder and what to do."""
+
+    code = "storage_failed"
+    protocol_code = "storage_failed"
+
+    def __init__(self, path: Path, error: OSError, note: str = "") -> None:
+        self.path = Path(path)
+        self.error = error
+        self.errno = error.errno
+        super().__init__(" ".join(filter(None, (storage_sentence(self.path, error), note))))
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: OSErrors that mean "this file system will not take what we write" (as_host_error's net).
+STORAGE_ERRNOS = frozenset({*_FULL, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_sentence(path: Path, error: OSError) -> str:
+    """Why a file could not be written, and what to do, in words."""
+    folder = path if path.is_dir() else path.parent
+    if error.errno in _FULL:
+        why = "the disk is full"
+        step = "Free some space on that disk, then run it again."
+    elif error.errno == errno.EROFS:
+        why = "the folder is on a read-only file system"
+        step = "Make it writable, or choose another profile folder with --profile."
+    elif error.errno in (errno.EACCES, errno.EPERM):
+        why = "this user may not write there"
+        step = "Give yourself write permission on it, or choose another folder with --profile."
+    else:
+        why = error.strerror or str(error)
+        step = "Check the disk, then run it again."
+    return (
+        f"autosmime could not write to its profile folder {folder}: {why}. Nothing was "
+        f"half-written or lost. {step}"
+    )
+
+
 def as_host_error(error: BaseException) -> HostError | None:
     """error in protocol terms: itself when it is a HostError, the libraries' typed errors
     translated, None for anything else (a bug). A library that was never imported cannot have
@@ -74,6 +118,12 @@ def as_host_error(error: BaseException) -> HostError | None:
         return NeedsRecoveryCode(_text(error))
     if isinstance(error, PkiError):
         return OpFailed(_text(error))
+    if (
+        isinstance(error, OSError)
+        and error.errno in STORAGE_ERRNOS
+        and isinstance(error.filename, str | bytes)
+    ):  # a write the host does not wrap itself: still words, naming the file
+        return StorageFailed(Path(os.fsdecode(error.filename)), error)
     keyring_errors = sys.modules.get("keyring.errors")
     if keyring_errors is not None and isinstance(error, keyring_errors.KeyringError):
         return KeyringUnavailable(_text(error))

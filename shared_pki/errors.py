@@ -4,13 +4,36 @@ bytes raises MalformedInput, never IndexError or ValueError)."""
 
 from __future__ import annotations
 
+import re
+
+# asn1crypto's parse errors name its classes and add one "while parsing ..." line per level.
+_PARSING = re.compile(r"^\s*while parsing (?:asn1crypto\.)?(?:\w+\.)*(\w+)\s*$")
+_ASN1_CLASS = re.compile(r"\basn1crypto\.(?:\w+\.)*(\w+)")
+
+
+def one_line(text: str) -> str:
+    """An error text as one short line: asn1crypto's "while parsing X" context lines become
+    "(in X)" for the innermost structure, its module paths are dropped, whitespace collapses."""
+    lines = str(text).splitlines() or [""]
+    kept, inside = [], []
+    for line in lines:
+        parsing = _PARSING.match(line)
+        if parsing:
+            inside.append(parsing.group(1))
+        elif line.strip():
+            kept.append(line.strip())
+    joined = " ".join(_ASN1_CLASS.sub(r"\1", " ".join(kept)).split())
+    return f"{joined} (in {inside[0]})" if inside else joined
+
 
 class PkiError(Exception):
-    """Base of every shared_pki error; `code` is stable, the message is for people."""
+    """Base of every shared_pki error; `code` is stable, the message is for people, always one
+    line (a parser's multi-line context is folded by one_line)."""
 
     code = "pki_error"
 
     def __init__(self, message: str) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
 

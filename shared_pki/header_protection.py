@@ -28,6 +28,7 @@ import email.errors
 import email.header
 import email.policy
 import email.utils
+import html
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -49,9 +50,11 @@ __all__ = [
     "Policy",
     "ProtectedPayload",
     "ReadHeaders",
+    "add_legacy_display",
     "hcp_baseline",
     "hcp_no_confidentiality",
     "hide_legacy_display",
+    "hp_of",
     "protect",
     "read",
 ]
@@ -475,6 +478,16 @@ def read(
     )
 
 
+def hp_of(payload: bytes) -> str | None:
+    """The kind of header protection a Cryptographic Payload claims ("clear" or "cipher"), or
+    None: read from its Content-Type alone, without parsing the body (cheap on big messages).
+    MalformedInput for bytes that are not MIME."""
+    _, entity = mime.split_headers(payload)
+    hp = _content_param(entity, "hp")
+    hp = hp.strip().lower() if hp is not None else None
+    return hp if hp in (HP_CLEAR, HP_CIPHER) else None
+
+
 def _compare(
     inner: list[HeaderField],
     outer: tuple[HeaderField, ...],
@@ -570,6 +583,63 @@ def _content_param(entity: bytes, name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- legacy display
+
+
+def add_legacy_display(entity: bytes, fields: mime.HeaderInput) -> bytes:
+    """The entity with a Legacy Display Element of `fields` (the user-facing fields the outside
+    no longer shows, e.g. the Subject that became "[...]") at the top of every main body part,
+    each marked hp-legacy-display="1" (RFC 9788 section 2.1.2): a client that knows nothing of
+    header protection then shows the real Subject as the first line of the text; one that does
+    hides it (hide_legacy_display). text/plain gets "Name: value" lines and a blank line,
+    text/html a div of class header-protection-legacy-display. Give the entity mime.build_entity
+    made (no header fields of its own), before protect(); parts that are attachments are left
+    alone. Returns the entity unchanged when there are no fields or no main body part."""
+    pairs = [(name, _decode(value)) for name, value in _header_pairs(fields)]
+    if not pairs:
+        return entity
+    for name, value in pairs:
+        if "\n" in value or "\r" in value:
+            raise MalformedInput(f"The {name} field has a line break.")
+    try:
+        message = email.message_from_bytes(entity, policy=email.policy.compat32)
+    except (ValueError, TypeError, IndexError) as error:  # pragma: no cover - the parser is lenient
+        raise MalformedInput(f"The entity is not MIME: {error}") from None
+    changed = 0
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_type() not in ("text/plain", "text/html"):
+            continue
+        disposition = (part.get("Content-Disposition") or "").strip().lower()
+        if disposition.startswith("attachment") or part.get_filename() is not None:
+            continue
+        raw = part.get_payload(decode=True) or b""
+        try:
+            text = raw.decode(part.get_content_charset() or "us-ascii")
+        except (LookupError, UnicodeDecodeError):
+            raise MalformedInput("A body part is not in a charset that can be read.") from None
+        text = text.replace("\r\n", "\n")
+        if part.get_content_type() == "text/plain":
+            shown = "".join(f"{name}: {value}\n" for name, value in pairs) + "\n" + text
+        else:
+            shown = _html_with_legacy_display(text, pairs)
+        del part["Content-Transfer-Encoding"]
+        part["Content-Transfer-Encoding"] = "base64"
+        part.set_param("charset", "utf-8")
+        part.set_param("hp-legacy-display", "1")
+        part.set_payload(base64.encodebytes(shown.encode("utf-8")).decode("ascii"))
+        changed += 1
+    if not changed:
+        return entity
+    return mime.canonicalize(message.as_bytes(policy=email.policy.SMTP))
+
+
+def _html_with_legacy_display(text: str, pairs: list[tuple[str, str]]) -> str:
+    """The HTML with the element right after <body> (or at the very start without one)."""
+    lines = "\n".join(html.escape(f"{name}: {value}", quote=False) for name, value in pairs)
+    element = f'<div class="{LEGACY_DISPLAY_CLASS}"><pre>{lines}</pre></div>\n'
+    body = re.search(r"<body\b[^>]*>", text, re.IGNORECASE)
+    if body is None:
+        return element + text
+    return text[: body.end()] + element + text[body.end() :]
 
 
 def hide_legacy_display(entity: bytes) -> tuple[bytes, int, tuple[str, ...]]:

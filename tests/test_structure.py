@@ -104,7 +104,10 @@ LAYERS: dict[str, list[str]] = {
         "shared_pki.acme", "shared_pki.ca", "shared_pki",
     ],
     "net": ["shared_pki.net"],
-    "service.base": ["shared_pki.service.config", "shared_pki.service.storage"],
+    "service.base": [
+        "shared_pki.service.config", "shared_pki.service.storage",
+        "shared_pki.service.request_size",
+    ],
     "service.state": ["shared_pki.service.state"],
     "service.ca": ["shared_pki.service.ca"],
     "service.acme": ["shared_pki.service.acme"],

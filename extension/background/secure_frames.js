@@ -26,6 +26,14 @@ export const UNCLAIMED_MS = 60_000; // a frame claims within a second; the page 
 export const DEAD_EDITOR_MS = 10 * 60_000; // the text of an interfered editor, for its reopening
 const MAX_DRAFT_CHARS = 5_000_000;
 const BODY_TIMEOUT_MS = 15_000;
+const MAX_REMEMBERED = 200; // opened messages a reply can take its subject from, per worker
+/**
+ * How long a recipient list must have been on screen in the secure editor before a Send counts as
+ * sending to it. The page can add a hidden recipient a moment before the person clicks, and the
+ * editor would show it too late to be seen; such a Send stops and the list is shown as changed.
+ * A second Send of the list shown with that stop goes at once (the person was told to check it).
+ */
+export const RECIPIENTS_SETTLE_MS = 3_000;
 
 /** The sentence a viewer shows when the webmail gave no message (never the page's own words). */
 export const NO_MESSAGE = 'The webmail did not give this message to the extension.';
@@ -111,6 +119,42 @@ export function threadFields(envelope) {
   return fields;
 }
 
+/** A webmail's id of a message (Gmail "#msg-f:…", Roundcube "INBOX/12"), or null. */
+export function messageRef(value) {
+  return typeof value === 'string' && /^[\x21-\x7e]{1,200}$/.test(value) ? value : null;
+}
+
+/**
+ * What a reply takes from a message opened in this tab (message.open's view): its protected
+ * Subject when the outside showed "[...]" (RFC 9788), its sender, its Message-ID and References
+ * for threading. Kept in the worker's memory only.
+ */
+export function rememberedOf(view) {
+  const headers = view?.headers ?? {};
+  const protection = view?.headerProtection?.fields?.subject;
+  const address = /<([^<>\s]+@[^<>\s]+)>/.exec(headers.from ?? '')?.[1] ?? (headers.from ?? '').trim();
+  return {
+    subject: typeof headers.subject === 'string' ? headers.subject : '',
+    subjectHidden: protection === 'signed and encrypted' || protection === 'encrypted',
+    from: address.toLowerCase(),
+    messageId: typeof headers['message-id'] === 'string' ? headers['message-id'].trim() : null,
+    references: String(headers.references ?? '').split(/\s+/).filter((r) => /^<[^<>\s]+>$/.test(r)),
+  };
+}
+
+/**
+ * The Subject of an encrypted reply: the webmail shows "Re: [...]" for a message whose subject
+ * was hidden, and the "[...]" is the real one again (one "Re:"). A subject the person wrote
+ * over is theirs.
+ */
+export function replySubject(webmailSubject, protectedSubject) {
+  const typed = String(webmailSubject ?? '');
+  if (!typed.includes('[...]')) return typed;
+  if (typed.trim() === '[...]') return protectedSubject;
+  const bare = protectedSubject.replace(/^\s*((re|aw|sv|antw)\s*:\s*)+/i, '');
+  return typed.replace('[...]', bare).replace(/^\s*((re|aw|sv|antw)\s*:\s*)+/i, 'Re: ');
+}
+
 function failure(code, message) {
   return { ok: false, error: { code, message } };
 }
@@ -121,13 +165,41 @@ export class SecureFrames {
    * @param {{sendMessage: Function}} tabs chrome.tabs (to tell a content script)
    * @param {{request: Function}} nativePort
    */
-  constructor(runtime, tabs, nativePort, { timers = globalThis } = {}) {
+  constructor(runtime, tabs, nativePort, { timers = globalThis, now = () => Date.now() } = {}) {
     this.runtime = runtime;
     this.tabs = tabs;
     this.nativePort = nativePort;
     this.timers = timers;
+    this.now = now;
     this.base = runtime.getURL('');
     this.registrations = new Map();
+    this.opened = new Map(); // `${tabId} ${messageRef}` -> rememberedOf(view), newest last
+  }
+
+  remember(registration, view) {
+    if (!registration.messageRef) return;
+    const key = `${registration.tabId} ${registration.messageRef}`;
+    this.opened.delete(key);
+    this.opened.set(key, rememberedOf(view));
+    while (this.opened.size > MAX_REMEMBERED) this.opened.delete(this.opened.keys().next().value);
+  }
+
+  /**
+   * The opened message an editor replies to, or null. Only while the reply goes (To or Cc) to
+   * that message's sender: the page chooses which message a compose names, and must not be
+   * able to carry one message's hidden subject to people who never had it.
+   */
+  replyTo(registration, recipients = registration.recipients?.list) {
+    if (!registration.replyTo) return null;
+    const found = this.opened.get(`${registration.tabId} ${registration.replyTo}`);
+    if (!found) return null;
+    const list = recipientList(recipients);
+    return [...list.to, ...list.cc].includes(found.from) ? found : null;
+  }
+
+  tellReply(registration) {
+    const found = this.replyTo(registration);
+    this.post(registration, { type: 'reply', subject: found?.subjectHidden ? found.subject : null });
   }
 
   // ---- from content scripts ------------------------------------------------------------------
@@ -183,9 +255,13 @@ export class SecureFrames {
         registration.draft = [previous.draft, registration.draft].filter(Boolean).join('\n');
         this.registrations.delete(previous.secret);
       }
+      registration.replyTo = messageRef(message.replyTo);
       registration.recipients = { version: 0, list: recipientList({}) };
       registration.shown = null;
+      registration.confirmed = null; // the version of a list shown with a stopped Send
       registration.sending = false;
+    } else {
+      registration.messageRef = messageRef(message.messageRef);
     }
     this.registrations.set(secret, registration);
     registration.expiry = this.timers.setTimeout(() => {
@@ -206,7 +282,10 @@ export class SecureFrames {
 
   open(registration, raw, allowRemote) {
     return this.nativePort.request('message.open', { raw, allowRemote }).then(
-      (view) => ({ type: 'view', view, allowRemote }),
+      (view) => {
+        this.remember(registration, view);
+        return { type: 'view', view, allowRemote };
+      },
       (error) => ({ type: 'failed', message: error?.message ?? 'The message could not be opened.' }),
     );
   }
@@ -227,6 +306,7 @@ export class SecureFrames {
     if (!sameRecipients(list, registration.recipients.list)) {
       registration.recipients = { version: registration.recipients.version + 1, list };
       this.post(registration, { type: 'recipients', version: registration.recipients.version, ...list });
+      if (registration.replyTo) this.tellReply(registration);
     }
     return { ok: true, result: null };
   }
@@ -245,9 +325,18 @@ export class SecureFrames {
       // The webmail's list is not the one the person saw in the secure editor: show it there and
       // send only on a second Send.
       this.updateRecipients(registration, wanted);
+      registration.confirmed = registration.recipients.version;
       const message = 'Not sent: the recipients changed. Check them here, then press Send again.';
       this.post(registration, { type: 'failed', message });
       return failure('recipients_changed', 'Not sent: the recipients changed. Check them in the secure editor, then press Send again.');
+    }
+    const onScreen = this.now() - registration.shown.at;
+    if (onScreen < RECIPIENTS_SETTLE_MS && registration.confirmed !== registration.shown.version) {
+      // Shown, but only just: a list that changed a moment before the click was not seen.
+      registration.confirmed = registration.shown.version;
+      const message = 'Not sent: the recipients changed just now. Check them here, then press Send again.';
+      this.post(registration, { type: 'failed', message });
+      return failure('recipients_changed', 'Not sent: the recipients changed just now. Check them in the secure editor, then press Send again.');
     }
     const recipients = registration.shown.list;
     const encrypt = registration.mode === 'encrypt';
@@ -264,6 +353,16 @@ export class SecureFrames {
         encrypt,
         ...threadFields(envelope),
       };
+      const reply = this.replyTo(registration, recipients);
+      if (reply?.messageId) {
+        params.inReplyTo = reply.messageId;
+        params.references = [...reply.references, reply.messageId];
+      }
+      if (reply?.subjectHidden && encrypt) {
+        // The page showed "Re: [...]"; the reply carries the real subject, hidden again.
+        params.subject = replySubject(params.subject, reply.subject);
+        params.hideSubject = true;
+      }
       this.post(registration, { type: 'progress', stage: encrypt ? 'Signing, timestamping, encrypting and sending…' : 'Signing, timestamping and sending…' });
       const result = await this.nativePort.request('compose.send', params, {
         onProgress: (p) => this.post(registration, { type: 'progress', stage: p.stage }),
@@ -341,6 +440,7 @@ export class SecureFrames {
       const { version, list } = registration.recipients;
       this.post(registration, bound);
       this.post(registration, { type: 'recipients', version, ...list });
+      if (registration.replyTo) this.tellReply(registration);
       return;
     }
     this.post(registration, bound);
@@ -359,7 +459,7 @@ export class SecureFrames {
       if (type === 'draft' && typeof message.text === 'string') {
         registration.draft = message.text.slice(0, MAX_DRAFT_CHARS);
       } else if (type === 'shown' && message.version === registration.recipients.version) {
-        registration.shown = { version: message.version, list: registration.recipients.list };
+        registration.shown = { version: message.version, list: registration.recipients.list, at: this.now() };
       } else if (type === 'body' && registration.collect?.id === message.id) {
         const collect = registration.collect;
         registration.collect = null;

@@ -225,7 +225,10 @@
     const previous = state.editor;
     // What the page already had is moved (the page saw it already); from now on it gets nothing.
     const text = previous ? '' : (adapter.takeBody ? adapter.takeBody(compose) : takeEditableBody(adapter.bodyOf(compose)));
-    const frame = secureFrame('editor', { mode: state.mode, text, restoreFrom: previous?.secret },
+    // A reply names the message it answers (the adapter's id), so the worker can give it back the
+    // subject that message hid (RFC 9788); the page never holds that subject.
+    const replyTo = adapter.repliedMessage?.(compose) ?? null;
+    const frame = secureFrame('editor', { mode: state.mode, text, restoreFrom: previous?.secret, replyTo },
       (event) => onEditorEvent(compose, state, frame, event));
     frame.iframe.title = 'autosmime secure editor';
     frame.iframe.className = 'autosmime-editor';
@@ -424,7 +427,7 @@
   function setUpMessage(message) {
     opened.add(message.element);
     const kind = message.smime === 'signed' ? 'status' : 'viewer';
-    const frame = secureFrame(kind, {});
+    const frame = secureFrame(kind, { messageRef: message.id });
     const raw = adapter.fetchRaw(message);
     Promise.all([raw, frame.registered]).then(
       ([bytes]) => tell('raw', frame.secret, { raw: bytes.toBase64() }),

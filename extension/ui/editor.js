@@ -3,6 +3,7 @@
 // message will be encrypted and exactly who gets it; the worker sends what this frame holds, to
 // the recipients it showed, in the mode the extension holds (frame_channel.js,
 // background/secure_frames.js). The webmail page and the content script never see the body.
+import { RECIPIENTS_SETTLE_MS } from '../background/secure_frames.js';
 import { connectSecureFrame } from './frame_channel.js';
 
 const body = document.getElementById('body');
@@ -11,16 +12,31 @@ const files = document.getElementById('files');
 const list = document.getElementById('attachments');
 const modeLine = document.getElementById('mode');
 const recipientsBox = document.getElementById('recipients');
+const replyLine = document.getElementById('reply');
+let mode = null;
+let replySubject = null;
+
+/** A reply to a message whose subject was hidden: which subject it carries, and how. */
+function showReply() {
+  replyLine.hidden = !replySubject;
+  if (!replySubject) return;
+  replyLine.textContent = mode === 'encrypt'
+    ? `Replying to “${replySubject}”: the reply carries that subject, encrypted; the webmail shows “[...]”.`
+    : `Replying to “${replySubject}”: a signed-only reply keeps the webmail's “[...]” subject, so the real one is not revealed.`;
+}
 const attachments = [];
 let shownOnce = false;
 let draftTimer = null;
+let settleTimer = null;
 
 function say(text, state = 'info') {
   status.textContent = text;
   status.setAttribute('data-state', state);
 }
 
-function showMode(mode) {
+function showMode(newMode) {
+  mode = newMode;
+  showReply();
   const encrypt = mode === 'encrypt';
   modeLine.setAttribute('data-mode', encrypt ? 'encrypt' : 'sign');
   modeLine.textContent = encrypt
@@ -52,6 +68,11 @@ function showRecipients({ to = [], cc = [], bcc = [] }) {
   recipientsBox.replaceChildren(...lines);
   if (shownOnce) recipientsBox.setAttribute('data-changed', 'true');
   shownOnce = true;
+  // A list counts as seen once it has been on screen this long (the worker holds the same rule):
+  // until then it is marked, and a Send stops once to show it.
+  recipientsBox.setAttribute('data-settled', 'false');
+  clearTimeout(settleTimer);
+  settleTimer = setTimeout(() => recipientsBox.setAttribute('data-settled', 'true'), RECIPIENTS_SETTLE_MS);
 }
 
 function showAttachments() {
@@ -89,6 +110,10 @@ function onWorker(message) {
       break;
     case 'mode':
       showMode(message.mode);
+      break;
+    case 'reply':
+      replySubject = typeof message.subject === 'string' && message.subject ? message.subject : null;
+      showReply();
       break;
     case 'recipients':
       showRecipients(message);

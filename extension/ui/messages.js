@@ -38,6 +38,10 @@ const NEXT_STEPS = {
     title: 'This page is not allowed to do that.',
     next: 'Open it from the autosmime button in the browser toolbar.',
   },
+  storage_failed: {
+    title: 'The files of autosmime could not be saved on this computer.',
+    next: 'Free some disk space, or make the folder named above writable, then try again; nothing was lost.',
+  },
   op_failed: {
     title: 'That could not be done.',
     next: 'Do what the details above suggest, then try again.',

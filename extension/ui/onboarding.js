@@ -228,7 +228,11 @@ async function start(event, provider = null) {
       const result = await longRequest('backup.restore', { address: params.address, recoveryCode: code }, { onProgress });
       form.elements.recoveryCode.value = '';
       const count = result.restored.length + result.alreadyHeld.length;
-      finish(`Your ${count} key${count === 1 ? ' is' : 's are'} back on this computer. Your encrypted mail opens here again.`);
+      const made = result.created ? ` from your backup of ${result.created.replace('T', ' ').replace('Z', ' UTC')}` : '';
+      const skipped = result.skipped?.length
+        ? ` Note: ${result.skipped.length} newer-looking backup message(s) in your mailbox did not open with your code and were skipped.`
+        : '';
+      finish(`Your ${count} key${count === 1 ? ' is' : 's are'} back on this computer${made}. Your encrypted mail opens here again.${skipped}`);
       return;
     }
     const result = await longRequest('enroll', { address: params.address }, { onProgress });

@@ -1,5 +1,6 @@
 // The status page: certificates from certs.list, renew (enroll again), preferred suite (kept in
-// chrome.storage.local for compose), PKCS#12 export downloaded as a file, and importing an
+// chrome.storage.local for compose), whether encrypted mail hides its subject (account.settings,
+// kept with the account by the host), PKCS#12 export downloaded as a file, and importing an
 // identity the person already holds (keys.import: bring your own certificate).
 
 import {
@@ -174,10 +175,34 @@ async function setupSuite() {
   });
 }
 
+/** Whether encrypted mail hides its subject: account.settings, stored with the account. */
+async function setupHideSubject() {
+  const box = $('#hide-subject');
+  if (!address) return;
+  box.checked = (await request('account.settings', { account: address })).hideSubject;
+  box.disabled = false;
+  box.addEventListener('change', async () => {
+    clearError(errorBox);
+    box.disabled = true;
+    try {
+      const { hideSubject } = await request('account.settings', { account: address, hideSubject: box.checked });
+      box.checked = hideSubject;
+      say(hideSubject
+        ? 'Encrypted mail you send will show “[...]” as its subject in inbox lists.'
+        : 'Encrypted mail you send will show its subject in inbox lists (it is still signed).');
+    } catch (error) {
+      box.checked = !box.checked;
+      showError(errorBox, error);
+    } finally {
+      box.disabled = false;
+    }
+  });
+}
+
 $('#renew').addEventListener('click', renew);
 $('#export-form').addEventListener('submit', exportKeys);
 $('#import-form').addEventListener('submit', importIdentity);
 setupSuite();
-loadCertificates().catch((error) => showError(errorBox, error)).finally(() => {
+loadCertificates().then(setupHideSubject).catch((error) => showError(errorBox, error)).finally(() => {
   document.body.dataset.loaded = 'true';
 });

@@ -4,10 +4,13 @@
 // webmail page; this frame posts nothing to the page and its size is fixed by the content script,
 // so nothing the page can see depends on what was decrypted or verified.
 import { connectSecureFrame } from './frame_channel.js';
-import { contentDocument, describeSecurity, headerLine, renderPlan } from './viewer_status.js';
+import {
+  contentDocument, describeSecurity, headerRows, headerWarnings, protectionSentence, renderPlan,
+} from './viewer_status.js';
 
 const status = document.getElementById('status');
 const headers = document.getElementById('headers');
+const warnings = document.getElementById('header-warnings');
 const frame = document.getElementById('content');
 const textView = document.getElementById('text');
 const list = document.getElementById('attachments');
@@ -32,13 +35,46 @@ function showText(text) {
   textView.dataset.renderedAt = String(performance.timeOrigin + performance.now());
 }
 
+const MARK = { 'signed and encrypted': '🔒', encrypted: '🔒', signed: '✍' };
+
+/** The opened message's own header fields (RFC 9788: the protected ones), each marked. */
+function showHeaders(view) {
+  headers.replaceChildren(...headerRows(view).map((row) => {
+    const line = document.createElement('div');
+    line.dataset.field = row.name.toLowerCase();
+    line.dataset.protection = row.protection;
+    const name = document.createElement('b');
+    name.textContent = `${row.name}: `;
+    line.append(name, row.value);
+    if (MARK[row.protection]) {
+      const mark = document.createElement('span');
+      mark.className = 'mark';
+      mark.title = row.protection;
+      mark.textContent = ` ${MARK[row.protection]}`;
+      line.append(mark);
+    }
+    return line;
+  }));
+  headers.hidden = headers.childElementCount === 0;
+}
+
+function showWarnings(view) {
+  warnings.replaceChildren(...headerWarnings(view).map((w) => {
+    const item = document.createElement('li');
+    item.dataset.severity = w.severity;
+    item.textContent = `${w.severity === 'warning' ? '⚠ ' : ''}${w.message}`;
+    return item;
+  }));
+  warnings.hidden = warnings.childElementCount === 0;
+}
+
 function render(view, allowRemote) {
   const { state, parts } = describeSecurity(view.security);
-  showStatus(state, parts, view.security?.encrypted ? '🔒' : '✍');
+  const protectedHeaders = view.security?.verified || view.security?.encrypted ? protectionSentence(view) : null;
+  showStatus(state, protectedHeaders ? [...parts, protectedHeaders] : parts, view.security?.encrypted ? '🔒' : '✍');
+  showWarnings(view);
   if (statusOnly && !view.security?.encrypted) return;
-  const line = headerLine(view.headers);
-  headers.textContent = line;
-  headers.hidden = !line;
+  showHeaders(view);
   const plan = renderPlan(view);
   if (plan.as === 'html') {
     frame.addEventListener('load', () => {

@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
         return values
 
     def show(result: dict[str, Any]) -> None:
+        from native_host.commands.restore_cmd import warn_skipped
+
         count = len(result["keyIds"])
         out(f"Backed up {count} key(s) of {result['address']}: {result['messageId']} (proven).")
+        warn_skipped("backup", result.get("skipped") or [])
 
     return op_runner.call("backup", "backup.create", params, args, show)

@@ -37,8 +37,12 @@ def write_bytes(path: str | None, data: bytes) -> None:
         return
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(target)
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(target)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
 
 
 def password_bytes(args: argparse.Namespace) -> bytes | None:
@@ -171,14 +175,26 @@ def add_password_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def refuse(command: str, code: str, message: str) -> None:
+    """One short line on stderr, whatever the message held (shared_pki.errors.one_line)."""
+    from shared_pki.errors import one_line
+
+    print(f"autosmime {command}: {code}: {one_line(message)}", file=sys.stderr)
+
+
 def run_guarded(command: str, action: Callable[[], int]) -> int:
     """Run a command body; any typed failure becomes one line on stderr and a non-zero exit
-    (1: the message failed a check or could not be opened; 2: unusable input files)."""
+    (1: the message failed a check or could not be opened, or the result could not be
+    written; 2: unusable input files)."""
     try:
         return action()
     except KeyLoadError as error:
-        print(f"autosmime {command}: {error.code}: {error.message}", file=sys.stderr)
+        refuse(command, error.code, error.message)
         return 2
     except PkiError as error:
-        print(f"autosmime {command}: {error.code}: {error.message}", file=sys.stderr)
+        refuse(command, error.code, error.message)
+        return 1
+    except OSError as error:  # the output could not be written (a full disk, a closed pipe)
+        where = f" {error.filename}" if error.filename else ""
+        refuse(command, "write_failed", f"Cannot write{where}: {error.strerror or error}.")
         return 1

@@ -105,11 +105,14 @@ class KeyringCredentialStore:
 
 @dataclass(frozen=True)
 class Account:
-    """One configured address: its servers, how to trust them, which secret it uses."""
+    """One configured address: its servers, how to trust them, which secret it uses, and how it
+    sends. hide_subject: encrypted mail goes out with the Subject "[...]" outside and the real
+    one only inside the encryption (RFC 9788); on unless the person turned it off."""
 
     settings: MailSettings
     credential: str = PASSWORD  # which kind of secret the CredentialStore holds
     ca_file: str | None = None
+    hide_subject: bool = True
 
     @property
     def address(self) -> str:
@@ -120,6 +123,7 @@ class Account:
             **self.settings.to_json(),
             "credential": self.credential,
             "ca_file": self.ca_file,
+            "hide_subject": self.hide_subject,
         }
 
     @classmethod
@@ -128,6 +132,7 @@ class Account:
             settings=MailSettings.from_json(data),
             credential=str(data.get("credential", PASSWORD)),
             ca_file=data.get("ca_file"),
+            hide_subject=data.get("hide_subject", True) is not False,
         )
 
 
@@ -242,7 +247,13 @@ class Accounts:
             accounts = self._load()
             previous = self.credentials.get(address, kind)
             self.credentials.set(address, kind, secret)
-            account = Account(settings=settings, credential=kind, ca_file=ca)
+            kept = accounts.get(address)  # configuring again keeps how the account sends
+            account = Account(
+                settings=settings,
+                credential=kind,
+                ca_file=ca,
+                hide_subject=kept.hide_subject if kept is not None else True,
+            )
             try:
                 self._save({**accounts, address: account})
             except BaseException:
@@ -288,6 +299,19 @@ class Accounts:
         account = self._load().get(address)
         if account is None:
             raise AccountError(f"no account {address}; add it with `autosmime account add`")
+        return account
+
+    def set_hide_subject(self, address: str, hide: bool) -> Account:
+        """Whether encrypted mail from this account hides its Subject outside; stored with
+        the account. AccountError for an address that is not configured."""
+        address = normalize_address(address)
+        with file_lock(self._lock_path):
+            accounts = self._load()
+            account = accounts.get(address)
+            if account is None:
+                raise AccountError(f"no account {address}; add it with `autosmime account add`")
+            account = replace(account, hide_subject=bool(hide))
+            self._save({**accounts, address: account})
         return account
 
     def remove(self, address: str) -> bool:

@@ -7,9 +7,16 @@ FOLDER ("autosmime-backup"), flagged \\Seen so it does not look like new mail.
 - `write_backup` builds and appends one; `check_backup` reads it back from the server (by its
   Message-ID) and proves it: it opens with the code and holds exactly the keys, statuses and
   key ids that were put in. Enrollment marks new keys current only after that.
-- `list_backups` finds this address's backups in the folder, newest first (by the creation time
-  in the Autosmime-Backup header, then by UID). The header is not trusted for anything but the
-  order: `read_backup` checks it against the MAC-covered metadata.
+- `list_backups` finds the messages in the folder that say they are backups of this address,
+  newest-looking first (by the creation time in the Autosmime-Backup header, then by UID).
+  The header is not trusted for anything but the order in which they are tried.
+- `open_newest` chooses the backup by its authenticated metadata: it tries them with the
+  code in that order, and the first that opens is the newest backup the code authenticates
+  (shared_pki.backup.read_backup refuses a backup whose header disagrees with the creation time
+  and key count its MAC covers, so no backup can look newer than it is). Anything that does not
+  open (a message someone planted with a future `created=`, a damaged one, one under another
+  code) is skipped and named, never an obstacle: `restore` and `backup` go on with the newest
+  one that opens and say which newer-looking ones did not.
 - `flag_older` flags the backups older than a proven one with \\Seen and the keyword
   OLD_KEYWORD; nothing is ever deleted.
 - `restore` reads the newest backup with the code and adds every key to the keystore with its
@@ -68,6 +75,12 @@ class BackupCheckFailed(BackupError):
     code = "backup_check_failed"
 
 
+class BackupUnreadable(BackupError):
+    """Messages that look like backups are there, but none of them can be read."""
+
+    code = "backup_unreadable"
+
+
 class RestoreRefused(BackupError):
     """The backup opened but cannot be restored into this keystore (nothing was changed)."""
 
@@ -87,12 +100,37 @@ class StoredBackup:
 
 
 @dataclass(frozen=True)
+class SkippedBackup:
+    """A message that looked like a backup but did not open with the code, and why."""
+
+    backup: StoredBackup
+    reason: str
+
+    def describe(self) -> str:
+        claimed = self.backup.created
+        when = f"claiming {claimed:%Y-%m-%d %H:%M} UTC" if claimed else "with no creation time"
+        return f"{self.backup.message_id or '(no Message-ID)'} ({when}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class OpenedBackup:
+    """The newest backup the code opens, its keys, and the newer-looking messages skipped on
+    the way (newest first). `stored.created` and `stored.keys` are authenticated: read_backup
+    checked them against the metadata under the MAC."""
+
+    stored: StoredBackup
+    keys: list[backup.BackupKey]
+    skipped: tuple[SkippedBackup, ...] = ()
+
+
+@dataclass(frozen=True)
 class RestoreResult:
     address: str
     backup: StoredBackup
     restored: tuple[str, ...]  # key ids added
     already_held: tuple[str, ...]  # key ids the keystore had
     statuses: dict[str, str]  # key id -> status after the restore
+    skipped: tuple[SkippedBackup, ...] = ()  # newer-looking backups that did not open
 
 
 # ---- the recovery code in the keyring ---------------------------------------------------------
@@ -159,6 +197,7 @@ def list_backups(mailbox: Mailbox, address: str, *, folder: str = FOLDER) -> lis
 
 
 def newest_backup(mailbox: Mailbox, address: str, *, folder: str = FOLDER) -> StoredBackup:
+    """The newest-LOOKING backup (by its unauthenticated header); open_newest decides."""
     backups = list_backups(mailbox, address, folder=folder)
     if not backups:
         raise NoBackup(
@@ -166,6 +205,42 @@ def newest_backup(mailbox: Mailbox, address: str, *, folder: str = FOLDER) -> St
             "mailbox."
         )
     return backups[0]
+
+
+#: How many newest-looking backups are tried with the code before giving up (each try is a
+#: PKCS#12 key derivation, about a second here; planted messages are refused at their MAC).
+MAX_TRIES = 20
+
+
+def open_newest(stored: Sequence[StoredBackup], code: str) -> OpenedBackup:
+    """The newest backup among `stored` (list_backups' order) that opens with code, with the
+    ones skipped on the way (module docstring). NoBackup when there is none; when none opens,
+    WrongRecoveryCode if the code opened none of them (whatever else was there), else
+    BackupUnreadable naming each."""
+    if not stored:
+        raise NoBackup("There is no autosmime key backup in the mailbox.")
+    skipped: list[SkippedBackup] = []
+    wrong_code = False
+    for item in stored[:MAX_TRIES]:
+        try:
+            keys = backup.read_backup(item.raw, code)
+        except backup.WrongRecoveryCode:
+            wrong_code = True
+            skipped.append(SkippedBackup(item, "it does not open with this recovery code"))
+            continue
+        except PkiError as error:
+            skipped.append(SkippedBackup(item, error.message))
+            continue
+        return OpenedBackup(item, keys, tuple(skipped))
+    untried = len(stored) - MAX_TRIES
+    more = f" ({untried} older ones were not tried)" if untried > 0 else ""
+    if wrong_code:
+        raise backup.WrongRecoveryCode(
+            f"This recovery code opens none of the {len(skipped)} backups in the mailbox{more}. "
+            "Please check it and try again."
+        )
+    named = "; ".join(s.describe() for s in skipped)
+    raise BackupUnreadable(f"No backup in the mailbox could be read{more}: {named}.")
 
 
 def find_backup(mailbox: Mailbox, message_id: str, *, folder: str = FOLDER) -> StoredBackup | None:
@@ -318,19 +393,24 @@ def restore(
     profile: Profile | None = None,
     keep_code: bool = False,
 ) -> RestoreResult:
-    """Restore every key of the newest backup of address into keystore, with its certificates
-    and status (a key the backup calls current becomes current unless this keystore already has
-    a current key of that suite; then it is kept as superseded). Keys already held keep their
-    status. `keep_code` (with profile) keeps the code in the keyring afterwards.
+    """Restore every key of the newest backup of address that opens with code (open_newest:
+    newer-looking messages that do not open are skipped, and named in the result) into
+    keystore, with its certificates and status (a key the backup calls current becomes
+    current unless this keystore already has a current key of that suite; then it is kept as
+    superseded). Keys already held keep their status. `keep_code` (with profile) keeps the
+    code in the keyring afterwards.
 
     Refused with nothing changed: no backup (NoBackup), a code that is not nine groups of four
-    digits (shared_pki.backup.RecoveryCodeError), a wrong code (WrongRecoveryCode), a tampered
-    or malformed backup (BackupTampered, MalformedBackup), keys for another address or of a
-    kind that does not fit their suite (RestoreRefused)."""
+    digits (shared_pki.backup.RecoveryCodeError), a code that opens no backup there
+    (WrongRecoveryCode), no backup that can be read at all (BackupUnreadable), keys for another
+    address or of a kind that does not fit their suite (RestoreRefused)."""
     address = normalize_address(address)
     canonical = backup.parse_recovery_code(code)
-    stored = newest_backup(mailbox, address, folder=folder)
-    keys = backup.read_backup(stored.raw, canonical)  # every refusal happens here, before writes
+    candidates = list_backups(mailbox, address, folder=folder)
+    if not candidates:
+        newest_backup(mailbox, address, folder=folder)  # NoBackup, in its words
+    opened = open_newest(candidates, canonical)  # every refusal happens here, before writes
+    stored, keys = opened.stored, opened.keys
     plan = []
     for item in keys:
         owner = normalize_address(item.address) if item.address else address
@@ -373,7 +453,7 @@ def restore(
     if keep_code and profile is not None:
         store_recovery_code(profile, address, canonical)
     statuses = {r.key_id: r.status for r in keystore.records(address)}
-    return RestoreResult(address, stored, tuple(restored), tuple(already), statuses)
+    return RestoreResult(address, stored, tuple(restored), tuple(already), statuses, opened.skipped)
 
 
 def _der(cert: Certificate | bytes) -> bytes:
@@ -385,9 +465,12 @@ __all__ = [
     "OLD_KEYWORD",
     "BackupCheckFailed",
     "BackupError",
+    "BackupUnreadable",
     "NoBackup",
+    "OpenedBackup",
     "RestoreRefused",
     "RestoreResult",
+    "SkippedBackup",
     "StoredBackup",
     "check_backup",
     "find_backup",
@@ -395,6 +478,7 @@ __all__ = [
     "forget_recovery_code",
     "list_backups",
     "newest_backup",
+    "open_newest",
     "projected_keys",
     "restore",
     "store_recovery_code",

@@ -20,7 +20,10 @@ Every certificate, whatever its source and every time it is handed out, is valid
 shared_pki.x509.validate: a path to one of the CONFIGURED trust anchors (the roots PEM given at
 account setup; the directory is never trusted on first use, its /ca/intermediates.pem only
 supplies untrusted path candidates), usage "encrypt", the address, the validity period now.
-What fails is left out and its reason reported in `problems`.
+What fails is left out and its reason reported in `problems`. With a CrlStore (the host always
+gives one), a certificate whose path validates is also checked against the CRLs of its
+distribution points (domain.crls): a revoked one is left out (problem `revoked`), and one whose
+CRL cannot be had is usable but says "revocation not checked" and why.
 
 Pure logic and I/O are apart: `fetch` is the only network access (urllib by default, any
 callable of the same shape in tests), the cache is one JSON file (PEM inside) in the profile's
@@ -45,6 +48,7 @@ from pathlib import Path
 
 from asn1crypto import pem as asn1_pem
 
+from native_host.domain.crls import CrlStore
 from native_host.errors import HostError
 from native_host.infrastructure.profile import file_lock, private_folder, write_private
 from shared_pki.cms import suite as _suite
@@ -159,6 +163,10 @@ class UsableCertificate:
     not_after: datetime.datetime
     fingerprint: str  # SHA-256 of the DER, hex
     path: tuple[Certificate, ...] = ()  # end entity first, anchor last
+    # "good" (checked against the issuers' CRLs) or "not_checked" (revocation_summary: why);
+    # a revoked certificate is never usable.
+    revocation: str = "not_checked"
+    revocation_summary: str = "Revocation not checked (no CRLs were consulted)."
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -169,6 +177,7 @@ class UsableCertificate:
             "fingerprint": self.fingerprint,
             "subject": self.certificate.subject.human_friendly,
             "pem": _pem(self.certificate.dump()),
+            "revocation": {"status": self.revocation, "summary": self.revocation_summary},
         }
 
 
@@ -230,6 +239,17 @@ def _der_of_pem(text: str) -> bytes:
     return load_certificates(text.encode("ascii"))[0].dump()
 
 
+def _revocation_status(
+    result: path_validation.PathResult, unavailable: Sequence[str]
+) -> tuple[str, str]:
+    """("good" | "not_checked", in words) for a path validated with CRLs."""
+    if result.revocation_checked:
+        return "good", " ".join(check.message for check in result.revocation or ())
+    if unavailable:
+        return "not_checked", "Revocation not checked: " + " ".join(unavailable)
+    return "not_checked", result.revocation_summary
+
+
 def _algorithm(cert: Certificate) -> str:
     if _suite.is_sm2_certificate(cert):
         return "sm2"
@@ -266,7 +286,9 @@ class CertificateBook:
     (https://pki.example/), whose layout gives the certificate directory ({base}/certs) and
     the intermediates ({base}/ca/intermediates.pem); certs_url and intermediates_url give them
     instead (another directory); neither: no directory, harvested certificates only. fetch:
-    the HTTP callable (http_fetch's signature). now: a clock for tests (epoch seconds)."""
+    the HTTP callable (http_fetch's signature). crl_store: where the CRLs of a certificate's
+    path come from (None: revocation is not checked, and each certificate says so). now: a
+    clock for tests (epoch seconds)."""
 
     def __init__(
         self,
@@ -281,6 +303,7 @@ class CertificateBook:
         directory_ttl: float = DIRECTORY_TTL,
         not_found_ttl: float = NOT_FOUND_TTL,
         now: Callable[[], float] = time.time,
+        crl_store: CrlStore | None = None,
     ) -> None:
         if not trust_anchors:
             raise CertsError(
@@ -302,6 +325,7 @@ class CertificateBook:
         self.directory_ttl = directory_ttl
         self.not_found_ttl = not_found_ttl
         self.now = now
+        self.crl_store = crl_store
 
     # ---- cache file ---------------------------------------------------------------------------
 
@@ -440,20 +464,32 @@ class CertificateBook:
         origin: str,
         intermediates: Sequence[Certificate] = (),
     ) -> UsableCertificate | list[Problem]:
-        """The certificate as usable for encrypting to address now, or why not."""
+        """The certificate as usable for encrypting to address now, or why not (a revoked one
+        never is: its problem is `revoked`)."""
         try:
             cert = certificate if isinstance(certificate, Certificate) else None
             cert = cert or parse_certificate(bytes(certificate))  # type: ignore[arg-type]
         except PkiError as error:
             return [Problem("malformed_certificate", error.message)]
-        result = path_validation.validate(
-            cert,
-            trust_anchors=self.trust_anchors,
-            intermediates=[*intermediates, *self.configured_intermediates],
-            address=address,
-            usage="encrypt",
-            sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
-        )
+
+        def validated(crls: Sequence[bytes] | None) -> path_validation.PathResult:
+            return path_validation.validate(
+                cert,
+                trust_anchors=self.trust_anchors,
+                intermediates=[*intermediates, *self.configured_intermediates],
+                address=address,
+                usage="encrypt",
+                sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
+                crls=crls,
+            )
+
+        result = validated(None)
+        revocation = ("not_checked", result.revocation_summary)
+        if result.valid and self.crl_store is not None:
+            # Only a path to a configured anchor has its CRLs fetched (domain.crls).
+            found = self.crl_store.for_paths([result.path])
+            result = validated(found.crls)
+            revocation = _revocation_status(result, found.unavailable)
         if not result.valid:
             reasons = "; ".join(p.message.rstrip(".") for p in result.problems)
             who = f"A {origin} certificate for {address}"
@@ -469,6 +505,8 @@ class CertificateBook:
             not_after=cert.not_valid_after,
             fingerprint=hashlib.sha256(cert.dump()).hexdigest(),
             path=result.path,
+            revocation=revocation[0],
+            revocation_summary=revocation[1],
         )
 
     # ---- the directory ------------------------------------------------------------------------

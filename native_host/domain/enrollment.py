@@ -1218,14 +1218,14 @@ def _email_challenge(challenges: Sequence[Challenge]) -> Challenge:
 def _readable_backup(
     stored: Sequence[backups.StoredBackup], code: str, *, strict: bool
 ) -> list[backup.BackupKey]:
-    """The keys of the newest backup that opens with code. strict: the newest must open (a
-    given code is checked against it); else the first that opens, or none."""
-    for item in stored:
-        try:
-            return backup.read_backup(item.raw, code)
-        except PkiError:
-            if strict:
-                raise
+    """The keys of the newest backup that opens with code (backups.open_newest: a planted or
+    damaged message that only looks newer is skipped). strict: one must open (a given code is
+    checked against the backups there); else none is fine."""
+    try:
+        return backups.open_newest(stored, code).keys
+    except (PkiError, backups.BackupError):
+        if strict:
+            raise
     return []
 
 

@@ -7,9 +7,18 @@ with the trusted time of its RFC 3161 timestamp: tsp.signature_timestamps checks
 against THAT signer's signature value and the trust anchors, and verify(trusted_time=...) then
 accepts a certificate that has expired since, as long as it was valid at the timestamp.
 Decryption tries every key the profile ever held (keystore.decryption_pairs), so old mail
-opens after a renewal. Valid signers' certificates are handed to the certificate book
-(harvested). A message that cannot be decrypted still opens: headers, and a summary that says
-the content is not readable.
+opens after a renewal. Whether a signer is the message's sender is decided once, from every
+From field as the message has it, by shared_pki.x509.sender: never "unknown"; a signature by
+someone else than the one sender From names is not valid, with the reason in words ("signed by
+X, but the message says it is from Y"). Valid signers who are the sender have their
+certificates handed to the certificate book (harvested). A message that cannot be decrypted
+still opens: headers, and a summary that says the content is not readable.
+
+Revocation (with a CrlStore): each signer's trusted path is checked against the CRLs of its
+certificates' distribution points (domain.crls), with the signer's trusted time: revoked
+before the time a timestamp proves, the signature is not valid; revoked after it, it stands as
+of that time. A CRL that cannot be had makes the signature's revocation "not checked", in words,
+never "good".
 
 Whoever hands us the bytes may be an attacker probing for an oracle (a webmail page that serves
 altered ciphertext and watches what happens): bad CBC padding, a GCM tag that fails, an RSA key
@@ -18,10 +27,18 @@ wrong in what a failed decryption would have produced are therefore ONE outcome,
 in kind (UNREADABLE, decrypted false, no cipher). `authenticated_cipher` says whether the
 content cipher itself detects alteration (AES-GCM) or not (CBC), so a viewer can label
 unsigned CBC mail, which anyone on the way could have altered.
+
+RFC 9788 header protection (protected_headers.py): the protected fields are shown, and the
+signer is checked against the protected From, which the signature covers.
+
+Over 500 lines, it is one cohesive thing: peeling one message's layers and summing up what
+they proved, which share the one-outcome rule above and must be read together.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import email.errors
 import email.header
@@ -32,18 +49,33 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from native_host.domain.certs import CertificateBook
+from native_host.domain.crls import CrlStore
 from native_host.domain.keystore import Keystore
+from native_host.domain.protected_headers import (
+    HeaderProtectionView,
+    read_payload,
+    sender_block,
+    view_of,
+)
 from native_host.domain.sanitize import sanitize_html
-from native_host.errors import HostError
+from native_host.domain.signatures import (
+    RevocationSummary,
+    SignatureSummary,
+    TimestampSummary,
+    revocation_summary,
+    sender_check,
+    signature_summary,
+)
+from native_host.errors import HostError, StorageFailed
 from native_host.infrastructure.mailbox import Mailbox
 from shared_pki import mime, smime, tsp
 from shared_pki.cms import ciphers, enveloped
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.sm import BOTH_IDS
-from shared_pki.cms.verify import SignerResult, VerificationResult, verify
+from shared_pki.cms.verify import VerificationResult, verify
 from shared_pki.errors import MalformedInput, PkiError
 from shared_pki.keys import Certificate, PrivateKey
-from shared_pki.x509.validate import certificate_addresses
+from shared_pki.x509.sender import from_field_values
 
 MAX_LAYERS = smime.MAX_LAYERS
 _PARSER = BytesParser(policy=email.policy.default)
@@ -53,6 +85,7 @@ __all__ = [
     "MessageNotFound",
     "OpenedView",
     "ReadError",
+    "RevocationSummary",
     "SecuritySummary",
     "SignatureSummary",
     "TimestampSummary",
@@ -87,36 +120,6 @@ class AttachmentView:
     data: bytes
     content_id: str | None = None
     inline: bool = False
-
-
-@dataclass(frozen=True)
-class TimestampSummary:
-    """The RFC 3161 timestamps of one signature: `trusted_time` is set only when a token is
-    valid (TSA trusted, imprint = this signature); problems say what did not hold."""
-
-    count: int
-    valid: bool
-    trusted_time: datetime.datetime | None
-    tsa: str | None
-    problems: tuple[str, ...]
-    summary: str
-
-
-@dataclass(frozen=True)
-class SignatureSummary:
-    valid: bool
-    signer: str | None  # the certificate's first address
-    signer_subject: str | None
-    from_matches: bool | None
-    chain_valid: bool
-    trusted: bool
-    expired: bool
-    reasons: tuple[str, ...]
-    codes: tuple[str, ...]
-    signing_time: datetime.datetime | None
-    timestamp: TimestampSummary | None
-    harvested: bool
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,22 @@ class OpenedView:
     attachments: tuple[AttachmentView, ...]
     security: SecuritySummary
     problems: tuple[str, ...] = field(default_factory=tuple)
+    header_protection: HeaderProtectionView = field(default_factory=HeaderProtectionView)
 
 
 # ---- peeling ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """One verified signature layer: the result, each signer's timestamps, why CRLs of its
+    distribution points could not be had, and the header block whose From the signer must be
+    (the protected one when the signed content carries RFC 9788 fields)."""
+
+    result: VerificationResult
+    stamps: list[tuple[tsp.TokenVerification, ...]]
+    crls_unavailable: tuple[str, ...] = ()
+    sender_headers: bytes = b""
 
 
 @dataclass
@@ -172,11 +188,10 @@ class _Peeled:
     encrypted: bool = False
     decrypted: bool = True
     cipher: str | None = None
-    signatures: list[tuple[VerificationResult, list[tuple[tsp.TokenVerification, ...]]]] = field(
-        default_factory=list
-    )
+    signatures: list[_Signed] = field(default_factory=list)
     problem: str | None = None
     sealed_at: int | None = None  # signatures found before the first encrypted layer
+    payload: bytes | None = None  # the innermost entity with its own header fields (RFC 9788)
 
 
 def _peel(
@@ -184,12 +199,13 @@ def _peel(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    crl_store: CrlStore | None = None,
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> _Peeled:
     outer = mime.outer_headers(raw)
     peeled = _Peeled(raw)
     try:
-        _peel_layers(raw, outer, peeled, keys, anchors, at, tsa_anchors)
+        _peel_layers(raw, outer, peeled, keys, anchors, at, crl_store, tsa_anchors)
     except PkiError:
         if peeled.sealed_at is None and not _claims_encrypted(raw):
             raise
@@ -206,12 +222,16 @@ def _peel_layers(
     keys: Sequence[tuple[Certificate, PrivateKey]],
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
+    crl_store: CrlStore | None = None,
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> None:
-    sender = smime.from_address(outer)
     current = raw
+    decrypted = False
     for _ in range(MAX_LAYERS):
-        layer = mime.unwrap(current)
+        # What a decryption gave is unwrapped as the library does: bytes that are not MIME are
+        # the same DecryptionFailed as a bad padding (one outcome, module docstring).
+        layer = smime.unwrap_decrypted(current) if decrypted else mime.unwrap(current)
+        decrypted = False
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             if peeled.sealed_at is None:
@@ -219,22 +239,26 @@ def _peel_layers(
             peeled.encrypted = True
             current, info = enveloped.decrypt_with_info(layer.der, keys)
             peeled.cipher = info.cipher
+            decrypted = True
         elif layer.kind in ("signed_opaque", "multipart_signed"):
             der = layer.der if layer.kind == "signed_opaque" else layer.signature
             assert der is not None
             stamps = tsp.signature_timestamps(der, tsa_anchors or anchors)
-            result = verify(
-                der,
-                content=layer.content if layer.kind == "multipart_signed" else None,
-                trust_anchors=list(anchors),
-                from_address=sender,
-                at=at,
-                trusted_time=tsp.trusted_times(stamps) or None,
-                # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks
-                # them) and end entities with the standard one; senders may use either.
-                sm2_ids=BOTH_IDS,
-            )
-            peeled.signatures.append((result, stamps))
+
+            content = layer.content if layer.kind == "multipart_signed" else None
+            trusted = tsp.trusted_times(stamps) or None
+            result = _verify_layer(der, content, anchors, at, trusted, None)
+            unavailable: tuple[str, ...] = ()
+            if crl_store is not None:
+                # Revocation of the trusted paths only (crls module docstring), then verified
+                # again with their CRLs and each signer's trusted time.
+                paths = [s.chain.path for s in result.signers if s.chain and s.chain.path]
+                found = crl_store.for_paths(paths)
+                result = _verify_layer(der, content, anchors, at, trusted, found.crls)
+                unavailable = found.unavailable
+            # opaque: a protected From in the content shows only once it is verified
+            senders = sender_block(outer, content if content is not None else result.content)
+            peeled.signatures.append(_Signed(result, stamps, unavailable, senders))
             if layer.kind == "signed_opaque":
                 current = result.content
             else:
@@ -243,8 +267,33 @@ def _peel_layers(
         else:
             _, entity = mime.split_headers(current)
             peeled.message = mime.with_outer_headers(entity, outer)
+            peeled.payload = current
             return
     raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
+
+
+def _verify_layer(
+    der: bytes,
+    content: bytes | None,
+    anchors: Sequence[Certificate],
+    at: datetime.datetime | None,
+    trusted: dict[int, datetime.datetime] | None,
+    crls: Sequence[bytes] | None,
+) -> VerificationResult:
+    return verify(
+        der,
+        content=content,
+        trust_anchors=list(anchors),
+        # Whether the signer is the sender is decided once, from every From value, by
+        # x509.sender (open_message), not from the first address alone.
+        from_address=None,
+        at=at,
+        trusted_time=trusted,
+        # Our CA signs its SM2 CA certificates with the empty ID (as OpenSSL checks them) and
+        # end entities with the standard one; senders may use either.
+        sm2_ids=BOTH_IDS,
+        crls=crls,
+    )
 
 
 def _claims_encrypted(raw: bytes) -> bool:
@@ -264,57 +313,6 @@ def _claims_encrypted(raw: bytes) -> bool:
 
 
 # ---- summaries -------------------------------------------------------------------------------
-
-
-def _timestamp_summary(tokens: Sequence[tsp.TokenVerification]) -> TimestampSummary | None:
-    if not tokens:
-        return None
-    good = [t for t in tokens if t.valid]
-    best = min(good, key=lambda t: t.gen_time) if good else tokens[0]
-    tsa = None
-    if best.certificate is not None:
-        tsa = best.certificate.subject.human_friendly
-    problems = tuple(p.message for t in tokens if not t.valid for p in t.problems)
-    return TimestampSummary(
-        count=len(tokens),
-        valid=bool(good),
-        trusted_time=best.trusted_time if good else None,
-        tsa=tsa,
-        problems=problems,
-        summary=best.summary,
-    )
-
-
-def _signature_summary(
-    signer: SignerResult, tokens: Sequence[tsp.TokenVerification], harvested: bool
-) -> SignatureSummary:
-    cert = signer.certificate
-    addresses = certificate_addresses(cert) if cert is not None else ()
-    subject = None
-    if cert is not None:
-        try:
-            subject = cert.subject.human_friendly
-        except (ValueError, KeyError, TypeError):
-            subject = None
-    stamp = _timestamp_summary(tokens)
-    summary = signer.summary
-    if stamp is not None:
-        summary += f" {stamp.summary}"
-    return SignatureSummary(
-        valid=signer.valid,
-        signer=addresses[0] if addresses else None,
-        signer_subject=subject,
-        from_matches=signer.address_ok,
-        chain_valid=signer.chain is not None and signer.chain.valid,
-        trusted=signer.trusted,
-        expired=signer.expired,
-        reasons=tuple(p.message for p in signer.problems),
-        codes=signer.codes,
-        signing_time=signer.signing_time,
-        timestamp=stamp,
-        harvested=harvested,
-        summary=summary,
-    )
 
 
 def _suite_name(peeled: _Peeled, results: Sequence[VerificationResult]) -> str | None:
@@ -423,27 +421,40 @@ def open_message(
     allow_remote: bool = False,
     at: datetime.datetime | None = None,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
+    crl_store: CrlStore | None = None,
     tsa_anchors: Sequence[Certificate] | None = None,
 ) -> OpenedView:
     """Open one raw message (see the module docstring). keys: more (certificate, key) pairs;
-    tsa_anchors: timestamps' roots (default trust_anchors). Not a message: MalformedInput."""
+    tsa_anchors: timestamps' roots (default trust_anchors); crl_store: where the signers' CRLs
+    come from (None: revocation is not checked, and each signature says so). Not a message:
+    MalformedInput."""
     if not isinstance(raw, bytes) or not raw.strip():
         raise ReadError("The message is empty.")
     pairs = [*(keystore.decryption_pairs() if keystore is not None else []), *keys]
     try:
-        peeled = _peel(raw, pairs, trust_anchors, at, tsa_anchors)
+        peeled = _peel(raw, pairs, trust_anchors, at, crl_store, tsa_anchors)
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
-    results = [result for result, _ in peeled.signatures]
+    results = [signed.result for signed in peeled.signatures]
+    outer_from = from_field_values(mime.outer_headers(raw))
     signatures = []
     problems: list[str] = []
-    for result, stamps in peeled.signatures:
+    for signed in peeled.signatures:
+        result, stamps = signed.result, signed.stamps
+        from_values = from_field_values(signed.sender_headers) or outer_from
+        senders = [sender_check(from_values, signer) for signer in result.signers]
         harvested_for: list[str] = []
-        if book is not None and result.valid:
-            harvested_for = book.harvest(result)
-        for signer in result.signers:
+        if book is not None and result.valid and all(s.matches for s in senders):
+            with contextlib.suppress(StorageFailed):  # a cache: a full disk only skips it
+                harvested_for = book.harvest(result)
+        for signer, sender in zip(result.signers, senders, strict=True):
             tokens = stamps[signer.index] if signer.index < len(stamps) else ()
-            signatures.append(_signature_summary(signer, tokens, bool(harvested_for)))
+            summary = signature_summary(signer, tokens, bool(harvested_for), sender)
+            revoked = revocation_summary(signer, signed.crls_unavailable)
+            words = summary.summary
+            if revoked.status == "not_checked" or revoked.valid_as_of is not None:
+                words += f" {revoked.summary}"  # a revocation that voids it is among its reasons
+            signatures.append(dataclasses.replace(summary, revocation=revoked, summary=words))
     security = SecuritySummary(
         encrypted=peeled.encrypted,
         decrypted=peeled.decrypted,
@@ -454,7 +465,11 @@ def open_message(
         problem=peeled.problem,
         authenticated_cipher=_authenticated(peeled),
     )
-    message = mime.parse_message(peeled.message)  # the email package's tree, built faster
+    outer = mime.outer_headers(peeled.message)
+    read = read_payload(outer, peeled.payload, encrypted=peeled.encrypted, signatures=results)
+    protected = read is not None and read.protected
+    # the email package's tree, built faster; of the protected fields when the payload has them
+    message = mime.parse_message(read.message if read is not None and protected else peeled.message)
     assert isinstance(message, EmailMessage)
     text, html, attachments = (None, None, []) if not peeled.decrypted else _content(message)
     blocked = 0
@@ -467,13 +482,14 @@ def open_message(
         if unknown:
             problems.append(f"The HTML refers to parts the message lacks: {', '.join(unknown)}.")
     return OpenedView(
-        headers=_headers(message),
+        headers=read.shown() if read is not None and protected else _headers(message),
         text=text,
         html=html,
         remote_images_blocked=blocked,
         attachments=tuple(attachments),
         security=security,
         problems=tuple(problems),
+        header_protection=view_of(read),
     )
 
 

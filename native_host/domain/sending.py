@@ -5,7 +5,9 @@ The order, and why:
 1. Check the request (addresses, 25 MB of attachments at most) and look up every recipient's
    certificate before anything else: one missing makes the call fail with the list of them
    (MissingCertificates), and nothing is sent.
-2. Build the MIME entity (mime.build_entity) and make it safe to sign (prepare_for_signing).
+2. Build the MIME entity (mime.build_entity), carry the header fields inside it (RFC 9788:
+   hp="clear" signed only, hp="cipher" encrypted, where the outer Subject is "[...]" unless
+   the account said otherwise, see _protect) and make it safe to sign (prepare_for_signing).
 3. Sign at the CMS level (cms.signed.sign over exactly those bytes), ask the TSA for a token
    over the signature value and attach it as an unsigned attribute, THEN wrap in
    multipart/signed: the bytes that travel are the bytes that were signed, and the token is
@@ -34,7 +36,7 @@ from native_host.domain.keystore import Keystore
 from native_host.domain.timestamping import TimestampInfo, timestamp_signature
 from native_host.errors import HostError
 from native_host.infrastructure.mailbox import Mailbox, MailError
-from shared_pki import mime, smime
+from shared_pki import header_protection, mime, smime
 from shared_pki.cms import digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.errors import PkiError
@@ -137,6 +139,9 @@ class ComposeRequest:
     sign: bool = True
     encrypt: bool = True
     suite: str = "auto"
+    # Encrypted mail: the outer Subject is "[...]" (RFC 9788 hcp_baseline); False keeps it
+    # outside as written (hcp_no_confidentiality: still protected, not hidden).
+    hide_subject: bool = True
 
     @classmethod
     def from_json(cls, params: Mapping[str, Any]) -> ComposeRequest:
@@ -161,6 +166,7 @@ class ComposeRequest:
             sign=bool(params.get("sign", True)),
             encrypt=bool(params.get("encrypt", True)),
             suite=str(params.get("suite") or "auto"),
+            hide_subject=bool(params.get("hideSubject", True)),
         )
 
 
@@ -182,6 +188,8 @@ class Built:
     copies: tuple[Copy, ...]
     timestamp: TimestampInfo | None
     timestamp_problem: str | None
+    header_protection: str | None = None  # "clear" | "cipher" | None (a plain message)
+    subject_hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,8 @@ class SendOutcome:
     sent_copy: tuple[str, int | None] | None = None
     refused: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
+    header_protection: str | None = None
+    subject_hidden: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -219,6 +229,8 @@ class SendOutcome:
             "sentCopy": list(self.sent_copy) if self.sent_copy else None,
             "refused": self.refused,
             "problem": self.problem,
+            "headerProtection": self.header_protection,
+            "subjectHidden": self.subject_hidden,
         }
 
 
@@ -288,11 +300,16 @@ def build_messages(
     when = now or datetime.datetime.now(datetime.UTC)
     domain = request.sender.rpartition("@")[2].strip(">") or "autosmime.invalid"
     message_id = email.utils.make_msgid(domain=domain)
+    headers = _outer_headers(request, message_id, when)
     entity = mime.build_entity(
         request.text,
         request.html,
         [(a.name, a.content_type, a.data) for a in request.attachments],
     )
+    outer: Sequence[tuple[str, str]] = headers
+    hp: tuple[str | None, bool] = (None, False)
+    if request.sign or request.encrypt:
+        entity, outer, hp = _protect(request, headers, entity)
     entity = mime.prepare_for_signing(entity)
     timestamp = None
     timestamp_problem = None
@@ -320,7 +337,9 @@ def build_messages(
         if not request.encrypt:
             return entity
         certs = [recipient_certificates[normalize(a)] for a in recipients]
-        body = smime.encrypt_message(entity, certs, sender=sender_certificate, suite=chosen)
+        # encrypt_entity, not encrypt_message: a protected payload carries its header fields,
+        # which encrypt_message would lift back out into the clear.
+        body = smime.encrypt_entity(entity, certs, sender=sender_certificate, suite=chosen)
         layer = mime.unwrap(body)
         assert layer.der is not None
         cipher = enveloped.inspect(layer.der).cipher
@@ -328,14 +347,28 @@ def build_messages(
 
     if main_rcpts:
         body = seal(main_rcpts)
-        headers = _outer_headers(request, message_id, when)
-        copies.append(Copy(mime.with_outer_headers(body, headers), tuple(main_rcpts), True, "main"))
+        copies.append(Copy(mime.with_outer_headers(body, outer), tuple(main_rcpts), True, "main"))
     for index, address in enumerate(bcc_rcpts):
         body = seal([address])
-        headers = _outer_headers(request, message_id, when)
         first = not main_rcpts and index == 0
-        copies.append(Copy(mime.with_outer_headers(body, headers), (address,), first, "bcc"))
-    return Built(message_id, chosen.name, cipher, tuple(copies), timestamp, timestamp_problem)
+        copies.append(Copy(mime.with_outer_headers(body, outer), (address,), first, "bcc"))
+    built = (message_id, chosen.name, cipher, tuple(copies), timestamp, timestamp_problem)
+    return Built(*built, *hp)
+
+
+def _protect(
+    request: ComposeRequest, headers: list[tuple[str, str]], entity: bytes
+) -> tuple[bytes, Sequence[tuple[str, str]], tuple[str, bool]]:
+    """RFC 9788 for mail that is signed and/or encrypted: (the Cryptographic Payload, the outer
+    fields, (its hp, whether the Subject went inside only)). Hiding it, the real Subject also
+    heads the text as a Legacy Display Element: clients without header protection (Outlook,
+    Thunderbird 115) show only "[...]" otherwise; readers that know RFC 9788 hide it."""
+    hide = request.encrypt and request.hide_subject and bool(request.subject)
+    if hide:
+        entity = header_protection.add_legacy_display(entity, [("Subject", request.subject)])
+    policy = header_protection.hcp_baseline if hide else header_protection.hcp_no_confidentiality
+    protected = header_protection.protect(headers, entity, encrypted=request.encrypt, policy=policy)
+    return protected.entity, protected.outer_headers, (protected.hp, hide)
 
 
 # ---- the whole operation ---------------------------------------------------------------------
@@ -460,4 +493,6 @@ def _submit(request: ComposeRequest, built: Built, mailbox: Mailbox) -> SendOutc
         sent_copy=sent_copy,
         refused=refused,
         problem=problem,
+        header_protection=built.header_protection,
+        subject_hidden=built.subject_hidden,
     )

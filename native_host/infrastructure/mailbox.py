@@ -38,6 +38,7 @@ from imapclient import IMAPClient
 from imapclient import imapclient as _imapclient_module
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
+from native_host.errors import StorageFailed
 from native_host.infrastructure.mail_errors import (  # the mailbox's errors, importable here too
     MailError,
     MailErrorCode,
@@ -579,19 +580,30 @@ class Mailbox:
             return SendResult(accepted=(), already_sent=True)
         message = entry.read_message()
         result = self.send(message, entry.envelope_from, entry.recipients)
+        # The server took it. A profile that cannot be written from here on (a disk that just
+        # filled up) must not make it look unsent: a retry would send it twice.
         pending = None
+        file_now = False
         if entry.file_sent and not self.settings.sent_by_server:
             # The Sent copy is owed before the message counts as sent: a crash now loses
             # neither the copy nor the record.
-            pending = self.outbox.put(
-                message, entry.envelope_from, entry.recipients, folder="to-file"
-            )
-        self.outbox.mark_sent(entry.key)
+            try:
+                pending = self.outbox.put(
+                    message, entry.envelope_from, entry.recipients, folder="to-file"
+                )
+            except StorageFailed:
+                file_now = True  # no room to keep it for later: file the copy at once
+        with contextlib.suppress(StorageFailed):  # removing the entry is what stops a resend
+            self.outbox.mark_sent(entry.key)
         self.outbox.remove(entry)
         copy = None
         if pending is not None:
             with contextlib.suppress(MailError):  # else it stays in to-file/ for flush_outbox()
                 copy = self._file_pending(pending, message)
+        elif file_now:
+            with contextlib.suppress(MailError):
+                folder = self.sent_folder()
+                copy = (folder, self.append(folder, message, flags=[b"\\Seen"]))
         return SendResult(result.accepted, result.refused, sent_copy=copy)
 
     def _file_pending(self, entry: OutboxEntry, message: bytes) -> tuple[str, int | None]:

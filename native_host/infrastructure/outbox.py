@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from native_host.infrastructure.mail_errors import MailError
-from native_host.infrastructure.profile import write_private
+from native_host.infrastructure.profile import storage, write_private
 
 try:  # POSIX: one flush at a time per outbox, across processes
     import fcntl
@@ -84,8 +84,9 @@ class Outbox:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.path / "to-file").mkdir(mode=0o700, exist_ok=True)
+        with storage(self.path):
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.path / "to-file").mkdir(mode=0o700, exist_ok=True)
         self.journal = self.path / "sent.log"
 
     @staticmethod
@@ -151,12 +152,13 @@ class Outbox:
             return set()
 
     def mark_sent(self, key: str) -> None:
-        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, key.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with storage(self.journal):
+            fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, key.encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def remove(self, entry: OutboxEntry) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -166,7 +168,9 @@ class Outbox:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One submitter at a time (another process flushing the same outbox waits)."""
-        with (self.path / ".lock").open("a") as handle:
+        with storage(self.path):  # only opening the lock file: what runs inside is the caller's
+            handle = (self.path / ".lock").open("a")
+        with handle:
             if fcntl is not None:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             try:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from native_host.errors import HostError
+from native_host.errors import HostError, StorageFailed
 from native_host.infrastructure import paths
 
 ENV_PROFILE = "AUTOSMIME_PROFILE"
@@ -63,6 +63,15 @@ class KeyringFailed(ProfileError):
 
     code = "keyring_failed"
     protocol_code = "not_configured"
+
+
+@contextlib.contextmanager
+def storage(path: Path) -> Iterator[None]:
+    """OSErrors of writing `path` (or a file in it) as StorageFailed, naming it."""
+    try:
+        yield
+    except OSError as error:
+        raise StorageFailed(Path(path), error) from None
 
 
 _HOW_TO_CHOOSE = (
@@ -96,32 +105,35 @@ def write_private(path: Path, data: bytes) -> None:
     (0600, written and fsynced), renamed over path, then the folder fsynced. A crash at any
     point leaves either the old content or the new one, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
+    with storage(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        _fsync_dir(path.parent)
 
 
 def private_folder(folder: Path) -> Path:
     """folder (and missing parents) made if needed; folder itself set to 0700."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if sys.platform != "win32":
-        folder.chmod(0o700)
+    with storage(folder):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if sys.platform != "win32" and (folder.stat().st_mode & 0o777) != 0o700:
+            folder.chmod(0o700)
     return folder
 
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes on the lock file path (made 0600 if missing)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with storage(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             import msvcrt
@@ -194,9 +206,10 @@ def open_profile(option: str | os.PathLike[str] | None = None) -> Profile:
     if root.exists() and not root.is_dir():
         raise ProfileError(f"The profile {root} is not a folder.")
     new = not root.exists()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if new and sys.platform != "win32":
-        root.chmod(0o700)
+    with storage(root):
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if new and sys.platform != "win32":
+            root.chmod(0o700)
     with file_lock(root / ".profile.lock"):
         meta_path = root / PROFILE_FILE
         if meta_path.exists():

@@ -30,6 +30,7 @@ OPS: dict[str, str] = {
     "account.list": "native_host.ops.account:list_accounts",
     "account.signInOptions": "native_host.ops.account:sign_in_options",
     "account.signInStart": "native_host.ops.account:sign_in_start",
+    "account.settings": "native_host.ops.account:settings",
     "pki.discover": "native_host.ops.account:discover",
     "certs.list": "native_host.ops.certs:list_own",
     "certs.lookup": "native_host.ops.certs:lookup",

@@ -1,8 +1,8 @@
 """Operations on mail accounts: account.configure (servers proven by a real login, secret in
 the keyring, the PKI: our service's URL or any RFC 8823 CA, directory and RFC 3161 TSA, with
-the roots), account.list, and signing in with a provider (account.signInOptions,
-account.signInStart; account.configure finishes the sign-in). Secrets are taken, never
-returned."""
+the roots), account.list, account.settings (how the account sends: hideSubject), and
+signing in with a provider (account.signInOptions, account.signInStart; account.configure
+finishes the sign-in). Secrets are taken, never returned."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def _summary(host: state.HostState, account: Any) -> dict[str, Any]:
         "provider": getattr(settings, "provider", None),
         "credential": account.credential,
         "caFile": account.ca_file,
+        "hideSubject": account.hide_subject,
         "pki": None if pki is None else pki.summary(),
     }
 
@@ -157,3 +158,16 @@ def sign_in_start(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         client, params["redirectUri"], sign_in_state, challenge, text_param(params, "address")
     )
     return {"authorizationUrl": url, "state": sign_in_state, "codeVerifier": verifier}
+
+
+@operation
+def settings(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """How params.account (default: the only one) sends: params.hideSubject, when given, is
+    stored with the account first. Encrypted mail then goes out with the Subject "[...]"
+    outside and the real one only inside the encryption (RFC 9788)."""
+    host = state.current()
+    account = host.account(text_param(params, "account"))
+    if "hideSubject" in params:
+        hide = bool_param(params, "hideSubject")
+        account = host.accounts.set_hide_subject(account.address, hide)
+    return {"account": account.address, "hideSubject": account.hide_subject}

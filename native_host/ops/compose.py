@@ -23,9 +23,11 @@ def send(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     progress = progress_of(ctx)
     if not isinstance(params.get("from"), str) or not params["from"]:
         raise BadParams("from is needed (the sender's address).")
-    request = ComposeRequest.from_json(params)
     host = state.current()
-    account = host.account(request.sender)
+    account = host.account(params["from"])
+    if "hideSubject" not in params:  # the account's setting, unless the caller says
+        params = {**params, "hideSubject": account.hide_subject}
+    request = ComposeRequest.from_json(params)
     book = None
     options: dict[str, Any] = {"tsa_url": None}
     if request.sign or request.encrypt:

@@ -13,7 +13,13 @@ import base64
 import contextlib
 from typing import Any
 
-from native_host.errors import BadParams, HostError, NeedsRecoveryCode, NotConfigured
+from native_host.errors import (
+    BadParams,
+    HostError,
+    NeedsRecoveryCode,
+    NotConfigured,
+    StorageFailed,
+)
 from native_host.ops import state
 from native_host.ops.state import base64_param, bool_param, operation, progress_of, text_param
 
@@ -252,7 +258,9 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     with contextlib.closing(host.mailbox(address)) as mailbox:
         progress(0, 3, "Reading the backups in your mailbox")
         existing = backups.list_backups(mailbox, address)
-        carried = backup_format.read_backup(existing[0].raw, code) if existing else []
+        # The newest backup this code opens (a planted or damaged message is skipped, named).
+        opened = backups.open_newest(existing, code) if existing else None
+        carried = opened.keys if opened is not None else []
         keys = backups.projected_keys(keystore, address, carried=carried)
         expected = {k.key_id: k.status for k in keys}
         progress(1, 3, "Writing the backup")
@@ -261,9 +269,22 @@ def backup(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         backups.check_backup(mailbox, stored.message_id, code, expected)
         with contextlib.suppress(Exception):  # flagging older ones is a courtesy; they stay
             backups.flag_older(mailbox, existing)
-    host.record_backup(address, stored.message_id, list(expected))
+    try:
+        host.record_backup(address, stored.message_id, list(expected))
+    except StorageFailed as failed:
+        raise StorageFailed(
+            failed.path,
+            failed.error,
+            f"The backup itself is in your mailbox and proven ({stored.message_id}); only this "
+            "device's note of it could not be written.",
+        ) from None
     progress(3, 3, "Done")
-    return {"address": address, "messageId": stored.message_id, "keyIds": list(expected)}
+    return {
+        "address": address,
+        "messageId": stored.message_id,
+        "keyIds": list(expected),
+        "skipped": skipped_json(opened.skipped if opened is not None else ()),
+    }
 
 
 @operation
@@ -292,7 +313,27 @@ def restore(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
     return {
         "address": result.address,
         "messageId": result.backup.message_id,
+        "created": _iso(result.backup.created),
+        "keys": result.backup.keys,
         "restored": list(result.restored),
         "alreadyHeld": list(result.already_held),
         "statuses": result.statuses,
+        "skipped": skipped_json(result.skipped),
     }
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
+def skipped_json(skipped: Any) -> list[dict[str, Any]]:
+    """Backups that looked newer but did not open: what they claimed and why they were
+    skipped (the person is told; the messages stay in the mailbox)."""
+    return [
+        {
+            "messageId": item.backup.message_id,
+            "claimedCreated": _iso(item.backup.created),
+            "reason": item.reason,
+        }
+        for item in skipped
+    ]

@@ -46,6 +46,8 @@ def _signature(signature: Any) -> dict[str, Any]:
         "signer": signature.signer,
         "signerSubject": signature.signer_subject,
         "fromMatches": signature.from_matches,
+        "fromCode": signature.from_code,
+        "fromReason": signature.from_reason,
         "chainValid": signature.chain_valid,
         "trusted": signature.trusted,
         "expired": signature.expired,
@@ -55,13 +57,30 @@ def _signature(signature: Any) -> dict[str, Any]:
         "timestamp": _timestamp(signature.timestamp),
         "harvested": signature.harvested,
         "summary": signature.summary,
+        "revocation": {
+            "status": signature.revocation.status,
+            "summary": signature.revocation.summary,
+            "revokedAt": _time(signature.revocation.revoked_at),
+            "validAsOf": _time(signature.revocation.valid_as_of),
+        },
     }
 
 
 def view_to_json(view: Any) -> dict[str, Any]:
     security = view.security
+    protection = view.header_protection
     return {
         "headers": view.headers,
+        "headerProtection": {
+            "protected": protection.protected,
+            "hp": protection.hp,
+            "fields": dict(protection.fields),
+            "warnings": [
+                {"field": w.field, "severity": w.severity, "message": w.message}
+                for w in protection.warnings
+            ],
+            "legacyDisplayHidden": protection.legacy_display_hidden,
+        },
         "text": view.text,
         "html": view.html,
         "remoteImagesBlocked": view.remote_images_blocked,
@@ -116,6 +135,8 @@ def open_message(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "tsa_anchors": tsa_anchors,
         "book": book,
         "allow_remote": bool_param(params, "allowRemote"),
+        # the account's CRL cache (revocation not checked, and said so, without an account)
+        "crl_store": book.crl_store if book is not None else None,
     }
     if message_id:
         progress(0, 2, "Fetching the message")

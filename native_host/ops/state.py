@@ -358,6 +358,7 @@ class HostState:
     def book(self, address: str | None = None) -> CertificateBook:
         """The certificate book of the account's PKI service."""
         from native_host.domain.certs import CertificateBook
+        from native_host.domain.crls import CrlStore
 
         _address, pki = self.pki(address)
         return CertificateBook(
@@ -367,6 +368,7 @@ class HostState:
             certs_url=pki.certs_url,
             intermediates_url=pki.intermediates_url,
             fetch=pki.fetch(),
+            crl_store=CrlStore(self.profile.cache_dir, pki.fetch()),  # revocation, same TLS
         )
 
     # ---- what the host knows about backups ---------------------------------------------------

@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shared_pki.service import config as service_config
 from shared_pki.service.acme import routes as acme_routes
+from shared_pki.service.acme.http import Acme
 from shared_pki.service.ca import http as ca_http
 from shared_pki.service.ca import material
 from shared_pki.service.config import ServiceConfig
 from shared_pki.service.directory import routes as directory_routes
 from shared_pki.service.mail_validation import install as mail_validation
+from shared_pki.service.request_size import RequestSizeLimit
 from shared_pki.service.state import DnsFunc, ServiceState, Validator
 from shared_pki.service.storage.store import Store
 from shared_pki.service.tsa import routes as tsa_routes
@@ -83,10 +86,33 @@ def create_app(
                     log.exception("shutdown hook %r failed", hook)
             store.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        # Every body counted as it arrives, before any part reads it (request_size).
+        middleware=[
+            Middleware(
+                RequestSizeLimit,
+                limit=config.max_request_bytes,
+                headers_for=_nonce_for(state),
+                acme_prefix=f"{config.acme_path}/",
+            )
+        ],
+    )
     app.state.service = state
     app.state.mail_validation = installed
     return app
+
+
+def _nonce_for(state: ServiceState) -> Callable[[str], dict[str, str]]:
+    """A refusal on an ACME path carries a fresh nonce like every ACME answer (RFC 8555 6.5)."""
+    acme = Acme(state)
+    prefix = f"{state.config.acme_path}/"
+
+    def headers(path: str) -> dict[str, str]:
+        return {"Replay-Nonce": acme.new_nonce()} if path.startswith(prefix) else {}
+
+    return headers
 
 
 DATA_ENV = "AUTOSMIME_PKI_DATA"

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--smtp", help="smtp[s]://USER:PASSWORD@HOST:PORT to send challenges")
     serve.add_argument("--imap", help="imap[s]://USER:PASSWORD@HOST:PORT to read replies")
     serve.add_argument("--mail-ca-file", help="CA file to trust the mail servers' TLS")
+    serve.add_argument(
+        "--dkim",
+        choices=["auto", "on", "off"],
+        help="DKIM on challenge replies (default auto: on when the service has DNS; off: the "
+        "RFC 8823 response alone is accepted, see pki.toml)",
+    )
 
 
 def overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -37,6 +43,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
         "smtp_url": args.smtp,
         "imap_url": args.imap,
         "mail_ca_file": args.mail_ca_file,
+        "dkim_required": args.dkim,
     }
     if args.listen:
         host, _, port = args.listen.rpartition(":")

@@ -56,13 +56,55 @@ class ServiceConfig:
         "", "imap://USER:PASSWORD@HOST:PORT or imaps://... of the CA mailbox to read replies."
     )
     mail_ca_file: str = _knob("", "PEM file of CAs to trust for the mail servers' TLS.")
-    dkim_required: bool = _knob(False, "Accept challenge replies only with a valid DKIM signature.")
+    dkim_required: str = _knob(
+        "auto",
+        "DKIM on challenge replies: auto (required when the service has DNS: a nameserver is "
+        "configured, or a zone is given to it), on, or off. Off means a reply is accepted on "
+        "its RFC 8823 response alone: that proves whoever answered could read the challenge "
+        "mail sent to the address, not that the reply came from the address's own mail domain, "
+        "so anyone who sees the challenge on its way (a relay, a forwarding or archiving "
+        "service) could answer it. Turn it off only where the mail domain signs nothing.",
+    )
     imap_poll_seconds: float = _knob(5.0, "Poll interval when the IMAP server has no IDLE.")
     challenge_hours: float = _knob(
         24.0, "Lifetime of a challenge in hours (RFC 8823 and the S/MIME BR: at most 24)."
     )
     directory_rate_per_minute: int = _knob(
-        600, "Certificate directory lookups allowed per client address per minute."
+        600,
+        "Certificate directory lookups allowed per client address per minute, counted in each "
+        "server process (a cap on load: counting in the database would cost a write per lookup).",
+    )
+    # Abuse limits (RFC 8555 section 6.6: rateLimited, 429, Retry-After). Each is counted in the
+    # database, so every server process sharing it enforces the same count; 0 turns one off.
+    new_accounts_per_ip_per_hour: int = _knob(
+        20, "New ACME accounts one client address may create per hour (0: no limit)."
+    )
+    new_orders_per_account_per_hour: int = _knob(
+        100, "New orders one ACME account may place per hour (0: no limit)."
+    )
+    pending_authorizations_per_account: int = _knob(
+        20,
+        "Authorizations one ACME account may have pending at once; each pending one has had a "
+        "challenge mail sent (0: no limit).",
+    )
+    challenge_mails_per_address_per_hour: int = _knob(
+        3,
+        "Challenge mails the CA sends to one address per hour, whichever accounts ask: without "
+        "it, anyone could make the CA mail-bomb any address (0: no limit).",
+    )
+    challenge_mails_per_address_per_day: int = _knob(
+        10, "Challenge mails the CA sends to one address per day (0: no limit)."
+    )
+    directory_misses_per_client_per_hour: int = _knob(
+        100,
+        "Directory lookups that find nothing, per client address per hour: past it, every "
+        "lookup of that client is refused until the hour has passed, so that nobody can probe "
+        "which addresses exist (0: no limit).",
+    )
+    max_request_bytes: int = _knob(
+        65536,
+        "Largest request body taken, on every path (ACME, TSA, ...): counted as it arrives, "
+        "chunked bodies included, and refused with 413 before the rest is read.",
     )
     directory_max_age_seconds: int = _knob(
         60,
@@ -157,6 +199,12 @@ class ServiceConfig:
             raise ValueError("directory_max_age_seconds must be from 0 to 86400.")
         if not 0 <= self.reject_nonce_share < 1:
             raise ValueError("reject_nonce_share must be from 0 up to (not including) 1.")
+        self.dkim_required = dkim_mode(self.dkim_required)
+        if self.max_request_bytes < 1024:
+            raise ValueError("max_request_bytes must be at least 1024.")
+        for name in LIMITS:
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more.")
         for name in ("acme_path", "certs_path", "tsa_path"):
             value = str(getattr(self, name)).rstrip("/")
             if not value.startswith("/") or any(c in value for c in "{}?#% "):
@@ -173,6 +221,27 @@ class ServiceConfig:
 
 
 _KNOBS = {f.name: f for f in dataclasses.fields(ServiceConfig)}
+#: The abuse limits (0: off).
+LIMITS = (
+    "new_accounts_per_ip_per_hour",
+    "new_orders_per_account_per_hour",
+    "pending_authorizations_per_account",
+    "challenge_mails_per_address_per_hour",
+    "challenge_mails_per_address_per_day",
+    "directory_misses_per_client_per_hour",
+)
+DKIM_MODES = ("auto", "on", "off")
+
+
+def dkim_mode(value: Any) -> str:
+    """auto, on or off (true and false, as older files wrote it, are on and off)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    text = {"true": "on", "false": "off", "yes": "on", "no": "off"}.get(text, text)
+    if text not in DKIM_MODES:
+        raise ValueError(f"dkim_required must be auto, on or off, not {value!r}.")
+    return text
 
 
 def load(data_dir: Path, overrides: dict[str, Any] | None = None) -> ServiceConfig:

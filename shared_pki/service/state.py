@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from shared_pki.ca.hierarchy import Hierarchy
 from shared_pki.service.config import ServiceConfig
+from shared_pki.service.storage.limits import Limits
 from shared_pki.service.storage.store import Store
 
 #: dkimpy's resolver hook: dnsfunc(name: bytes, timeout=5) -> the TXT record or None.
@@ -53,3 +54,8 @@ class ServiceState:
     orders_page_size: int = 100
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
+    #: The abuse limits of config (storage.limits), counted in the store.
+    limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = Limits.of(self.config)

@@ -21,6 +21,7 @@ from harness.gmail_story import (
     open_compose,
     open_in_viewer,
     page_text_everywhere,
+    recipients_seen,
     wait_for_inbox,
 )
 from harness.people import b64
@@ -61,6 +62,7 @@ def test_alice_sends_encrypted_from_gmail_and_bob_reads_it(
         page.wait_for_timeout(700)  # the page's autosave runs every 300 ms
         screenshot(page, "gmail-compose")
 
+        recipients_seen(editor)
         page.locator(".T-I.aoO[role=button]").click()
         sent = page.locator("autosmime-status span[data-notice=sent]")
         expect(sent).to_have_text("autosmime: Message sent, signed and encrypted.", timeout=60_000)
@@ -125,6 +127,7 @@ def test_missing_certificate_stops_the_send_and_names_the_recipient(
         expect(badge).to_have_attribute("data-cert", "none", timeout=20_000)
 
         editor.locator("#body").press_sequentially(f" {SECRET}")
+        recipients_seen(editor)
         editor.locator("#body").press("Control+Enter")
         status = controls.locator(".status")
         expect(status).to_have_attribute("data-state", "error", timeout=30_000)
@@ -162,6 +165,7 @@ def test_sign_alone_sends_signed_mail_through_the_host(
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "sign")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(text)
+        recipients_seen(editor)
         page.locator(".T-I.aoO[role=button]").click()
         sent = page.locator("autosmime-status span[data-notice=sent]")
         expect(sent).to_have_text("autosmime: Message sent, signed.", timeout=60_000)

@@ -18,6 +18,7 @@ from harness.gmail_story import (
     THREAD_ID,
     open_browser,
     page_text_everywhere,
+    recipients_seen,
     wait_for_inbox,
 )
 from harness.people import b64
@@ -81,6 +82,50 @@ def test_bob_opens_an_encrypted_html_message_with_an_attachment(
         assert page.title() != "pwned"
     finally:
         browser.close()
+
+
+PREPARED_SUBJECT = "Prepared by alice's host (e2e read)"
+
+
+def test_gmail_shows_dots_and_only_the_secure_viewer_the_subject(
+    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes
+) -> None:
+    """RFC 9788 on the page: Gmail renders the outer Subject, "[...]"; the secure viewer shows
+    the real one from inside, marked as hidden from the servers and signed. Neither the page's
+    DOM (open shadow roots and form values included) nor any byte it exchanged with Gmail holds
+    the real subject."""
+    head = prepared.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nSubject: [...]\r\n" in b"\r\n" + head + b"\r\n"
+    assert PREPARED_SUBJECT.encode() not in prepared
+    before = len(gmail.requests)
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        from harness.gmail_story import open_in_viewer
+
+        viewer = open_in_viewer(page, gmail, prepared)
+        expect(page.locator("h2.hP")).to_have_text("[...]")
+        subject = viewer.locator('#headers [data-field="subject"]')
+        expect(subject).to_contain_text(PREPARED_SUBJECT)
+        expect(subject).to_have_attribute("data-protection", "signed and encrypted")
+        expect(viewer.locator('#headers [data-field="from"]')).to_have_attribute(
+            "data-protection", "signed"
+        )
+        expect(viewer.locator("#status")).to_contain_text(
+            "Protected headers: Subject hidden from the mail servers (encrypted) and signed"
+        )
+        expect(viewer.locator("#header-warnings")).to_be_hidden()
+        # The Legacy Display Element ("Subject: ..." for clients without RFC 9788) is hidden.
+        content = viewer.frame_locator("#content").locator("body")
+        expect(content).to_contain_text(SECRET)
+        expect(content).not_to_contain_text("Subject:")
+        screenshot(page, "gmail-read-protected-subject")
+        assert PREPARED_SUBJECT not in page_text_everywhere(page)
+        assert PREPARED_SUBJECT not in repr(page.evaluate("() => window.__fixture"))
+    finally:
+        browser.close()
+    exchanged = b"\n".join(r.path.encode() + b" " + r.body for r in gmail.requests[before:])
+    assert PREPARED_SUBJECT.encode() not in exchanged
 
 
 def test_a_tampered_message_says_it_is_not_valid(
@@ -179,8 +224,10 @@ def test_bob_replies_encrypted_from_gmails_inline_reply(
     playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any, prepared: bytes
 ) -> None:
     """The reply box under an opened message is a compose window too: Encrypt, the secure
-    editor, Send; alice's host opens the reply, signed by bob, with the subject Gmail put in."""
+    editor, Send; alice's host opens the reply, signed by bob, with the real subject of the
+    message it answers, which the page never held (Gmail's box says "Re: [...]")."""
     reply_text = "Reply-8d0e: received, thank you"
+    before = len(gmail.requests)
     browser = open_browser(playwright, people["bob"], gmail)
     try:
         page = browser.new_page()
@@ -194,20 +241,33 @@ def test_bob_replies_encrypted_from_gmails_inline_reply(
         badge = controls.locator('.badge[data-address="alice@example.test"]')
         expect(badge).to_have_attribute("data-cert", "found", timeout=20_000)
         editor = reply.frame_locator(SECURE_EDITOR)
+        expect(editor.locator("#reply")).to_contain_text(f"Replying to “{PREPARED_SUBJECT}”")
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(reply_text)
         # Gmail's shortcut from inside the secure editor (the first story clicks Send).
+        recipients_seen(editor)
         editor.locator("#body").press("Control+Enter")
         sent = page.locator("autosmime-status span[data-notice=sent]")
         expect(sent).to_have_text("autosmime: Message sent, signed and encrypted.", timeout=60_000)
         expect(reply).to_have_count(0)  # the reply box was discarded
         assert reply_text not in page_text_everywhere(page)
+        assert PREPARED_SUBJECT not in page_text_everywhere(page)
     finally:
         browser.close()
-    subject = "Re: Prepared by alice's host (e2e read)"
+    assert PREPARED_SUBJECT.encode() not in b"\n".join(
+        r.path.encode() + b" " + r.body for r in gmail.requests[before:]
+    )
+    # Gmail's reply box said "Re: [...]": the reply carries the real subject, hidden again, and
+    # threads under alice's message.
+    subject = f"Re: {PREPARED_SUBJECT}"
     raw = wait_for_inbox(mail_stack, "alice@example.test", subject)
-    assert reply_text.encode() not in raw
+    assert reply_text.encode() not in raw and PREPARED_SUBJECT.encode() not in raw
+    assert b"\r\nSubject: [...]\r\n" in raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    original = people["bob"].call("message.open", {"raw": b64(prepared)})["headers"]
+    assert f"In-Reply-To: {original['message-id']}".encode() in raw
     opened = people["alice"].call("message.open", {"raw": b64(raw)})
+    assert opened["headers"]["subject"] == subject
+    assert opened["headerProtection"]["fields"]["subject"] == "signed and encrypted"
     assert opened["text"].strip() == reply_text
     assert opened["security"]["encrypted"] and opened["security"]["decrypted"]
     assert [s["signer"] for s in opened["security"]["signatures"]] == ["bob@example.test"]

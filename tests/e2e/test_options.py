@@ -140,6 +140,21 @@ def test_certificates_export_and_preferred_suite(bob: Any, tmp_path: Path) -> No
     page.reload()
     expect(page.get_by_label("Chinese national standard (SM2/SM3/SM4)")).to_be_checked()
 
+    # Encrypted subjects: hidden by default; the choice is kept by the host with the account.
+    hide = page.get_by_label("Hide the subject of encrypted mail")
+    expect(hide).to_be_enabled()
+    expect(hide).to_be_checked()
+    expect(page.locator("#hide-subject-hint")).to_contain_text("“[...]” as its subject")
+    hide.uncheck()
+    expect(page.get_by_role("status")).to_contain_text("will show its subject in inbox lists")
+    listed = host_command(bob, "--json", "account", "list")
+    assert listed.returncode == 0, listed.stderr
+    [account] = json.loads(listed.stdout)["accounts"]
+    assert account["hideSubject"] is False
+    page.reload()
+    expect(hide).to_be_enabled()
+    expect(hide).not_to_be_checked()
+
 
 def test_renew_adds_new_certificates_and_keeps_the_old(bob: Any) -> None:
     page = open_options(bob)

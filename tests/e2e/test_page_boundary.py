@@ -23,6 +23,7 @@ from harness.gmail_story import (
     open_browser,
     open_compose,
     page_text_everywhere,
+    recipients_seen,
     wait_for_inbox,
     with_subject,
 )
@@ -208,6 +209,7 @@ def test_a_second_editor_the_page_adds_sends_nothing(
         )
         frame_made_by_page(page, "ui/editor.html", ORIGIN, commands, mode="sign")
 
+        recipients_seen(editor)
         page.locator(SEND).click()
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000
@@ -258,6 +260,7 @@ def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
 
         page.evaluate("() => document.querySelector('.page-bcc').remove()")
         expect(editor.locator("#recipients [data-kind=bcc]")).to_have_count(0)
+        recipients_seen(editor)
         page.locator(SEND).click()
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000
@@ -340,6 +343,7 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
         expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
         expect(editor.locator("#body")).to_contain_text(SECRET)
         expect(editor.locator('#recipients li[data-address="bob@example.test"]')).to_be_visible()
+        recipients_seen(editor)
         page.locator(SEND).click()
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000

@@ -21,7 +21,9 @@ from harness.extension_ui import screenshot
 from harness.gmail_story import (
     SECURE_EDITOR,
     SECURE_VIEWER,
+    inbox_uid,
     mailbox_bytes,
+    recipients_seen,
     wait_for_inbox,
     with_subject,
 )
@@ -90,6 +92,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         assert SUBJECT in compose_view  # the look-everywhere helper does see the page's fields
         assert SECRET not in compose_view and "figure-9c1e" not in compose_view
 
+        recipients_seen(editor)
         page.locator(".formbuttons button.send").click()
         raw = wait_for_inbox(mail_stack, "bob@example.test", SUBJECT, timeout=60)
         assert SECRET.encode() not in raw and b"application/pkcs7-mime" in raw
@@ -114,15 +117,22 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
     finally:
         alice_browser.close()
 
+    # RFC 9788: the servers and Roundcube's lists see "[...]"; the subject is inside.
+    assert SUBJECT.encode() not in raw and b"\r\nSubject: [...]\r\n" in raw
+    since = roundcube.connections()
     bob_browser = open_browser(playwright, people["bob"], roundcube, roundcube_extension)
     try:
         page = bob_browser.new_page()
         log_in(page, roundcube, mail_stack, "bob@example.test")
-        open_message(page, SUBJECT)
+        open_message(page, SUBJECT, inbox_uid(mail_stack, "bob@example.test", raw))
         preview = page.frame_locator("iframe#messagecontframe")
+        expect(preview.locator("#message-header")).to_contain_text("[...]")
         viewer = preview.frame_locator(SECURE_VIEWER)
         status = viewer.locator("#status")
         expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        subject = viewer.locator('#headers [data-field="subject"]')
+        expect(subject).to_contain_text(SUBJECT)
+        expect(subject).to_have_attribute("data-protection", "signed and encrypted")
         expect(status).to_contain_text("Signed by alice@example.test: valid")
         expect(status).to_contain_text(re.compile(r"Encrypted with \S+"))
         expect(status).to_contain_text(re.compile(r"Trusted timestamp: \d{4}-\d\d-\d\d"))
@@ -136,7 +146,8 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
         # Roundcube's "can not be displayed" notice gives way to the viewer.
         expect(preview.locator("#messagebody > .boxwarning")).to_be_hidden()
         screenshot(page, "roundcube-opened")
-        assert SECRET not in everything_the_page_holds(page)
+        bob_view = everything_the_page_holds(page)
+        assert SECRET not in bob_view and SUBJECT not in bob_view
         # the content script fetched the message (ciphertext) from Roundcube's own source URL
         assert any(
             "_action=viewsource" in line and "_save=1" in line for line in roundcube.request_lines()
@@ -151,6 +162,9 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
                 assert b"figure-9c1e" not in message, f"attachment in {user}'s {folder}"
     for direction in (roundcube.sent_by_browser(), roundcube.sent_to_browser()):
         assert b"Plaintext-b7e4" not in direction and b"figure-9c1e" not in direction
+    # alice typed the subject into Roundcube's own field; on bob's side no byte holds it.
+    bobs_session = roundcube.sent_by_browser(since) + roundcube.sent_to_browser(since)
+    assert b"/?_task=mail" in bobs_session and SUBJECT.encode() not in bobs_session
     # Roundcube posts its compose form with _draft=1 to save a draft and _draft= to send it.
     posted = roundcube.sent_by_browser()
     assert re.search(rb"[?&]_draft=1(&|\r?\n|$)", posted, re.MULTILINE), "no draft post seen"

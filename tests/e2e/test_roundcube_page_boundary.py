@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 from harness.browser import service_worker
-from harness.gmail_story import SECURE_EDITOR, SECURE_VIEWER, mailbox_bytes, wait_for_inbox
+from harness.gmail_story import (
+    SECURE_EDITOR,
+    SECURE_VIEWER,
+    mailbox_bytes,
+    recipients_seen,
+    wait_for_inbox,
+)
 from harness.gmail_story import with_subject as having_subject
 from harness.hostile import (
     EDITOR_CHANNEL,
@@ -198,6 +204,7 @@ def test_roundcube_second_editor_sends_nothing(
         frame_made_by_page(page, "ui/editor.html", roundcube.origin, commands, "sign", channel)
         frame_made_by_page(page, "ui/editor.html", roundcube.origin, commands, mode="sign")
         assert observed(page) == [], observed(page)
+        recipients_seen(editor)
         page.locator(SEND).click()
         left_compose(page)
         assert answered(alice, "compose.send", offset, page) == 1
@@ -305,6 +312,7 @@ def test_roundcube_reloaded_editor_cannot_downgrade(
         expect(editor.locator("#body")).to_contain_text(SECRET)
         expect(editor.locator('#recipients li[data-address="bob@example.test"]')).to_be_visible()
         assert observed(page) == [], observed(page)
+        recipients_seen(editor)
         page.locator(SEND).click()
         left_compose(page)
         assert answered(alice, "compose.send", offset, page) == 1
@@ -336,7 +344,7 @@ def test_roundcube_page_cannot_write_the_viewers_status_line(
     result = people["alice"].call(
         "compose.send",
         {"from": "alice@example.test", "to": ["bob@example.test"], "subject": subject,
-         "text": text},
+         "text": text, "hideSubject": False},  # found in Roundcube's list by its subject
     )  # fmt: skip
     assert result["status"] == "sent", result
     wait_for_inbox(mail_stack, "bob@example.test", subject)

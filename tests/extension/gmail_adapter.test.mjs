@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
 import { senderMayAsk, isSecureFrame, CONTENT_SCRIPT_OPS } from '../../extension/background/router.js';
 import {
-  UNPROTECTED, contentDocument, describeSecurity, headerLine, isUnprotected, renderPlan,
+  UNPROTECTED, contentDocument, describeSecurity, headerRows, headerWarnings, isUnprotected,
+  protectionSentence, renderPlan,
 } from '../../extension/ui/viewer_status.js';
 
 function loadAdapter() {
@@ -98,11 +99,12 @@ test('the status line says encrypted with what, signed by whom, valid or why not
   const ok = describeSecurity({
     encrypted: true, decrypted: true, cipher: 'aes256-gcm', suite: 'intl', signed: true,
     signatures: [{ valid: true, signer: 'alice@example.test', chainValid: true, fromMatches: true,
+      revocation: { status: 'good', summary: "'alice@example.test' is not revoked." },
       timestamp: { valid: true, trustedTime: '2026-11-28T10:00:00Z', tsa: 'Test TSA' } }],
   });
   assert.equal(ok.state, 'valid');
   assert.deepEqual(ok.parts, ['Encrypted with aes256-gcm (intl).', 'Signed by alice@example.test: valid.',
-    'Trusted timestamp: 2026-11-28 10:00:00 UTC by Test TSA.']);
+    'Not revoked (the CRL was checked).', 'Trusted timestamp: 2026-11-28 10:00:00 UTC by Test TSA.']);
   const bad = describeSecurity({ encrypted: false, signatures: [{ valid: false, signer: 'mallory@x.test', reasons: ['content was altered'] }] });
   assert.equal(bad.state, 'invalid');
   assert.match(bad.parts.join(' '), /NOT valid \(content was altered\)/);
@@ -122,7 +124,7 @@ test('encrypted content nobody vouches for (CBC, no valid signature) is labelled
   assert.equal(isUnprotected(badSignature), true);
   assert.equal(describeSecurity(badSignature).state, 'invalid');
   // a valid signature vouches for the content; GCM detects alteration by itself
-  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test' }] };
+  const signed = { ...cbc, signatures: [{ valid: true, signer: 'a@x.test', fromMatches: true }] };
   assert.equal(isUnprotected(signed), false);
   assert.equal(renderPlan({ ...view, security: signed }).as, 'html');
   assert.equal(isUnprotected({ ...cbc, cipher: 'aes256_gcm', authenticatedCipher: true }), false);
@@ -131,10 +133,37 @@ test('encrypted content nobody vouches for (CBC, no valid signature) is labelled
 });
 
 test('the viewer names the message it opened, from its own headers', () => {
-  assert.equal(headerLine({ from: 'alice@example.test', subject: 'Q3', date: 'Mon, 1 Dec 2026 10:00:00 +0000' }),
-    'From: alice@example.test · Subject: Q3 · Date: Mon, 1 Dec 2026 10:00:00 +0000');
-  assert.equal(headerLine({ subject: '' }), '');
-  assert.equal(headerLine(undefined), '');
+  const headers = { from: 'alice@example.test', subject: 'Q3', date: 'Mon, 1 Dec 2026 10:00:00 +0000', 'message-id': '<x@y>' };
+  assert.deepEqual(headerRows({ headers }).map((r) => [r.name, r.value, r.protection]), [
+    ['Subject', 'Q3', 'unprotected'], ['From', 'alice@example.test', 'unprotected'],
+    ['Date', 'Mon, 1 Dec 2026 10:00:00 +0000', 'unprotected'],
+  ]);
+  assert.deepEqual(headerRows({ headers: { subject: '' } }), []);
+  assert.deepEqual(headerRows(undefined), []);
+  assert.equal(protectionSentence({ headers }), null);
+});
+
+test('protected headers (RFC 9788) are marked, said in one sentence, and warnings come first', () => {
+  const view = {
+    headers: { subject: 'Nightjar', from: 'alice@example.test', to: 'bob@example.test', date: 'today' },
+    headerProtection: {
+      protected: true, hp: 'cipher', legacyDisplayHidden: 1,
+      fields: { subject: 'signed and encrypted', from: 'signed', to: 'signed', date: 'signed' },
+      warnings: [
+        { field: 'subject', severity: 'notice', message: 'The Subject outside was changed.' },
+        { field: 'from', severity: 'warning', message: 'The protected From is alice.' },
+      ],
+    },
+  };
+  assert.deepEqual(headerRows(view).map((r) => r.protection),
+    ['signed and encrypted', 'signed', 'signed', 'signed']);
+  assert.equal(protectionSentence(view),
+    'Protected headers: Subject hidden from the mail servers (encrypted) and signed; From, To, Date signed.');
+  assert.deepEqual(headerWarnings(view).map((w) => w.severity), ['warning', 'notice']);
+  const unsignedHidden = { ...view, headerProtection: { ...view.headerProtection, fields: { subject: 'encrypted' } } };
+  assert.equal(protectionSentence(unsignedHidden), 'Protected headers: Subject hidden from the mail servers (encrypted).');
+  // Fields claimed protected by a message without header protection are not believed.
+  assert.equal(protectionSentence({ ...view, headerProtection: { ...view.headerProtection, protected: false } }), null);
 });
 
 test('the content document carries its own strict CSP; remote images only when allowed', () => {

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  NO_MESSAGE, SecureFrames, claimProblem, raisedMode, recipientList, sameRecipients, sendMismatch,
-  threadFields,
+  NO_MESSAGE, RECIPIENTS_SETTLE_MS, SecureFrames, claimProblem, raisedMode, recipientList, replySubject,
+  sameRecipients, sendMismatch, threadFields,
 } from '../../extension/background/secure_frames.js';
 
 const ID = 'abcdefghijklmnopabcdefghijklmnop';
@@ -18,6 +18,9 @@ function world({ answers = {} } = {}) {
   const calls = [];
   const told = [];
   const timers = { setTimeout: () => 0, clearTimeout: () => {} };
+  // The worker's clock, moved by the test: a list the editor shows has been on screen as long as
+  // the test says.
+  const clock = { ms: 1_000_000, pass(ms) { this.ms += ms; } };
   const nativePort = {
     request(op, params, options) {
       calls.push({ op, params });
@@ -27,9 +30,9 @@ function world({ answers = {} } = {}) {
     },
   };
   const tabs = { sendMessage: (tabId, message, options) => { told.push({ tabId, message, options }); return Promise.resolve(); } };
-  const frames = new SecureFrames({ id: ID, getURL: (p) => `${BASE}${p}` }, tabs, nativePort, { timers });
+  const frames = new SecureFrames({ id: ID, getURL: (p) => `${BASE}${p}` }, tabs, nativePort, { timers, now: () => clock.ms });
   const ask = (message, sender = content) => new Promise((resolve) => frames.onMessage({ type: 'autosmime.secure', ...message }, sender, resolve));
-  return { frames, calls, told, ask };
+  return { frames, calls, told, ask, clock };
 }
 
 /** A runtime Port as the worker sees a frame's: what it posted, and a way to speak as the frame. */
@@ -131,7 +134,7 @@ test('commands for a registration come only from the content script frame that r
   assert.equal((await ask({ action: 'send', secret: secret(6), envelope: {} }, otherTab)).error.code, 'not_registered');
 });
 
-async function boundEditor(mode, answers) {
+async function boundEditor(mode, answers, { settle = true } = {}) {
   const w = world({ answers });
   await w.ask({ action: 'register', secret: secret(9), kind: 'editor', mode, text: 'carried' });
   const port = framePort('ui/editor.html');
@@ -140,7 +143,10 @@ async function boundEditor(mode, answers) {
   // the frame answers what the worker asks of it, as editor.js does
   port.postMessage = (m) => {
     port.posted.push(m);
-    if (m.type === 'recipients') port.say({ type: 'shown', version: m.version });
+    if (m.type === 'recipients') {
+      port.say({ type: 'shown', version: m.version });
+      if (settle) w.clock.pass(RECIPIENTS_SETTLE_MS); // the person had time to see it
+    }
     // whatever else a frame says about the mode is not the worker's to take
     if (m.type === 'collect') port.say({ type: 'body', id: m.id, text: 'typed', attachments: [], mode: 'sign', encrypt: false });
   };
@@ -200,6 +206,34 @@ test('a recipient added after the frame showed the list stops the send and is sh
   assert.deepEqual(port.posted.filter((m) => m.type === 'recipients').at(-1).bcc, ['eve@example.test']);
 });
 
+test('a list shown only a moment before the Send stops it once; the next Send of that list goes', async () => {
+  const { ask, calls, port, clock } = await boundEditor('encrypt', { 'compose.send': SENT }, { settle: false });
+  await ask({ action: 'recipients', secret: secret(9), to: ['bob@example.test'] });
+  clock.pass(RECIPIENTS_SETTLE_MS);
+  // The page adds eve; the content script tells the editor, which shows it just before the click.
+  await ask({ action: 'recipients', secret: secret(9), to: ['bob@example.test'], bcc: ['eve@example.test'] });
+  clock.pass(RECIPIENTS_SETTLE_MS - 1);
+  const envelope = { from: 'alice@example.test', to: ['bob@example.test'], bcc: ['eve@example.test'] };
+  const refused = await ask({ action: 'send', secret: secret(9), envelope });
+  assert.equal(refused.error.code, 'recipients_changed');
+  assert.match(refused.error.message, /just now/);
+  assert.deepEqual(calls, []);
+  assert.equal(port.posted.at(-1).type, 'failed');
+  // Told to check, the person presses Send again at once: the list shown with the stop goes.
+  const sent = await ask({ action: 'send', secret: secret(9), envelope });
+  assert.ok(sent.ok, JSON.stringify(sent));
+  assert.deepEqual(calls.map((c) => c.params.bcc), [['eve@example.test']]);
+});
+
+test('a list on screen long enough is sent at the first Send', async () => {
+  const { ask, calls, clock } = await boundEditor('encrypt', { 'compose.send': SENT }, { settle: false });
+  await ask({ action: 'recipients', secret: secret(9), to: ['bob@example.test'] });
+  clock.pass(RECIPIENTS_SETTLE_MS);
+  const sent = await ask({ action: 'send', secret: secret(9), envelope: { from: 'alice@example.test', to: ['bob@example.test'] } });
+  assert.ok(sent.ok, JSON.stringify(sent));
+  assert.equal(calls.length, 1);
+});
+
 test('a send whose result is not what was chosen is said loudly', async () => {
   const downgraded = (params) => SENT(params).then((r) => ({ ...r, encrypted: false, bcc: ['eve@example.test'] }));
   const { ask, port } = await boundEditor('encrypt', { 'compose.send': downgraded });
@@ -225,4 +259,60 @@ test('an editor that went away sends nothing; a reopened one gets its text and n
   assert.equal(reopened.mode, 'encrypt');
   assert.equal(reopened.draft, 'kept in memory');
   assert.equal(frames.registrations.has(secret(9)), false);
+});
+
+const PROTECTED_VIEW = {
+  headers: {
+    subject: 'Nightjar: the price', from: 'Alice <alice@example.test>', 'message-id': '<m1@example.test>',
+    references: '<m0@example.test>',
+  },
+  headerProtection: { protected: true, hp: 'cipher', fields: { subject: 'signed and encrypted' }, warnings: [] },
+  security: { encrypted: true, decrypted: true, signatures: [] },
+};
+
+test('a reply takes back the subject its message hid, only in encrypted mail to that sender', async () => {
+  assert.equal(replySubject('Re: [...]', 'Nightjar'), 'Re: Nightjar');
+  assert.equal(replySubject('Re: [...]', 'Re: Nightjar'), 'Re: Nightjar');
+  assert.equal(replySubject('[...]', 'Nightjar'), 'Nightjar');
+  assert.equal(replySubject('My own words', 'Nightjar'), 'My own words');
+
+  async function replying(mode, to) {
+    const w = world({ answers: { 'message.open': Promise.resolve(PROTECTED_VIEW), 'compose.send': SENT } });
+    // the viewer of the message, as the content script registers it
+    await w.ask({ action: 'register', secret: secret(3), kind: 'viewer', messageRef: '#msg-f:1' });
+    await w.ask({ action: 'raw', secret: secret(3), raw: 'AAAA' });
+    await tick();
+    // the reply's editor names that message
+    await w.ask({ action: 'register', secret: secret(9), kind: 'editor', mode, replyTo: '#msg-f:1' });
+    const port = framePort('ui/editor.html');
+    port.postMessage = (m) => {
+      port.posted.push(m);
+      if (m.type === 'recipients') port.say({ type: 'shown', version: m.version });
+      if (m.type === 'collect') port.say({ type: 'body', id: m.id, text: 'typed', attachments: [] });
+    };
+    w.frames.onConnect(port);
+    port.say({ type: 'claim', secret: secret(9) });
+    await w.ask({ action: 'recipients', secret: secret(9), to });
+    w.clock.pass(RECIPIENTS_SETTLE_MS); // the person had time to see the list
+    const sent = await w.ask({ action: 'send', secret: secret(9), envelope: { from: 'bob@example.test', to, subject: 'Re: [...]' } });
+    assert.ok(sent.ok, JSON.stringify(sent));
+    const said = port.posted.filter((m) => m.type === 'reply').at(-1);
+    return { params: w.calls.find((c) => c.op === 'compose.send').params, said };
+  }
+
+  const encrypted = await replying('encrypt', ['alice@example.test']);
+  assert.equal(encrypted.params.subject, 'Re: Nightjar: the price');
+  assert.equal(encrypted.params.hideSubject, true);
+  assert.equal(encrypted.params.inReplyTo, '<m1@example.test>');
+  assert.deepEqual(encrypted.params.references, ['<m0@example.test>', '<m1@example.test>']);
+  assert.equal(encrypted.said.subject, 'Nightjar: the price'); // the editor says which subject
+  // Signed only: the real subject would travel in the clear, so the webmail's stays.
+  const signed = await replying('sign', ['alice@example.test']);
+  assert.equal(signed.params.subject, 'Re: [...]');
+  assert.equal(signed.params.inReplyTo, '<m1@example.test>');
+  // The page pointed the compose at alice's message but it goes to eve: nothing of it is used.
+  const elsewhere = await replying('encrypt', ['eve@example.test']);
+  assert.equal(elsewhere.params.subject, 'Re: [...]');
+  assert.equal(elsewhere.params.inReplyTo, undefined);
+  assert.equal(elsewhere.said.subject, null);
 });

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import hashlib
 import time
+from collections.abc import Callable
+from email import policy
 from typing import Any
 
 from playwright.sync_api import expect
 
 from harness.browser import launch_options
+from native_host.errors import HostError
+from shared_pki import mime, smime
+from shared_pki.errors import PkiError
 
 THREAD_ID = "msg-f:1665118316230599953"
 #: The secure frames as the tests find them in a webmail page.
@@ -15,8 +22,50 @@ SECURE_EDITOR = "autosmime-secure-editor iframe.autosmime-editor"
 SECURE_VIEWER = "autosmime-secure-viewer iframe.autosmime-viewer"
 
 
+#: How the test people read the subject of header-protected mail (outer Subject "[...]", RFC
+#: 9788), as their own clients would: people.make_person adds a reader with each one's keystore;
+#: a story whose devices keep their profile elsewhere adds its own (raw -> subject or None).
+SUBJECT_READERS: list[Callable[[bytes], str | None]] = []
+_SUBJECTS: dict[bytes, str] = {}
+
+
+def keystore_reader(keystore: Callable[[], Any]) -> Callable[[bytes], str | None]:
+    """A subject reader decrypting with a keystore's keys (read at each use: renewed keys count)."""
+
+    def read(raw: bytes) -> str | None:
+        try:
+            pairs = keystore().decryption_pairs()
+            return smime.open_message(raw, keys=pairs).headers().get("Subject")
+        except (PkiError, HostError, OSError):
+            return None
+
+    return read
+
+
+def subject_of(raw: bytes) -> str:
+    """The subject a reader sees: the outer one, or for "[...]" the protected one inside (""
+    when no test person's reader opens it)."""
+    outer = email.message_from_bytes(mime.split_headers(raw)[0] + b"\r\n", policy=policy.default)
+    subject = str(outer["subject"] or "")
+    if subject != "[...]":
+        return subject
+    key = hashlib.sha256(raw).digest()
+    if key not in _SUBJECTS:
+        _SUBJECTS[key] = ""
+        for reader in SUBJECT_READERS:
+            try:
+                found = reader(raw)
+            except (AssertionError, PkiError, HostError, OSError):  # not this reader's mail
+                continue
+            if found and found != "[...]":
+                _SUBJECTS[key] = found
+                break
+    return _SUBJECTS[key]
+
+
 def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> bytes:
-    """The raw bytes of the message with this subject once it is in user's INBOX (real IMAP)."""
+    """The raw bytes of the message with this subject once it is in user's INBOX (real IMAP);
+    a header-protected one is found by the subject inside."""
     deadline = time.monotonic() + timeout
     while True:
         client = stack.imap_client(user)
@@ -26,10 +75,28 @@ def wait_for_inbox(stack: Any, user: str, subject: str, timeout: float = 30) -> 
             if uids:
                 data = client.fetch(uids[-1:], ["BODY.PEEK[]"])
                 return next(iter(data.values()))[b"BODY[]"]
+            hidden = client.search(["SUBJECT", "[...]"])
+            data = client.fetch(hidden, ["BODY.PEEK[]"]) if hidden else {}
+            found = [data[u][b"BODY[]"] for u in sorted(data)]
+            found = [raw for raw in found if subject_of(raw) == subject]
+            if found:
+                return found[-1]
         finally:
             client.logout()
         assert time.monotonic() < deadline, f"{subject!r} never reached {user}'s INBOX"
         time.sleep(0.3)
+
+
+def inbox_uid(stack: Any, user: str, raw: bytes) -> int:
+    """The IMAP UID of this message (found by its Message-ID) in user's INBOX."""
+    outer = email.message_from_bytes(mime.split_headers(raw)[0] + b"\r\n", policy=policy.default)
+    client = stack.imap_client(user)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        [uid] = client.search(["HEADER", "Message-ID", str(outer["message-id"]).strip()])
+        return int(uid)
+    finally:
+        client.logout()
 
 
 def mailbox_bytes(stack: Any, user: str) -> dict[str, list[bytes]]:
@@ -48,7 +115,8 @@ def mailbox_bytes(stack: Any, user: str) -> dict[str, list[bytes]]:
 
 
 def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
-    return [m for m in messages if f"Subject: {subject}".encode() in m]
+    """The messages whose subject is this one, in the clear or protected inside."""
+    return [m for m in messages if f"Subject: {subject}".encode() in m or subject_of(m) == subject]
 
 
 def page_text_everywhere(page: Any) -> str:
@@ -86,6 +154,13 @@ def open_browser(playwright: Any, person: Any, gmail: Any) -> Any:
     """A Chromium persistent context for one person, mail.google.com mapped to the fixture."""
     args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]
     return playwright.chromium.launch_persistent_context(**launch_options(person.browser, args))
+
+
+def recipients_seen(editor: Any) -> None:
+    """Waits until the secure editor's recipient list has been on screen long enough to count as
+    seen (extension/background/secure_frames.js, RECIPIENTS_SETTLE_MS), as a person's Send comes:
+    a Send a moment after the list changed stops once to show it (the hidden-recipient defense)."""
+    expect(editor.locator("#recipients")).to_have_attribute("data-settled", "true", timeout=30_000)
 
 
 def open_compose(page: Any, gmail: Any, to: str) -> tuple[Any, Any]:

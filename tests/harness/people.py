@@ -12,6 +12,7 @@ from typing import Any
 
 from asn1crypto import pem as asn1_pem
 
+from harness import gmail_story
 from harness.browser import ExtensionProfile
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
@@ -100,6 +101,7 @@ def make_person(
     )
     browser.install_host()
     world.add(person.keystore(), world.issue(address))
+    gmail_story.SUBJECT_READERS.append(gmail_story.keystore_reader(person.keystore))
     done = person.call("account.configure", account_params(stack, world, address))
     assert done["address"] == address
     return person

@@ -27,6 +27,25 @@ START_DEADLINE = 30.0
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
 
 
+#: The loopback test stack enrolls the same few addresses from one client address dozens of
+#: times an hour, from fresh accounts: the abuse limits that count per mail address and per
+#: client address are lifted for it (tests/shared_pki/service/test_abuse_limits.py is where
+#: they are tested), and it signs nothing with DKIM.
+TEST_STACK_KNOBS: dict[str, Any] = {
+    "challenge_mails_per_address_per_hour": 0,
+    "challenge_mails_per_address_per_day": 0,
+    "new_accounts_per_ip_per_hour": 0,
+    "dkim_required": "off",
+}
+
+
+def write_test_stack_config(data: Path) -> None:
+    """pki.toml in data with TEST_STACK_KNOBS (for `autosmime pki serve --data data`)."""
+    data.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in TEST_STACK_KNOBS.items()]
+    (data / "pki.toml").write_text("\n".join(lines) + "\n")
+
+
 def quoted(text: str) -> str:
     """A user name or password as it goes into an imaps:// or smtp:// URL."""
     return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
@@ -78,7 +97,7 @@ class PkiServe:
         }
 
     def __enter__(self) -> PkiServe:
-        self.data.mkdir(parents=True, exist_ok=True)
+        write_test_stack_config(self.data)
         login = f"{quoted(CA)}:{quoted(self.stack.users[CA])}@{self.stack.host}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(self.data),
@@ -152,6 +171,7 @@ class ConfiguredPki:
             "smtp_url": f"smtp://{login}:{stack.smtp_port}",
             "imap_url": f"imaps://{login}:{stack.imaps_port}",
             "mail_ca_file": str(stack.ca_cert_path),
+            **TEST_STACK_KNOBS,
             **knobs,
         }
         self.roots_pem = b""

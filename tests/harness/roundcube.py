@@ -391,17 +391,24 @@ class RoundcubeServer:
         assert self._front is not None
         return f"MAP {self.host_name} 127.0.0.1:{self._front.port}"
 
-    def sent_by_browser(self) -> bytes:
+    def connections(self) -> int:
+        """How many browser connections the front has seen: give it to sent_by_browser and
+        sent_to_browser as `since` to look at what came after (one browser's session)."""
+        assert self._front is not None
+        with self._front.lock:
+            return len(self._front.to_server)
+
+    def sent_by_browser(self, since: int = 0) -> bytes:
         """Every byte any browser sent to Roundcube through the front (requests, forms, uploads)."""
         assert self._front is not None
         with self._front.lock:
-            return b"\n".join(bytes(stream) for stream in self._front.to_server)
+            return b"\n".join(bytes(stream) for stream in self._front.to_server[since:])
 
-    def sent_to_browser(self) -> bytes:
+    def sent_to_browser(self, since: int = 0) -> bytes:
         """Every byte Roundcube answered (pages, JSON, message sources)."""
         assert self._front is not None
         with self._front.lock:
-            return b"\n".join(bytes(stream) for stream in self._front.to_browser)
+            return b"\n".join(bytes(stream) for stream in self._front.to_browser[since:])
 
     def request_lines(self) -> list[str]:
         """The request lines ("GET /?_task=... HTTP/1.1") the browser sent, in order."""

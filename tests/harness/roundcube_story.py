@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
 from harness.browser import launch_options
 from harness.mail import MailStack
@@ -71,9 +72,17 @@ def everything_the_page_holds(page: Any) -> str:
     return "\n".join(texts)
 
 
-def open_message(page: Any, subject: str) -> None:
-    """Opens the message with this subject in Roundcube's preview frame."""
-    page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
+def open_message(page: Any, subject: str, uid: int | None = None) -> None:
+    """Opens the message with this subject in Roundcube's preview frame; a header-protected one
+    is listed as "[...]", so it is found by its IMAP UID instead (harness.gmail_story.inbox_uid)."""
+    if uid is None:
+        page.locator(f'table#messagelist tr.message:has-text("{subject}")').click()
+        return
+    page.wait_for_function("(uid) => Boolean(rcmail.message_list?.rows?.[uid])", arg=str(uid))
+    row_id = page.evaluate("(uid) => rcmail.message_list.rows[uid].obj.id", str(uid))
+    row = page.locator(f"table#messagelist tr#{row_id}")
+    expect(row).to_contain_text("[...]")
+    row.click()
 
 
 def wait_for(check: Any, what: str, timeout: float = 30) -> Any:

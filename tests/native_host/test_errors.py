@@ -77,3 +77,21 @@ def test_mail_errors_say_which_server() -> None:
     error = MailError(MailErrorCode.AUTH, "imap", "The login was refused.", "Check the password.")
     assert error.protocol_code == "mail_failed"
     assert error.protocol_message() == "IMAP: The login was refused. Check the password."
+
+
+def test_a_file_system_that_refuses_a_write_is_storage_failed_in_words(tmp_path) -> None:
+    """The net under every write the host does not wrap itself (they are wrapped where they
+    happen: infrastructure.profile.storage)."""
+    import errno
+
+    from native_host.errors import StorageFailed
+
+    full = as_host_error(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "f")))
+    assert isinstance(full, StorageFailed) and full.protocol_code == "storage_failed"
+    assert full.protocol_message() == (
+        f"autosmime could not write to its profile folder {tmp_path}: the disk is full. Nothing "
+        "was half-written or lost. Free some space on that disk, then run it again."
+    )
+    read_only = as_host_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path)))
+    assert isinstance(read_only, StorageFailed) and "read-only" in read_only.message
+    assert as_host_error(OSError(errno.ECONNREFUSED, "refused")) is None  # not a file: a bug

@@ -4,6 +4,7 @@ test_header_protection_messages.py."""
 
 from __future__ import annotations
 
+import email
 import re
 
 import pytest
@@ -379,3 +380,40 @@ def test_legacy_display_is_left_alone_without_header_protection_or_the_marker():
     read = hp.read(b"Subject: [...]\r\n", unmarked, encrypted=True)
     assert read.legacy_display_hidden == 0
     assert "Subject: Dinner plans" in payload_text(read.entity)
+
+
+def test_a_legacy_display_we_write_heads_both_body_parts_and_is_hidden_again():
+    entity = mime.build_entity(
+        "The text.\n",
+        "<html><body><p>The &amp; HTML</p></body></html>",
+        [("notes.txt", "text/plain", b"an attachment, left alone")],
+    )
+    shown = hp.add_legacy_display(entity, [("Subject", "Grüße <b>&")])
+    parts = [p for p in email.message_from_bytes(shown).walk() if not p.is_multipart()]
+    plain, html, attached = (p.get_payload(decode=True).decode() for p in parts)
+    assert plain == "Subject: Grüße <b>&\n\nThe text.\n"
+    assert html.startswith(
+        '<html><body><div class="header-protection-legacy-display">'
+        "<pre>Subject: Grüße &lt;b&gt;&amp;</pre></div>"
+    )
+    assert attached == "an attachment, left alone"
+    assert [p.get_param("hp-legacy-display") for p in parts] == ["1", "1", None]
+    protected = hp.protect([("Subject", "Grüße <b>&")], shown, encrypted=True)
+    read = hp.read(b"Subject: [...]\r\n", protected.entity, encrypted=True)
+    assert read.legacy_display_hidden == 2 and read.discrepancies == ()
+    assert b"Gr" not in read.entity.split(b"\r\n\r\n", 1)[1]  # nothing of it is left
+
+
+def test_no_fields_no_legacy_display():
+    entity = mime.build_entity("Just text.\n")
+    assert hp.add_legacy_display(entity, []) == entity
+    with pytest.raises(MalformedInput):
+        hp.add_legacy_display(entity, [("Subject", "two\r\nlines")])
+
+
+def test_hp_of_reads_the_kind_from_the_content_type_alone():
+    entity = mime.build_entity("x\n")
+    assert hp.hp_of(entity) is None
+    assert hp.hp_of(hp.protect([("Subject", "s")], entity, encrypted=True).entity) == "cipher"
+    assert hp.hp_of(hp.protect([("Subject", "s")], entity, encrypted=False).entity) == "clear"
+    assert hp.hp_of(entity.replace(b"text/plain;", b'text/plain; hp="other";', 1)) is None

@@ -144,6 +144,18 @@
     return match ? match[0].toLowerCase() : null;
   }
 
+  /**
+   * The message an inline reply answers: the reply box sits inside that message's element (or
+   * its list item) in the thread (GMAIL_DOM.md, "Inline reply"). Its data-message-id, or null
+   * for a new message.
+   */
+  function repliedMessage(compose) {
+    if (compose.closest(SELECTORS.composeDialog)) return null;
+    const message = compose.closest(SELECTORS.message)
+      ?? compose.closest('[role=listitem]')?.querySelector(SELECTORS.message);
+    return message?.getAttribute('data-message-id') ?? null;
+  }
+
   function bodyOf(compose) {
     return compose.querySelector(SELECTORS.body);
   }
@@ -273,6 +285,7 @@
     readRecipients,
     readSubject,
     readFrom,
+    repliedMessage,
     bodyOf,
     sendButtonOf,
     insertControls,

@@ -24,8 +24,9 @@ from shared_pki.acme.objects import (
     require_valid_account,
 )
 from shared_pki.acme.problems import AcmeProblem, ProblemType, malformed
-from shared_pki.service.acme.http import Acme, LocatedProblem, Reply
+from shared_pki.service.acme.http import Acme, LocatedProblem, RateLimited, Reply
 from shared_pki.service.acme.transitions import refresh_order
+from shared_pki.service.storage import limits
 from shared_pki.service.storage.store import accounts, authorizations, order_authorizations
 
 # ---- directory and nonces ---------------------------------------------------------------------
@@ -76,8 +77,10 @@ def new_account(acme: Acme, request: Request, body: bytes) -> Reply:
         # What a CA that insists on a way to reach the subscriber answers (config knob).
         raise AcmeProblem(ProblemType.INVALID_CONTACT, "Contact information is missing")
     account_id = jws.b64url_encode(secrets.token_bytes(12))
+    client = request.client.host if request.client else "unknown"
     try:
         with acme.store.transaction() as db:
+            limits.take(db, client, acme.state.limits.new_accounts)
             db.execute(
                 insert(accounts).values(
                     id=account_id,
@@ -90,6 +93,8 @@ def new_account(acme: Acme, request: Request, body: bytes) -> Reply:
             )
     except IntegrityError:  # the same key registered concurrently: answer with that account
         return new_account_existing(acme, verified.thumbprint)
+    except limits.Exceeded as exceeded:
+        raise RateLimited(exceeded) from None
     with acme.store.transaction() as db:
         row = db.execute(select(accounts).where(accounts.c.id == account_id)).one()
     return Reply(

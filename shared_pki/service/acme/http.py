@@ -34,6 +34,7 @@ from shared_pki.acme.objects import Account, AccountStatus, require_valid_accoun
 from shared_pki.acme.problems import CONTENT_TYPE as PROBLEM_TYPE
 from shared_pki.acme.problems import AcmeProblem, ProblemType
 from shared_pki.service.state import ServiceState
+from shared_pki.service.storage.limits import Exceeded
 from shared_pki.service.storage.store import accounts, nonces
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,16 @@ class Acme:
         ).to_json()
 
 
+class RateLimited(AcmeProblem):
+    """rateLimited (RFC 8555 section 6.6): 429 with Retry-After, the limit named in words."""
+
+    def __init__(self, exceeded: Exceeded, identifier: Mapping[str, str] | None = None) -> None:
+        super().__init__(
+            ProblemType.RATE_LIMITED, exceeded.detail, status=429, identifier=identifier
+        )
+        self.retry_after = exceeded.retry_after
+
+
 class LocatedProblem(AcmeProblem):
     """A problem answered with a Location header (409 Conflict of keyChange)."""
 
@@ -148,6 +159,8 @@ class LocatedProblem(AcmeProblem):
 
 def problem_reply(problem: AcmeProblem) -> Reply:
     headers = {"Location": problem.location} if isinstance(problem, LocatedProblem) else None
+    if isinstance(problem, RateLimited):
+        headers = {"Retry-After": str(problem.retry_after)}
     return Reply(
         status=problem.status, body=problem.to_json(), media_type=PROBLEM_TYPE, headers=headers
     )

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import secrets
 import time
 from typing import Any
@@ -45,7 +46,7 @@ from typing import Any
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.engine import Row
 from starlette.requests import Request
 
@@ -69,8 +70,9 @@ from shared_pki.acme.problems import AcmeProblem, ProblemType, malformed, unauth
 from shared_pki.ca import profile
 from shared_pki.errors import PkiError
 from shared_pki.service.acme import transitions as acme_state
-from shared_pki.service.acme.http import Acme, Reply
+from shared_pki.service.acme.http import Acme, RateLimited, Reply
 from shared_pki.service.ca import issuance
+from shared_pki.service.storage import limits
 from shared_pki.service.storage.store import (
     authorizations,
     certificates,
@@ -229,9 +231,7 @@ def new_order(acme: Acme, request: Request, body: bytes) -> Reply:
             "one email address per order: an S/MIME certificate names exactly one mailbox",
         )
     address = wanted.identifiers[0].value
-    config = acme.config
     now = time.time()
-    lifetime = config.challenge_hours * 3600
 
     with acme.store.transaction() as db:
         candidates = [
@@ -247,70 +247,127 @@ def new_order(acme: Acme, request: Request, body: bytes) -> Reply:
         ]
     _fail_expired(acme, candidates, now)
 
-    created_challenge: str | None = None
-    with acme.store.transaction() as db:
-        statuses = ["pending"] + (["valid"] if config.reuse_valid_authorizations else [])
-        reuse = db.execute(
-            select(authorizations)
-            .where(
-                authorizations.c.account == account.id,
-                authorizations.c.address == address,
-                authorizations.c.status.in_(statuses),
-                authorizations.c.expires > now,
+    identifier = wanted.identifiers[0].to_json()
+    try:
+        with acme.store.transaction() as db:
+            order_id, doc, created_challenge = _create_order(
+                acme, db, account.id, address, wanted, now
             )
-            .order_by(authorizations.c.status.desc(), authorizations.c.expires.desc())
-        ).first()  # "valid" sorts after "pending": desc puts a valid one first
-        if config.authorization_per_order:
-            reuse = None  # like CAs that validate every order on its own (config knob)
-        if reuse is not None:
-            authz_id, authz_expires = reuse.id, reuse.expires
-        else:
-            authz_id, authz_expires = _random_id(), now + lifetime
-            db.execute(
-                insert(authorizations).values(
-                    id=authz_id,
-                    account=account.id,
-                    address=address,
-                    status=AuthorizationStatus.PENDING.value,
-                    expires=authz_expires,
-                    created=now,
-                )
-            )
-            created_challenge = _random_id()
-            db.execute(
-                insert(challenges).values(
-                    id=created_challenge,
-                    authorization=authz_id,
-                    type=EMAIL_REPLY_00,
-                    status=ChallengeStatus.PENDING.value,
-                    token_part1=email_reply.new_token(),
-                    token_part2=email_reply.new_token(),
-                    from_address=config.mail_from or acme.state.hierarchy.mail_address,
-                    expires=authz_expires,
-                )
-            )
-        order_id = _random_id()
-        db.execute(
-            insert(orders).values(
-                id=order_id,
-                account=account.id,
-                status=OrderStatus.PENDING.value,
-                identifiers=json.dumps([i.to_json() for i in wanted.identifiers]),
-                expires=min(authz_expires, now + lifetime),
-                created=now,
-            )
-        )
-        db.execute(
-            insert(order_authorizations).values(order_id=order_id, authorization_id=authz_id)
-        )
-        acme_state.refresh_order(db, order_id, now=now)
-        order = db.execute(select(orders).where(orders.c.id == order_id)).one()
-        doc = order_json(acme, db, order)
-
+    except limits.Exceeded as exceeded:
+        raise RateLimited(exceeded, identifier) from None
     validator = acme.state.validator
     if created_challenge is not None and validator is not None:
         validator.challenge_created(acme.state, created_challenge)
     return Reply(status=201, body=doc, headers={"Location": acme.url("order", order_id)})
+
+
+def _create_order(
+    acme: Acme,
+    db: Connection,
+    account_id: str,
+    address: str,
+    wanted: Any,
+    now: float,
+) -> tuple[str, dict[str, Any], str | None]:
+    """The order (id, JSON) in one transaction, reusing the account's authorization for the
+    address or making one with its challenge (whose mail the validator then sends), within the
+    abuse limits (storage.limits: orders per account, pending authorizations per account,
+    challenge mails per address per hour and per day); limits.Exceeded counts nothing."""
+    config = acme.config
+    lifetime = config.challenge_hours * 3600
+    rules = acme.state.limits
+    limits.check(db, rules.new_orders, account_id, now=now)
+    created_challenge: str | None = None
+    statuses = ["pending"] + (["valid"] if config.reuse_valid_authorizations else [])
+    reuse = db.execute(
+        select(authorizations)
+        .where(
+            authorizations.c.account == account_id,
+            authorizations.c.address == address,
+            authorizations.c.status.in_(statuses),
+            authorizations.c.expires > now,
+        )
+        .order_by(authorizations.c.status.desc(), authorizations.c.expires.desc())
+    ).first()  # "valid" sorts after "pending": desc puts a valid one first
+    if config.authorization_per_order:
+        reuse = None  # like CAs that validate every order on its own (config knob)
+    if reuse is not None:
+        authz_id, authz_expires = reuse.id, reuse.expires
+    else:
+        _limit_new_authorization(db, acme, account_id, address, now)
+        authz_id, authz_expires = _random_id(), now + lifetime
+        db.execute(
+            insert(authorizations).values(
+                id=authz_id,
+                account=account_id,
+                address=address,
+                status=AuthorizationStatus.PENDING.value,
+                expires=authz_expires,
+                created=now,
+            )
+        )
+        created_challenge = _random_id()
+        db.execute(
+            insert(challenges).values(
+                id=created_challenge,
+                authorization=authz_id,
+                type=EMAIL_REPLY_00,
+                status=ChallengeStatus.PENDING.value,
+                token_part1=email_reply.new_token(),
+                token_part2=email_reply.new_token(),
+                from_address=config.mail_from or acme.state.hierarchy.mail_address,
+                expires=authz_expires,
+            )
+        )
+    order_id = _random_id()
+    db.execute(
+        insert(orders).values(
+            id=order_id,
+            account=account_id,
+            status=OrderStatus.PENDING.value,
+            identifiers=json.dumps([i.to_json() for i in wanted.identifiers]),
+            expires=min(authz_expires, now + lifetime),
+            created=now,
+        )
+    )
+    db.execute(insert(order_authorizations).values(order_id=order_id, authorization_id=authz_id))
+    acme_state.refresh_order(db, order_id, now=now)
+    order = db.execute(select(orders).where(orders.c.id == order_id)).one()
+    doc = order_json(acme, db, order)
+    limits.take(db, account_id, rules.new_orders, now=now)  # checked first, counted here
+    return order_id, doc, created_challenge
+
+
+def _limit_new_authorization(
+    db: Connection, acme: Acme, account_id: str, address: str, now: float
+) -> None:
+    """A new authorization means a challenge mail to address: within the account's pending
+    authorizations and the address's mails per hour and per day, then counted."""
+    rules = acme.state.limits
+    if rules.pending_authorizations > 0:
+        pending = db.execute(
+            select(func.count())
+            .select_from(authorizations)
+            .where(
+                authorizations.c.account == account_id,
+                authorizations.c.status == AuthorizationStatus.PENDING.value,
+                authorizations.c.expires > now,
+            )
+        ).scalar_one()
+        if pending >= rules.pending_authorizations:
+            oldest = db.execute(
+                select(func.min(authorizations.c.expires)).where(
+                    authorizations.c.account == account_id,
+                    authorizations.c.status == AuthorizationStatus.PENDING.value,
+                    authorizations.c.expires > now,
+                )
+            ).scalar_one()
+            limit = limits.Limit(
+                "pending_authorization", rules.pending_authorizations, 0,
+                "pending authorizations of one account",
+            )  # fmt: skip
+            raise limits.Exceeded(limit, max(1, math.ceil(oldest - now)))
+    limits.take(db, address, rules.mails_per_hour, rules.mails_per_day, now=now)
 
 
 def _random_id() -> str:

@@ -24,24 +24,30 @@ PEM_CHAIN = "application/pem-certificate-chain"
 
 class CrlCache:
     """One CRL per CA label, rebuilt when stale; issuing CAs list the certificates revoked in
-    the store, roots list none (their issuing CAs are never revoked by this service)."""
+    the store, roots list none (their issuing CAs are never revoked by this service). A
+    revocation is noticed by the number of revoked certificates and the latest revocation time
+    together: a revocation dated before the latest one (backdated to the compromise) changes
+    the count."""
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
         self._lock = threading.Lock()
-        self._cached: dict[str, tuple[float, float, bytes]] = {}  # label -> (made, revoked, der)
+        # label -> (made, (revoked count, latest revocation), der)
+        self._cached: dict[str, tuple[float, tuple[int, float], bytes]] = {}
 
     def get(self, label: str) -> bytes:
         hierarchy = self.state.hierarchy
         family = label.split("-", 1)[0]
         with self.state.store.transaction() as db:
-            latest = db.execute(
-                select(func.max(certificates.c.revoked)).where(certificates.c.issuer == family)
-            ).scalar()
-        latest = float(latest or 0)
+            count, newest = db.execute(
+                select(func.count(certificates.c.revoked), func.max(certificates.c.revoked)).where(
+                    certificates.c.issuer == family
+                )
+            ).one()
+        latest = (int(count or 0), float(newest or 0))
         period = self.state.config.crl_hours * 3600
         with self._lock:
-            made, revoked_at, der = self._cached.get(label, (0.0, -1.0, b""))
+            made, revoked_at, der = self._cached.get(label, (0.0, (-1, -1.0), b""))
             if der and revoked_at == latest and time.time() - made < period / 2:
                 return der
             revoked = []

@@ -2,8 +2,11 @@
 currently valid certificate the CA issued for exactly that address, both algorithms.
 
 Lookup by exact (normalised) address only: no listing, no search, no enumeration; a per-client
-rate limit; revoked and expired certificates are filtered out by the query itself, so a
-revocation withdraws a certificate at once in every process.
+rate limit on all lookups (in each process: a cap on load), and one on lookups that find nothing
+(counted in the database, shared by every process: existence probing), past which every lookup
+of that client is refused with Retry-After (a process asks the database about a client once it
+saw that client miss); revoked and expired certificates are filtered out by the
+query itself, so a revocation withdraws a certificate at once in every process.
 
 Answers carry validators so correspondents notice a renewal (or a revocation) quickly and
 cheaply: an ETag naming exactly the certificates served (and the representation), and
@@ -18,8 +21,10 @@ import hashlib
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from sqlalchemy import bindparam, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +32,7 @@ from starlette.routing import Route
 from shared_pki.acme.objects import normalize_email
 from shared_pki.acme.problems import AcmeProblem
 from shared_pki.service.state import ServiceState
+from shared_pki.service.storage import limits
 from shared_pki.service.storage.store import certificates
 
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -98,6 +104,10 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in listed or etag in listed
 
 
+def _rows(db: Any, query: Any, address: str, now: float) -> list[Any]:
+    return list(db.execute(query, {"address": address, "now": now}).all())
+
+
 def routes(state: ServiceState) -> list[Route]:
     limiter = RateLimiter(state.config.directory_rate_per_minute)
     configured_max_age = state.config.directory_max_age_seconds
@@ -124,6 +134,41 @@ def routes(state: ServiceState) -> list[Route]:
         .order_by(certificates.c.not_after.desc())
     )
 
+    misses = state.limits.directory_misses
+    # Clients that missed in this process within the window: only their lookups ask the
+    # database for the shared count (a lookup by anyone else costs no extra query). A prober
+    # misses on every worker behind a load balancer, so every worker soon checks it.
+    missed_here: dict[str, float] = {}
+    missed_lock = threading.Lock()
+
+    def find(client: str, address: str) -> list[Any]:
+        """The address's certificates; a client past its misses gets limits.Exceeded for every
+        lookup (found or not, so the refusal itself tells nothing), and a miss is counted."""
+        now = time.time()
+        with missed_lock:
+            watched = misses.on and missed_here.get(client, 0.0) > now - misses.window
+        rows: list[Any] = []
+        if not watched:
+            with engine.connect() as db:
+                rows = _rows(db, query, address, now)
+            if rows or not misses.on:
+                return rows
+            # a miss by a client not watched here yet: checked and counted below
+        with state.store.transaction() as db:
+            limits.check(db, misses, client, now=now)
+            if watched:
+                rows = _rows(db, query, address, now)
+            if not rows:
+                limits.record(db, misses.bucket, client, now=now)
+        if not rows:
+            with missed_lock:
+                if len(missed_here) > 100_000:  # forget idle clients rather than grow
+                    for name, at in list(missed_here.items()):
+                        if at <= now - misses.window:
+                            del missed_here[name]
+                missed_here[client] = now
+        return rows
+
     async def lookup(request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
         if not limiter.allow(client):
@@ -134,9 +179,12 @@ def routes(state: ServiceState) -> list[Route]:
             address = normalize_email(request.path_params["address"])
         except AcmeProblem as problem:
             return _problem(400, "Bad Request", problem.detail)
-        now = time.time()
-        with engine.connect() as db:
-            rows = db.execute(query, {"address": address, "now": now}).all()
+        try:  # the database off the event loop
+            rows = await run_in_threadpool(find, client, address)
+        except limits.Exceeded as exceeded:
+            refused = _problem(429, "Too Many Requests", exceeded.detail)
+            refused.headers["Retry-After"] = str(exceeded.retry_after)
+            return refused
         if not rows:
             return _problem(
                 404,
@@ -147,7 +195,7 @@ def routes(state: ServiceState) -> list[Route]:
         wants_pem = PEM_CHAIN in request.headers.get("accept", "")
         media_type = PEM_CHAIN if wants_pem else "application/json"
         etag = entity_tag(media_type, [row.der for row in rows])
-        seconds = max_age(configured_max_age, rows[0].not_after, now)
+        seconds = max_age(configured_max_age, rows[0].not_after, time.time())
         headers = {"Cache-Control": f"max-age={seconds}", "ETag": etag, "Vary": "Accept"}
         if etag_matches(request.headers.get("if-none-match", ""), etag):
             return Response(status_code=304, headers=headers)

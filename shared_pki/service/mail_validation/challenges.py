@@ -37,7 +37,7 @@ class MailSettings:
     mail_from: str
     smtp: MailUrl
     imap: MailUrl
-    dkim_required: bool
+    dkim_required: str  # auto, on or off (dkim.enforced decides)
     poll_seconds: float
     signing: str = "smime"
     dkim_key: SigningKey | None = None
@@ -64,7 +64,7 @@ class MailSettings:
             mail_from=mail_from,
             smtp=parse_mail_url(config.smtp_url, protocol="smtp", ca_file=ca_file),
             imap=parse_mail_url(config.imap_url, protocol="imap", ca_file=ca_file),
-            dkim_required=bool(config.dkim_required),
+            dkim_required=config.dkim_required,
             poll_seconds=max(0.1, float(config.imap_poll_seconds)),
             signing=config.challenge_signing,
             dkim_key=dkim_key,

@@ -4,6 +4,7 @@ Verifying DKIM (replies here, challenge mail on the host) is shared_pki.net.dkim
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,28 @@ def _pkcs1(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
+@functools.cache
+def system_has_dns() -> bool:
+    """Whether this machine has a resolver to ask (a nameserver in its configuration): what
+    dkimpy's own lookups use. Read once per process."""
+    try:
+        import dns.resolver
+
+        return bool(dns.resolver.Resolver().nameservers)
+    except Exception:  # NoResolverConfiguration, an unreadable resolv.conf: no DNS here
+        return False
+
+
+def enforced(mode: str, dnsfunc: DnsFunc | None) -> bool:
+    """Whether replies must carry an aligned DKIM signature, for the dkim_required setting:
+    on, off, or auto (on when the service has DNS: a zone it was given, or the system's)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return dnsfunc is not None or system_has_dns()
+
+
 def sign_message(message: bytes, key: SigningKey) -> bytes:
     """message (CRLF) with a DKIM-Signature (rsa-sha256, relaxed/relaxed, whole body) first."""
     present = {
@@ -98,8 +121,10 @@ __all__ = [
     "DnsFunc",
     "SigningKey",
     "aligned",
+    "enforced",
     "load_or_create_signing_key",
     "sign_message",
+    "system_has_dns",
     "verify_dkim",
     "zone_resolver",
 ]

@@ -10,9 +10,10 @@ that race with the start of IDLE), and judges every message it has not judged be
   challenge with that token-part1 (unknown, already decided, mail never sent): left in the
   mailbox, flagged \\Flagged for a person to look at, and not read again;
 - a reply to an open challenge: subject, In-Reply-To, From, To and the response digest
-  (email_reply.check_reply), then DKIM when config.dkim_required; the result is recorded once
-  with acme_state.challenge_result (a second reply, or a second process judging the same reply,
-  changes nothing) and the reply is flagged \\Seen and moved to `acme-processed`, never deleted;
+  (email_reply.check_reply), then DKIM when config.dkim_required enforces it (dkim.enforced);
+  the result is recorded once with acme_state.challenge_result (a second reply, or a second
+  process judging the same reply, changes nothing) and the reply is flagged \\Seen and moved
+  to `acme-processed`, never deleted;
 - a good reply to a challenge the client has not POSTed yet (still `pending`: RFC 8555 moves a
   challenge to `valid` only from `processing`) waits, unflagged, until the POST; the validator's
   start() wakes the watcher of its own process, other processes notice within recheck_seconds.
@@ -56,6 +57,7 @@ from shared_pki.service.mail_validation.challenges import (
     expired_open_challenges,
     load_challenge,
 )
+from shared_pki.service.mail_validation.dkim import enforced as dkim_enforced
 from shared_pki.service.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,7 @@ def judge_reply(state: ServiceState, raw: bytes, *, now: float) -> Judgement:
     )
     when = datetime.datetime.fromtimestamp(now, datetime.UTC)
     problem = email_reply.check_reply(message, reply_text(message), challenge=challenge, now=when)
-    if problem is None and state.config.dkim_required:
+    if problem is None and dkim_enforced(state.config.dkim_required, state.dkim_dns):
         result = verify_dkim(
             raw,
             from_domain=info.address.rpartition("@")[2],

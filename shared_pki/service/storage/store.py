@@ -123,6 +123,18 @@ challenges = Table(
     Column("reply_id", String(256)),  # Message-ID of the accepted reply (accepted once)
 )
 
+# Abuse limits (storage.limits): one row per counted event (a new account, an order, a challenge
+# mail, a directory miss), so every server process sharing the database counts the same events.
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bucket", String(32), nullable=False),
+    Column("key", String(320), nullable=False),
+    Column("at", Float, nullable=False),
+)
+Index("rate_events_by_key", rate_events.c.bucket, rate_events.c.key, rate_events.c.at)
+
 # Small named values shared by all processes (CRL numbers, ...).
 settings = Table(
     "settings",

@@ -1,12 +1,16 @@
 """The time-stamp authority over HTTP (RFC 3161 section 3.4): POST application/timestamp-query,
-answer application/timestamp-reply. Every request, however bad, gets a TimeStampResp."""
+answer application/timestamp-reply. Every request, however bad, gets a TimeStampResp, except a
+body over the service's size limit, refused 413 before it is read (request_size). Signing runs
+in the thread pool, off the event loop."""
 
 from __future__ import annotations
 
 import datetime
 import secrets
+import threading
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -43,21 +47,34 @@ def routes(state: ServiceState) -> list[Route]:
     )
     config = state.config
 
+    # asn1crypto parses lazily and caches as it goes: the TSA's certificates are not safe to use
+    # from two threads at once (seen under load: a public key half-parsed by another thread).
+    # One token at a time, then: the work holds the GIL anyway, and the event loop stays free.
+    signing = threading.Lock()
+
+    def sign(query: bytes) -> bytes:
+        with signing:
+            return _sign(query)
+
+    def _sign(query: bytes) -> bytes:
+        return tsp.make_response(
+            query,
+            tsa=tsa,
+            policy_oid=config.tsa_policy_oid,
+            serial_number=unique_serial(),
+            gen_time=datetime.datetime.now(datetime.UTC),
+            accuracy_ms=config.tsa_accuracy_ms,
+        )
+
     async def timestamp(request: Request) -> Response:
+        # The body was counted as it arrived (request_size); the query is checked here.
         body = await request.body()
         if len(body) > MAX_QUERY:
             reply = tsp.rejection("rejection", "bad_data_format", "The request is too large.")
         elif request.headers.get("content-type", "").split(";")[0].strip() != QUERY:
             reply = tsp.rejection("rejection", "bad_data_format", f"Send {QUERY}.")
-        else:
-            reply = tsp.make_response(
-                body,
-                tsa=tsa,
-                policy_oid=config.tsa_policy_oid,
-                serial_number=unique_serial(),
-                gen_time=datetime.datetime.now(datetime.UTC),
-                accuracy_ms=config.tsa_accuracy_ms,
-            )
+        else:  # parsing and signing are CPU work: off the event loop, so others are served
+            reply = await run_in_threadpool(sign, body)
         return Response(reply, media_type=REPLY)
 
     return [Route(config.tsa_path, timestamp, methods=["POST"])]

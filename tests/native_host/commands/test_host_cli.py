@@ -242,6 +242,73 @@ def test_failures_exit_non_zero_with_one_line(devices: dict[str, Device], tmp_pa
     assert no_password.stderr.count("\n") == 1 and "--password-stdin" in no_password.stderr
 
 
+# ---- local faults: a full disk, a read-only profile ---------------------------------------------
+
+
+def _inbox(stack: MailStack, user: str, message_id: str | None = None) -> int:
+    """How many messages the user's INBOX holds (with that Message-ID, if given). Not by
+    Subject: encrypted mail hides it (RFC 9788, outer Subject "[...]")."""
+    client = stack.imap_client(user)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        return len(client.search(["HEADER", "Message-ID", message_id] if message_id else ["ALL"]))
+    finally:
+        client.logout()
+
+
+def _unchanged(before: dict[str, bytes], after: dict[str, bytes]) -> None:
+    """Nothing half-written, nothing lost: every file as it was, no temporary file left; a new
+    file may only be an empty lock file (a full tmpfs still has inodes)."""
+    assert {name: after.get(name) for name in before} == before
+    new = {name: data for name, data in after.items() if name not in before}
+    assert all(name.endswith(".lock") and data == b"" for name, data in new.items()), new
+
+
+def test_a_full_disk_or_a_read_only_profile_is_an_error_in_words_and_loses_nothing(
+    devices: dict[str, Device], world: PkiWorld, mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """alice's profile on a small file system of its own (tmpfs): full, then read-only. send,
+    backup and enroll each say so in one line naming the folder; nothing in the profile changes
+    and nothing is sent; once there is room again, send works with the same keys."""
+    from harness.filesystems import SmallDisk
+
+    from shared_pki import backup
+
+    forget_backups(mail_stack, ALICE)  # the backup below is alice's first under its code
+    code = backup.new_recovery_code()
+    device = Device(ALICE, tmp_path / "small")
+    with SmallDisk(device.profile) as disk:
+        set_up_device(device, world, mail_stack, roots_file(world, tmp_path))
+        keys = device.run("--json", "certs", "list").json()["keys"]
+        body = tmp_path / "body.txt"
+        body.write_text("Sent from a full disk?\n", encoding="utf-8")
+        commands = {
+            "send": ["send", "--from", ALICE, "--to", BOB, "--body-file", str(body)],
+            "backup": ["backup", "--recovery-code-stdin"],
+            "enroll": ["enroll", "--recovery-code-stdin"],
+        }
+        in_inbox = _inbox(mail_stack, BOB)
+        for fault, words in ((disk.full, "the disk is full"), (disk.read_only, "read-only")):
+            with fault():
+                before = disk.files()
+                for name, args in commands.items():
+                    subject = ["--subject", f"{words} {name}"] if name == "send" else []
+                    done = device.run(*args, *subject, stdin=code + "\n")
+                    line = one_line_failure(done, name, "storage_failed")
+                    assert words in line and str(device.profile) in line, line
+                    assert "Traceback" not in done.stderr
+                    if name == "backup" and fault == disk.full:  # the mailbox took it: said so
+                        assert "The backup itself is in your mailbox and proven" in line
+                _unchanged(before, disk.files())
+                assert _inbox(mail_stack, BOB) == in_inbox  # nothing was sent
+        sent = device.run("--json", "send", "--from", ALICE, "--to", BOB, "--subject",
+                          "room again", "--body-file", str(body))  # fmt: skip
+        assert sent.code == 0, sent.stderr
+        assert sent.json()["status"] == "sent"
+        assert _inbox(mail_stack, BOB, sent.json()["messageId"]) == 1
+        assert device.run("--json", "certs", "list").json()["keys"] == keys
+
+
 # ---- enroll, backup, restore against `autosmime pki serve` with RFC 8823 mail -------------------
 
 CA = "carol@example.test"  # the CA's mailbox on the stack
@@ -258,8 +325,10 @@ def _login(user: str, password: str) -> str:
 def pki_serve(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The PKI service as an operator runs it, validating addresses by mail through carol."""
     from harness.mail import free_port
+    from harness.pki_service import write_test_stack_config
 
     data = tmp_path_factory.mktemp("pki-serve")
+    write_test_stack_config(data)  # the loopback stack: limits per address lifted, no DKIM
     port = free_port()
     login = f"{_login(CA, mail_stack.users[CA])}@{mail_stack.host}"
     process = subprocess.Popen(
@@ -316,22 +385,66 @@ def test_enroll_backup_and_restore_on_a_new_device(
     code = result["recoveryCode"]
     no_code = first.run("backup")  # the code was not kept on this device
     one_line_failure(no_code, "backup", "recovery_code")
+    # A message planted in the backup folder (IMAP APPEND) claiming to be a newer backup: the
+    # enrollment's own, re-dated into the future. It neither blocks nor is used, and is named.
+    plant_redated_backup(mail_stack, ALICE, "2099-01-01T00:00:00Z", "planted@example.test")
     backed = first.run("--json", "backup", "--recovery-code-stdin", stdin=code + "\n")
     assert backed.code == 0, backed.stderr
     assert sorted(backed.json()["keyIds"]) == sorted(result["keyIds"].values())
+    [skipped] = backed.json()["skipped"]
+    assert skipped["messageId"] == "<planted@example.test>"
+    assert skipped["claimedCreated"] == "2099-01-01T00:00:00Z"
+    assert "does not match its contents" in skipped["reason"]
 
     second = Device(ALICE, tmp_path / "second")  # a fresh device: mailbox login + code
     add_device(second, mail_stack)
     wrong = second.run("restore", ALICE, stdin="1111-2222-3333-4444-5555-6666-7777-8888-9999\n")
     one_line_failure(wrong, "restore", "recovery_code")
     assert second.run("--json", "certs", "list").json()["keys"] == []
+    said = second.run("restore", ALICE, stdin=code + "\n")
+    assert said.code == 0, said.stderr
+    assert f"holding 2 key(s): {backed.json()['messageId']}." in said.stdout
+    assert "from the backup made 20" in said.stdout
+    [warning] = said.stderr.strip().splitlines()
+    assert warning.startswith(
+        "autosmime restore: warning: a newer-looking backup did not open and was skipped: "
+        "<planted@example.test> (claiming 2099-01-01 00:00:00 UTC): "
+    )
     restored = second.run("--json", "restore", ALICE, stdin=code + "\n")
     assert restored.code == 0, restored.stderr
-    assert sorted(restored.json()["restored"]) == sorted(result["keyIds"].values())
+    assert restored.json()["messageId"] == backed.json()["messageId"]
+    assert restored.json()["keys"] == 2 and restored.json()["created"] is not None
+    assert sorted(restored.json()["alreadyHeld"]) == sorted(result["keyIds"].values())
     keys = second.run("--json", "certs", "list").json()["keys"]
     assert {k["keyId"]: k["status"] for k in keys} == {
         key_id: "current" for key_id in result["keyIds"].values()
     }
+
+
+def plant_redated_backup(stack: MailStack, user: str, created: str, message_id: str) -> None:
+    """APPEND a copy of the user's newest backup whose Autosmime-Backup header claims
+    `created` (its MAC-covered time still says when it was really made)."""
+    from native_host.domain.backups import FOLDER
+
+    client = stack.imap_client(user)
+    try:
+        client.select_folder(FOLDER)
+        uid = max(client.search(["HEADER", "Autosmime-Backup", "v1"]))
+        raw = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = [
+            line
+            for line in head.split(b"\r\n")
+            if not line.lower().startswith((b"autosmime-backup:", b"message-id:"))
+        ]
+        count = raw.split(b"keys=", 1)[1].split(b"\r\n", 1)[0].decode()
+        lines += [
+            f"Autosmime-Backup: v1; created={created}; keys={count}".encode(),
+            f"Message-ID: <{message_id}>".encode(),
+        ]
+        client.append(FOLDER, b"\r\n".join(lines) + b"\r\n\r\n" + body, flags=[b"\\Seen"])
+    finally:
+        client.logout()
 
 
 def forget_backups(stack: MailStack, *users: str) -> None:

@@ -76,6 +76,74 @@ def test_verify_fails_with_one_line_on_tampering_and_untrusted_roots(files) -> N
     assert len(untrusted.stderr.decode().strip().splitlines()) == 1
 
 
+def test_verify_writes_the_signed_content_to_stdout_by_default(files: dict[str, Path]) -> None:
+    signed = autosmime(
+        "sign", "--key", str(files["alice_key"]), "--cert", str(files["alice_full"]),
+        str(files["message"]),
+    ).stdout  # fmt: skip
+    checked = autosmime("verify", "--ca", str(files["root"]), data=signed)
+    assert checked.returncode == 0, checked.stderr
+    assert b"Hello from the CLI." in checked.stdout and b"Subject: CLI" in checked.stdout
+    assert b"application/pkcs7-signature" not in checked.stdout  # the content, not the wrapper
+    # altered content: the refusal on stderr, nothing on stdout for a pipe to act on
+    altered = signed.replace(b"Hello from the CLI.", b"Hello from Mallory")
+    refused = autosmime("verify", "--ca", str(files["root"]), data=altered)
+    assert refused.returncode == 1 and refused.stdout == b""
+
+
+def test_a_malformed_certificate_is_refused_in_one_short_line(files: dict[str, Path]) -> None:
+    """A --ca certificate whose Validity does not parse: one line, no parser context."""
+    der = bytearray(pki.root("broken validity").asn1.dump())
+    at = der.index(b"\x17\x0d")  # the notBefore UTCTime
+    der[at + 2 : at + 6] = b"99XX"
+    broken = files["root"].with_name("broken.der")
+    broken.write_bytes(bytes(der))
+    done = autosmime("verify", "--ca", str(broken), str(files["message"]))
+    assert done.returncode == 2 and done.stdout == b""
+    [line] = done.stderr.decode().strip().splitlines()
+    assert line.startswith("autosmime verify: key_load_error: Not a valid X.509 certificate")
+    assert "while parsing" not in line and "asn1crypto" not in line
+    assert "(in Validity)" in line and len(line) < 160
+
+
+def test_decrypt_says_when_the_content_is_not_protected_against_alteration(
+    files: dict[str, Path],
+) -> None:
+    bob = ["--key", str(files["bob_key"]), "--cert", str(files["bob_cert"])]
+    cbc = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes-256-cbc", "-in", str(files["message"]),
+         str(files["bob_cert"])],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    opened = autosmime("decrypt", *bob, data=cbc)
+    assert opened.returncode == 0 and b"Hello from the CLI." in opened.stdout
+    [line] = opened.stderr.decode().strip().splitlines()
+    assert line == (
+        "autosmime decrypt: warning: the content is not protected against alteration: it was "
+        "encrypted with aes256_cbc, which does not detect changes, and it is not signed, so "
+        "anyone on the way could have changed it."
+    )
+    # GCM detects alteration by itself; a valid signature vouches for CBC content
+    gcm = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes-256-gcm", "-in", str(files["message"]),
+         str(files["bob_cert"])],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert autosmime("decrypt", *bob, data=gcm).stderr == b""
+    signed = autosmime(
+        "sign", "--key", str(files["alice_key"]), "--cert", str(files["alice_full"]),
+        str(files["message"]),
+    ).stdout  # fmt: skip
+    sealed = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes-256-cbc", str(files["bob_cert"])],
+        input=signed, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    vouched = autosmime("decrypt", *bob, "--ca", str(files["root"]), data=sealed)
+    assert vouched.returncode == 0 and b"not protected" not in vouched.stderr
+    unchecked = autosmime("decrypt", *bob, data=sealed)
+    assert b"its signature was not checked (give --ca to check it)" in unchecked.stderr
+
+
 def test_encrypt_to_bob_decrypts_with_openssl_and_with_us(files: dict[str, Path]) -> None:
     sealed = autosmime(
         "encrypt", "--to", str(files["bob_cert"]), "--cert", str(files["alice_full"]),

@@ -161,8 +161,13 @@ def test_several_accounts_and_remove(mail_stack: MailStack, accounts: Accounts) 
     assert accounts.credentials.get(ALICE, PASSWORD) is None
     with pytest.raises(AccountError, match="no account"):
         accounts.get(ALICE)
-    # Reconfiguring without a password uses the one in the keyring.
+    # Reconfiguring without a password uses the one in the keyring, and keeps how it sends.
+    assert accounts.get(BOB).hide_subject is True
+    assert accounts.set_hide_subject(BOB, False).hide_subject is False
     accounts.configure(BOB, ca_file=mail_stack.ca_cert_path, **urls(mail_stack, BOB))
+    assert accounts.get(BOB).hide_subject is False
+    with pytest.raises(AccountError, match="no account"):
+        accounts.set_hide_subject(ALICE, True)
 
 
 @pytest.mark.mail

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from harness.mail import MailStack, free_port
+from harness.pki_service import TEST_STACK_KNOBS
 
 from native_host.domain import backups
 from native_host.domain import enrollment as enr
@@ -98,6 +99,7 @@ def pki(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "smtp_url": f"smtp://{login}:{mail_stack.smtp_port}",
         "imap_url": f"imaps://{login}:{mail_stack.imaps_port}",
         "mail_ca_file": str(mail_stack.ca_cert_path),
+        **TEST_STACK_KNOBS,  # the loopback stack: limits per address lifted, no DKIM
     }
     # What `autosmime pki serve --mail-from ... --smtp ... --imap ... --mail-ca-file ...` runs:
     # uvicorn with the service's factory, the options passed in the environment.
@@ -398,7 +400,7 @@ def test_restore_on_a_fresh_profile_restores_every_key(
     assert again.restored == () and set(again.already_held) == set(result.key_ids.values())
 
 
-def test_a_wrong_code_or_a_tampered_backup_is_refused_and_changes_nothing(
+def test_a_wrong_code_changes_nothing_and_a_tampered_newer_copy_is_skipped(
     make_host: Callable[..., Host], mail_stack: MailStack, fresh_backups: None
 ) -> None:
     result = make_host("first").enrollment().enroll(ALICE)
@@ -416,7 +418,8 @@ def test_a_wrong_code_or_a_tampered_backup_is_refused_and_changes_nothing(
     assert sorted(p.name for p in keys_dir.iterdir()) == before
     assert fresh.keystore.records() == []
 
-    # A tampered copy, newer than the real backup, is what restore finds first: refused.
+    # A tampered copy, newer-looking than the real backup, is what restore tries first: it is
+    # skipped and named, and the real backup is restored (issue 11: it must never block).
     ((_uid, raw, _flags),) = backup_messages(mail_stack)
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     part = next(p for p in parsed.walk() if p.get_content_type() == backup.CONTENT_TYPE)
@@ -430,9 +433,12 @@ def test_a_wrong_code_or_a_tampered_backup_is_refused_and_changes_nothing(
         client.append(backups.FOLDER, parsed.as_bytes())
     finally:
         client.logout()
-    with pytest.raises(backup.BackupTampered):
-        backups.restore(ALICE, code, fresh.mailbox, fresh.keystore)
-    assert fresh.keystore.records() == []
+    restored = backups.restore(ALICE, code, fresh.mailbox, fresh.keystore)
+    [skipped] = restored.skipped
+    assert skipped.backup.message_id == "<tampered@example.test>"
+    assert skipped.reason.startswith("The backup was altered or is damaged")
+    assert restored.backup.message_id == result.backup_message_id
+    assert sorted(restored.restored) == sorted(result.key_ids.values())
     with pytest.raises(backups.NoBackup):
         backups.restore("bob@example.test", code, fresh.mailbox, fresh.keystore)
 

@@ -8,6 +8,8 @@ copy) NSS refuses the message (SEC_ERROR_BAD_DER)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from native_host.infrastructure.acme_client import PkiSettings
 from native_host.infrastructure.mail_settings import resolve
 from native_host.infrastructure.mailbox import Credentials, Mailbox
 from native_host.infrastructure.profile import open_profile
-from shared_pki import mime
+from shared_pki import header_protection, mime
 
 pytestmark = pytest.mark.mail
 
@@ -146,7 +148,14 @@ def test_default_enrolled_alice_writes_to_bob_and_bobs_nss_reads_it(
     inner = run("cmsutil", "-D", "-i", folder / "sealed.der", "-d", db)
     signed = mime.unwrap(inner)
     assert signed.kind == "multipart_signed" and signed.signature and signed.content
-    assert MARKER.encode() in signed.content
+    # RFC 9788: NSS hands back the header-protected payload: every field inside, the Subject the
+    # outside shows as "[...]", and the text under a Legacy Display Element of that Subject.
+    assert b"\r\nSubject: [...]\r\n" in raw and b"old mail program" not in raw
+    read = header_protection.read(mime.split_headers(raw)[0], signed.content, encrypted=True)
+    assert read.hp == "cipher" and read.get("Subject") == "For an old mail program"
+    assert read.discrepancies == ()
+    text = email.message_from_bytes(signed.content, policy=email.policy.default).get_content()
+    assert text.startswith("Subject: For an old mail program\n\n") and MARKER in text
     (folder / "signature.der").write_bytes(signed.signature)
     (folder / "content").write_bytes(signed.content)
     run("cmsutil", "-D", "-i", folder / "signature.der", "-c", folder / "content",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from native_host.errors import StorageFailed
 from native_host.infrastructure import profile as prof
 
 CONFINED = "keyrings.alt.file.PlaintextKeyring"
@@ -189,7 +190,7 @@ def test_write_private_is_atomic_and_private(tmp_path: Path, monkeypatch) -> Non
         raise OSError("disk gone")
 
     monkeypatch.setattr(prof.os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageFailed, match="could not write to its profile folder"):
         prof.write_private(target, b"two")
     assert target.read_bytes() == b"one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -146,6 +146,7 @@ def test_alice_sends_bob_and_bobs_host_opens_it_verified(pair: Pair, mail_stack:
     [signature] = security["signatures"]
     assert signature["signer"] == ALICE and signature["fromMatches"] and signature["chainValid"]
     assert signature["timestamp"]["valid"] and signature["timestamp"]["trustedTime"]
+    assert signature["revocation"]["status"] == "good"  # the CA's CRLs, fetched by bob's host
     assert BODY_MARKER in view["text"]
     assert "<script" not in view["html"] and "<b>Bob</b>" in view["html"]
     assert view["headers"]["subject"] == "Figures, encrypted"
@@ -158,6 +159,42 @@ def test_alice_sends_bob_and_bobs_host_opens_it_verified(pair: Pair, mail_stack:
     assert again["security"]["verified"] and again["text"] == view["text"]
     harvested = pair.bob.ok("certs.lookup", {"addresses": [ALICE]})["results"][0]
     assert {c["origin"] for c in harvested["certificates"]} >= {"directory"}
+
+
+def test_an_account_setting_decides_whether_encrypted_subjects_show(
+    pair: Pair, mail_stack: MailStack
+) -> None:
+    """account.settings stores hideSubject with the account (account.list shows it); compose.send
+    follows it unless told, and bob's message.open shows the real Subject, protected, either
+    way. The setting survives configuring the account again."""
+    assert pair.alice.ok("account.settings", {})["hideSubject"] is True
+    subjects = {}
+    for hide in (True, False):
+        assert pair.alice.ok("account.settings", {"hideSubject": hide})["hideSubject"] is hide
+        [account] = pair.alice.ok("account.list", {})["accounts"]
+        assert account["hideSubject"] is hide
+        subject = f"Setting {hide}: the Nightjar figures"
+        outcome = pair.alice.ok(
+            "compose.send", {"from": ALICE, "to": [BOB], "subject": subject, "text": "x\n"}
+        )
+        assert outcome["headerProtection"] == "cipher" and outcome["subjectHidden"] is hide
+        raw = fetch_raw(mail_stack, BOB, outcome["messageId"])
+        assert (subject.encode() in raw) is not hide and (b"Subject: [...]" in raw) is hide
+        view = pair.bob.ok("message.open", {"raw": b64(raw)})
+        assert view["headers"]["subject"] == subject
+        protection = view["headerProtection"]
+        assert protection["protected"] and protection["hp"] == "cipher"
+        expected = "signed and encrypted" if hide else "signed"
+        assert protection["fields"]["subject"] == expected and protection["warnings"] == []
+        subjects[hide] = subject
+    told = pair.alice.ok(
+        "compose.send",
+        {"from": ALICE, "to": [BOB], "subject": "Told to hide", "text": "x\n", "hideSubject": True},
+    )
+    assert told["subjectHidden"] is True
+    refused = pair.alice.call("account.settings", {"hideSubject": "yes"})
+    assert refused["error"]["code"] == "bad_params"
+    pair.alice.ok("account.settings", {"hideSubject": True})
 
 
 def test_the_same_story_with_the_sm_suite(pair: Pair) -> None:
@@ -218,6 +255,96 @@ def test_a_long_op_does_not_block_echo(pair: Pair) -> None:
     assert [a["id"] for a in answers] == ["quick", "slow"], answers
     assert answers[0]["result"] == "pong"
     assert answers[1]["ok"] is True and answers[1]["result"]["status"] == "sent"
+
+
+MALLORY = "mallory@example.test"
+FORGED_FROM = {
+    # what the read path answered before: valid true and fromMatches null, null, true
+    "=?utf-8?q?alice=40example.test?=": (
+        "mismatch",
+        f"Signed by {MALLORY}, but the message says it is from {ALICE}.",
+    ),
+    "undisclosed-recipients:;": (
+        "no_sender",
+        f"Signed by {MALLORY}, but the message names no sender.",
+    ),
+    f"{MALLORY}, {ALICE}": (
+        "several_senders",
+        f"Signed by {MALLORY}, but the message names more than one sender ({MALLORY}, {ALICE}); "
+        "a signature vouches for one.",
+    ),
+}
+
+
+@pytest.mark.parametrize("from_value", list(FORGED_FROM))
+def test_a_signature_by_someone_else_than_the_one_sender_is_a_mismatch_in_words(
+    pair: Pair, world: PkiWorld, from_value: str
+) -> None:
+    """Signed with mallory's (valid) certificate, the message claims another sender, none or
+    several: message.open says the mismatch with its reason, never null, never valid."""
+    from shared_pki import smime
+
+    mallory = world.issue(MALLORY, publish=False)
+    body = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPay the bearer.\r\n"
+
+    def signed(value: str) -> bytes:
+        head = f"From: {value}\r\nTo: {BOB}\r\nSubject: invoice\r\n".encode()
+        return smime.sign_message(head + body, mallory.credential)
+
+    honest = pair.bob.ok("message.open", {"raw": b64(signed(MALLORY))})["security"]
+    [signature] = honest["signatures"]
+    assert signature["valid"] and signature["fromMatches"] is True and honest["verified"]
+    assert signature["fromCode"] == "match"
+
+    view = pair.bob.ok("message.open", {"raw": b64(signed(from_value))})
+    code, reason = FORGED_FROM[from_value]
+    [signature] = view["security"]["signatures"]
+    assert signature["fromMatches"] is False and signature["fromCode"] == code
+    assert signature["fromReason"] == reason
+    assert signature["valid"] is False and view["security"]["verified"] is False
+    assert f"from_{code}" in signature["codes"] and reason in signature["reasons"]
+    assert signature["chainValid"] and reason in signature["summary"]
+    assert "Valid signature" not in signature["summary"]
+
+
+def test_a_revoked_signer_and_a_revoked_recipient_through_the_host(
+    world: PkiWorld, mail_stack: MailStack, tmp_path: Path
+) -> None:
+    """A reader whose profile has no CRL yet: a signature made after its certificate was
+    revoked (by the trusted time of its timestamp) is not valid, and the same person's
+    certificate is never handed out for encryption; both say why. Bob's certificates (ECDSA
+    and SM2) say their revocation was checked."""
+    from native_host.domain.sending import ComposeRequest, build_messages
+    from shared_pki.service.ca import issuance
+
+    rob = world.issue("rob.revoked@example.test")
+    request = ComposeRequest(
+        sender=rob.address, to=(CAROL,), subject="late", text="x\n", encrypt=False
+    )
+    built = build_messages(
+        request, credential=rob.credential, suite="intl", sender_certificate=None,
+        recipient_certificates={}, tsa_url=world.tsa_url, tsa_anchors=world.roots,
+    )  # fmt: skip
+    assert built.timestamp is not None
+    compromised = built.timestamp.gen_time.timestamp() - 3600
+    issuance.revoke(world.state.store, f"{rob.certificate.serial_number:x}", 1, now=compromised)
+    reader = make_device(tmp_path, "reader", CAROL, world, None)
+    reader.start()
+    try:
+        reader.ok("account.configure", account_params(mail_stack, world, CAROL))
+        view = reader.ok("message.open", {"raw": b64(built.copies[0].message)})
+        [signature] = view["security"]["signatures"]
+        assert signature["valid"] is False and "revoked" in signature["codes"]
+        assert signature["revocation"]["status"] == "revoked"
+        assert signature["revocation"]["validAsOf"] is None and signature["revocation"]["revokedAt"]
+        assert "before the trusted time" in signature["revocation"]["summary"]
+        [found] = reader.ok("certs.lookup", {"addresses": [rob.address]})["results"]
+        assert found["certificates"] == []  # the directory withdrew it; the CRL lists it too
+        [found] = reader.ok("certs.lookup", {"addresses": [BOB]})["results"]
+        assert sorted(c["suite"] for c in found["certificates"]) == ["intl", "sm"]
+        assert {c["revocation"]["status"] for c in found["certificates"]} == {"good"}
+    finally:
+        assert reader.host is not None and reader.host.close() == 0
 
 
 def test_missing_certificate_is_a_typed_error_and_nothing_is_sent(pair: Pair) -> None:

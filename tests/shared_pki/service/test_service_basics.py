@@ -203,6 +203,21 @@ def test_directory_answers_carry_validators_tied_to_the_newest_certificate(
     assert missing.headers["cache-control"] == f"max-age={configured}"
 
 
+def test_a_revocation_dated_before_the_latest_one_reaches_the_crl(client: TestClient) -> None:
+    """A key compromise reported late is revoked with the (earlier) compromise time: the CRL
+    cached since the latest revocation must still be rebuilt (it once kept the old one)."""
+    from shared_pki.ca.crl import crl_revoked_serials
+    from shared_pki.service.ca import issuance
+
+    store = client.app.state.service.store
+    first, second = _publish(client, "gus@example.test"), _publish(client, "hal@example.test")
+    issuance.revoke(store, first, 1, now=time.time() + 60)
+    assert int(first, 16) in crl_revoked_serials(client.get("/crl/intl-issuing.crl").content)
+    issuance.revoke(store, second, 1, now=time.time() - 3600)
+    listed = crl_revoked_serials(client.get("/crl/intl-issuing.crl").content)
+    assert {int(first, 16), int(second, 16)} <= set(listed)
+
+
 def test_directory_lookups_are_rate_limited_per_client(client: TestClient) -> None:
     statuses = [client.get("/certs/nobody@example.test").status_code for _ in range(60)]
     assert 429 in statuses

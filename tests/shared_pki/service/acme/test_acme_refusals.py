@@ -85,7 +85,8 @@ def test_jws_refusals(acme: AcmeClient) -> None:
     assert_problem(plain, "malformed", 415)
     assert_problem(acme.send(url, b"not json"), "malformed", 400)
     assert_problem(acme.send(url, b"{" * 5000), "malformed", 400)
-    assert_problem(acme.send(url, b"x" * (jws.MAX_BODY_BYTES + 10)), "malformed", 400)
+    # over the service's size limit: refused before it is read (413), still a problem + nonce
+    assert_problem(acme.send(url, b"x" * (jws.MAX_BODY_BYTES + 10)), "malformed", 413)
     # GET where RFC 8555 wants POST(-as-GET): 405 with a problem, not a bare framework page.
     got = acme.http.get(acme.account_url)
     assert_problem(got, "malformed", 405)

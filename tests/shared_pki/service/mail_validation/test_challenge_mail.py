@@ -346,7 +346,8 @@ def rig_factory(
     def make(*, imap_tls: bool = True, **config: Any) -> Rig:
         folder = tmp_path / f"rig{len(rigs)}"
         folder.mkdir()
-        settings = mail_urls(mail_stack, imap_tls=imap_tls) | config
+        # The loopback mail stack signs nothing with DKIM: tests that sign turn it on.
+        settings = mail_urls(mail_stack, imap_tls=imap_tls) | {"dkim_required": "off"} | config
         service_config = ServiceConfig(
             data_dir=folder, db_url=f"sqlite:///{folder / 'pki.sqlite3'}", **settings
         )
@@ -586,6 +587,30 @@ def test_dkim_required_and_missing_fails(rig_factory: Callable[..., Rig]) -> Non
     problem = problem_of(rig.wait_status(challenge, "invalid"))
     assert problem["type"] == "urn:ietf:params:acme:error:incorrectResponse"
     assert "no DKIM signature" in problem["detail"]
+
+
+def test_dkim_is_required_by_default_when_the_service_has_dns(
+    rig_factory: Callable[..., Rig], dkim_key: Any
+) -> None:
+    """The default, auto, with DNS (the zone the rig gives the service): an unsigned reply
+    fails, a reply signed by the address's domain validates."""
+    rig = rig_factory(dkim_required=service_config_default("dkim_required"))
+    assert rig.state.config.dkim_required == "auto"
+    rig.watch()
+    unsigned, signed = rig.new_challenge(), rig.new_challenge()
+    for challenge in (unsigned, signed):
+        rig.send(challenge)
+        rig.post(challenge)
+    rig.reply(unsigned)
+    assert "no DKIM signature" in problem_of(rig.wait_status(unsigned, "invalid"))["detail"]
+    rig.reply(signed, dkim_sign=(dkim_key[0], b"example.test"))
+    rig.wait_status(signed, "valid")
+
+
+def service_config_default(name: str) -> Any:
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(ServiceConfig)}[name]
 
 
 def test_dkim_by_another_domain_fails(rig_factory: Callable[..., Rig], dkim_key: Any) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from harness.acme_client import AcmeClient
 from harness.mail import MailStack
+from harness.pki_service import TEST_STACK_KNOBS
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -64,6 +65,7 @@ def make_ca(mail_stack: MailStack, tmp_path: Path) -> Iterator[Callable[..., Tes
                 "smtp_url": f"smtp://{login}:{mail_stack.smtp_port}",
                 "imap_url": f"imaps://{login}:{mail_stack.imaps_port}",
                 "mail_ca_file": str(mail_stack.ca_cert_path),
+                **TEST_STACK_KNOBS,  # the loopback stack: limits per address lifted, no DKIM
                 **overrides,
             },
         )
