@@ -10,7 +10,8 @@ from typing import Any
 
 from native_host.errors import BadParams
 from native_host.ops import state
-from native_host.ops.state import AccountPki, bool_param, operation, progress_of, text_param
+from native_host.ops.account_pki import AccountPki
+from native_host.ops.state import bool_param, operation, progress_of, text_param
 
 
 def _summary(host: state.HostState, account: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from harness.pki_world import PkiWorld
 from harness.well_known import WellKnownSite
 
 from native_host.domain import discovery
-from native_host.ops.state import AccountPki
+from native_host.ops.account_pki import AccountPki
 
 ALICE = "alice@example.test"
 
