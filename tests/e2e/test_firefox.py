@@ -120,6 +120,19 @@ def in_editor(browser: Firefox, script: str) -> Any:
     return browser.in_frame(frame, lambda: browser.client.execute_script(script))
 
 
+def recipients_seen(browser: Firefox) -> None:
+    """Waits until the secure editor's recipient list has been on screen long enough to count as
+    seen (RECIPIENTS_SETTLE_MS in extension/background/secure_frames.js), as a person's Send
+    comes: a Send a moment after the list changed stops once to show it."""
+    browser.wait(
+        lambda: in_editor(
+            browser, "return document.getElementById('recipients')?.dataset.settled === 'true'"
+        ),
+        "the recipient list on screen long enough to be seen",
+        timeout=30,
+    )
+
+
 def compose_encrypted(browser: Firefox, gmail: Any, subject: str, to: str = "bob@example.test"):
     """A Gmail compose to `to`, Encrypt pressed by the person, the secure editor bound and
     showing the recipients; returns once SECRET is typed in it."""
@@ -157,6 +170,7 @@ def compose_encrypted(browser: Firefox, gmail: Any, subject: str, to: str = "bob
         )
 
     browser.in_frame(editor, type_secret)
+    recipients_seen(browser)
 
 
 def press_send(browser: Firefox) -> None:
@@ -301,6 +315,7 @@ def test_a_bcc_the_page_slips_in_at_send_stops_the_send_in_firefox(
         lambda: in_editor(browser, "return !document.querySelector('#recipients [data-kind=bcc]')"),
         "the editor's list without eve",
     )
+    recipients_seen(browser)
     press_send(browser)
     browser.wait(lambda: badge_text(browser) == SENT_SIGNED_ENCRYPTED, "the send", timeout=60)
     assert wait_until_answered(alice, "compose.send", offset, browser) == 1
@@ -359,6 +374,7 @@ def test_reloading_the_editor_as_sign_sends_nothing_in_firefox(
         ),
         "the reopened editor with alice's text, encrypted",
     )
+    recipients_seen(browser)
     press_send(browser)
     browser.wait(lambda: badge_text(browser) == SENT_SIGNED_ENCRYPTED, "the send", timeout=60)
     assert wait_until_answered(alice, "compose.send", offset, browser) == 1
