@@ -89,8 +89,11 @@ def _pkcs8(key: PrivateKey) -> bytes:
 
 
 def _from_pkcs8(der: bytes) -> PrivateKey:
+    """The key of a blob whose GCM tag held: seal_key wrote it from a key object cryptography
+    had loaded or made (so checked), and nobody without the passphrase changed it since, so it
+    is not checked again (load_pkcs8's validated)."""
     try:
-        return load_pkcs8(der)
+        return load_pkcs8(der, validated=True)
     except MalformedInput as error:
         raise SealedKeyCorrupt(f"The sealed key is not PKCS#8: {error.message}") from None
     except KeyLoadError as error:

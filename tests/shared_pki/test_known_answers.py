@@ -544,7 +544,7 @@ def test_every_vector_file_is_documented_and_unchanged():
     )
     files = sorted(
         path.relative_to(VECTORS).as_posix()
-        for folder in (RFC9216, EXAMPLES, RFC4134, HEADERS)
+        for folder in (RFC9216, EXAMPLES, RFC4134, HEADERS, VECTORS / "rfc9788")
         for path in folder.rglob("*")
         if path.is_file()
     )

@@ -137,3 +137,42 @@ def test_hierarchy_refusals(ec_hierarchy) -> None:
         keystore.deserialize_hierarchy({**files, "hierarchy.json": b"{"}, PASS)
     with pytest.raises(KeyLoadError, match="format"):
         keystore.deserialize_hierarchy({**files, "hierarchy.json": b'{"format": 9}'}, PASS)
+
+
+def test_only_sealed_keys_skip_the_rsa_key_check() -> None:
+    """An RSA key whose CRT values do not match is refused when it comes from outside
+    (load_pkcs8 checks it); a sealed key opens without the check, since its GCM tag proves it
+    is the key that was checked when sealed, and still decrypts."""
+    from asn1crypto import keys as asn1_keys
+
+    from shared_pki.keys import load_pkcs8
+
+    key = rsa.generate_private_key(65537, 2048)
+    info = asn1_keys.PrivateKeyInfo.load(_pkcs8(key))
+    broken = info["private_key"].parsed
+    broken["coefficient"] = broken["coefficient"].native + 1
+    info["private_key"] = broken
+    with pytest.raises(KeyLoadError):
+        load_pkcs8(info.dump())
+
+    opened = keystore.open_key(keystore.seal_key(key, PASS, log2_n=FAST), PASS)
+    ciphertext = key.public_key().encrypt(b"kept", padding.PKCS1v15())
+    assert opened.decrypt(ciphertext, padding.PKCS1v15()) == b"kept"
+
+
+def test_a_key_file_whose_rsa_numbers_disagree_is_refused() -> None:
+    """Key files (load_private_key) skip OpenSSL's primality tests but not the consistency
+    check: each CRT value and d altered in turn is refused; the key itself loads."""
+    from asn1crypto import keys as asn1_keys
+
+    from shared_pki.keys import load_private_key, rsa_consistent
+
+    key = rsa.generate_private_key(65537, 2048)
+    assert rsa_consistent(load_private_key(_pkcs8(key)))
+    for name in ("private_exponent", "exponent1", "exponent2", "coefficient", "prime1"):
+        info = asn1_keys.PrivateKeyInfo.load(_pkcs8(key))
+        numbers = info["private_key"].parsed
+        numbers[name] = numbers[name].native + 2
+        info["private_key"] = numbers
+        with pytest.raises(KeyLoadError):
+            load_private_key(info.dump())
