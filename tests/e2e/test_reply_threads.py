@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.gmail_story import open_browser, wait_for_inbox
+from harness.gmail_story import open_browser, recipients_seen, wait_for_inbox
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
 from harness.roundcube_story import log_in
@@ -44,6 +44,7 @@ def type_and_send(page: Any, controls: Any, send: str) -> None:
     expect(editor.locator('#recipients li[data-address="bob@example.test"]')).to_be_visible()
     editor.locator("#body").click()
     editor.locator("#body").press_sequentially(SECRET)
+    recipients_seen(editor)  # as a person's Send comes (the hidden-recipient defense)
     page.locator(send).click()
 
 

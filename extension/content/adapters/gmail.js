@@ -145,15 +145,18 @@
   }
 
   /**
-   * The message an inline reply answers: the reply box sits inside that message's element (or
-   * its list item) in the thread (GMAIL_DOM.md, "Inline reply"). Its data-message-id, or null
-   * for a new message.
+   * The element of the message an inline reply answers: the reply box sits inside it (or its
+   * list item) in the thread (GMAIL_DOM.md, "Inline reply"); null for a new message.
    */
-  function repliedMessage(compose) {
+  function repliedMessageElement(compose) {
     if (compose.closest(SELECTORS.composeDialog)) return null;
-    const message = compose.closest(SELECTORS.message)
-      ?? compose.closest('[role=listitem]')?.querySelector(SELECTORS.message);
-    return message?.getAttribute('data-message-id') ?? null;
+    return compose.closest(SELECTORS.message)
+      ?? compose.closest(SELECTORS.threadItem)?.querySelector(SELECTORS.message) ?? null;
+  }
+
+  /** The data-message-id of the message a reply answers (the viewer's messageRef), or null. */
+  function repliedMessage(compose) {
+    return repliedMessageElement(compose)?.getAttribute('data-message-id') ?? null;
   }
 
   function bodyOf(compose) {
@@ -207,19 +210,13 @@
       (text) => new DOMParser().parseFromString(text, 'text/html'));
   }
 
-  /** The message a reply compose answers (null for a new message). */
-  function repliedMessage(compose) {
-    return compose.closest(SELECTORS.message)
-      ?? compose.closest(SELECTORS.threadItem)?.querySelector(SELECTORS.message) ?? null;
-  }
-
   /**
    * {inReplyTo, references} for a reply compose, from the header of the replied message's Show
    * original (what InboxSDK reads Message-IDs from); null for a new message. Only the header is
    * read when Gmail answers the message itself; its HTML page is read whole.
    */
   async function threadHeaders(compose) {
-    const message = repliedMessage(compose);
+    const message = repliedMessageElement(compose);
     if (!message) return null;
     const url = rawMessageUrl({ id: message.getAttribute('data-message-id') });
     if (!url) return null;
