@@ -197,3 +197,20 @@ def test_long_native_host_modules_say_they_are_one_cohesive_thing() -> None:
         if text.count("\n") > LONG_MODULE and "one cohesive thing" not in docstring.lower():
             unsplit.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
     assert not unsplit, "\n".join(unsplit)
+
+
+def test_no_javascript_module_declares_a_function_twice() -> None:
+    """A second `function f` in one module silently replaces the first (hoisting); Python's
+    linter catches the same mistake (F811), nothing catches it in the extension. A merge once
+    left two `repliedMessage` in the Gmail adapter and broke encrypted replies."""
+    import re
+    from collections import Counter
+
+    declared = re.compile(
+        r"^\s*(?:export\s+)?(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)", re.M
+    )
+    twice = []
+    for path in sorted((ROOT / "extension").rglob("*.js")):
+        counts = Counter(declared.findall(path.read_text("utf-8")))
+        twice += [f"{path.relative_to(ROOT)}: {name}" for name, n in counts.items() if n > 1]
+    assert not twice, "\n".join(twice)
