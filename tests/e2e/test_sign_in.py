@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from harness.browser import ExtensionProfile, service_worker
 from harness.extension_ui import configure_extension, extension_browser, page_url, screenshot
-from harness.gmail_story import mailbox_bytes, wait_for_inbox, with_subject
+from harness.gmail_story import mailbox_bytes, recipients_seen, wait_for_inbox, with_subject
 from harness.mail import MailStack
 from harness.oauth import INTROSPECTION_CLIENT, OAuthServer
 from harness.pki_service import PkiServe, forget_backups, mail_urls
@@ -172,6 +172,7 @@ def test_sign_in_enroll_renew_and_sign_in_again(
         expect(editor.locator('#recipients li[data-address="bob@example.test"]')).to_be_visible()
         editor.locator("#body").click()
         editor.locator("#body").press_sequentially(TEXT)
+        recipients_seen(editor)  # as a person's Send comes (the hidden-recipient defense)
         gmail_page.locator(".T-I.aoO[role=button]").click()
         status = controls.locator(".status")
         expect(status).to_contain_text("expired or was revoked", timeout=60_000)
