@@ -1,7 +1,7 @@
 """RFC 9788 header protection on whole messages, with the RFC 9216 example keys: what we sign
 (hp="clear") and sign and encrypt (hp="cipher") re-reads with every header field; the CMS layer
-is unchanged, so OpenSSL and NSS (cmsutil) still verify and decrypt it, and the payload they
-hand back reads the same; a message without hp reads as it always did."""
+is unchanged, so OpenSSL, NSS (cmsutil) and Bouncy Castle still verify and decrypt it, and the
+payload they hand back reads the same; a message without hp reads as it always did."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness.peers import require
+from harness.peers import bouncy_castle, require
 
 from shared_pki import header_protection as hp
 from shared_pki import mime, smime
@@ -259,3 +259,55 @@ def test_nss_refuses_a_signed_payload_whose_protected_field_was_changed(files, n
     )  # fmt: skip
     assert done.returncode != 0
     assert b"DigestMismatch" in done.stdout + done.stderr
+
+
+def bc(*args: str | Path) -> bytes:
+    done = bouncy_castle(*args)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def bc_decrypted(files) -> tuple[bytes, mime.SmimeLayer]:
+    """Our signed-and-encrypted message and the signed entity Bouncy Castle decrypted from it
+    with Bob's key (the source launcher compiles on each run: decrypt once for both tests)."""
+    sealed = sign_and_encrypt()
+    folder = files["dir"]
+    (folder / "bc-sealed.der").write_bytes(mime.unwrap(sealed).der or b"")
+    inner = bc("decrypt", folder / "bc-sealed.der", files["bob.crt"], files["bob.key"])
+    return sealed, mime.unwrap(inner)
+
+
+def test_bouncy_castle_decrypts_and_verifies_our_signed_and_encrypted_mail(files, bc_decrypted):
+    sealed, signed = bc_decrypted
+    assert signed.kind == "multipart_signed" and signed.signature and signed.content
+    folder = files["dir"]
+    (folder / "bc-signature.der").write_bytes(signed.signature)
+    (folder / "bc-content").write_bytes(signed.content)
+    verified = bc("verify", folder / "bc-signature.der", folder / "bc-content", files["ca"])
+    assert verified == b"verified: O=IETF,OU=LAMPS WG,CN=Alice Lovelace\n"
+    outer = mime.split_headers(sealed)[0]
+    assert b"Subject: [...]\r\n" in outer
+    read = hp.read(outer, signed.content, encrypted=True)
+    assert read.hp == "cipher"
+    assert_every_field_round_trips(read)
+    assert read.get("Subject") == "Grüße: the FooCorp contract"
+    assert ("Subject", "[...]") in [(f.name, f.text) for f in read.hp_outer]
+    assert read.confidential == ("subject", "keywords")
+
+
+def test_bouncy_castle_refuses_a_signed_payload_whose_protected_field_was_changed(
+    files, bc_decrypted
+):
+    """The check above can fail: the same verify on the payload with its Subject changed."""
+    _, signed = bc_decrypted
+    content = signed.content or b""
+    assert content.count(b" the FooCorp contract\r\n") == 1  # the protected Subject, inside
+    folder = files["dir"]
+    (folder / "bc-signature2.der").write_bytes(signed.signature or b"")
+    (folder / "bc-forged").write_bytes(
+        content.replace(b" the FooCorp contract\r\n", b" the BarCorp contract\r\n")
+    )
+    done = bouncy_castle("verify", folder / "bc-signature2.der", folder / "bc-forged", files["ca"])
+    assert done.returncode != 0
+    assert b"CMSSignerDigestMismatchException" in done.stderr
