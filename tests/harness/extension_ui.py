@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import Error as PlaywrightError
+
 from harness.browser import ExtensionProfile, launch_options, service_worker
 from harness.pki_service import KEYRING
 from native_host.transport import browser_ids
@@ -51,8 +53,15 @@ def screenshot(page: Any, name: str) -> Path:
     out-of-process iframes, which can lag a paint behind the page that holds them."""
     for frame in page.frames:
         # A sandboxed srcdoc frame runs no scripts (evaluating there would wait forever).
-        if not frame.url.startswith("about:"):
+        if frame.url.startswith("about:"):
+            continue
+        try:
             frame.evaluate(PAINTED)
+        except PlaywrightError:
+            # A frame the page removed meanwhile (Roundcube's autosave frame comes and goes) is
+            # not in the picture: nothing to wait for. Any other failure is one.
+            if not frame.is_detached():
+                raise
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
