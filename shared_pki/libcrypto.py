@@ -23,7 +23,6 @@ ID works: the GB/T 32918 default 1234567812345678, the empty one OpenSSL uses, a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 from asn1crypto import core, keys
@@ -76,18 +75,25 @@ class _Lib:
         bind("EVP_PKEY_decrypt", ctypes.c_int, _P, _P, ctypes.POINTER(_SIZE), _BYTES, _SIZE)
 
 
+def _open(candidates: list[str | None], errors: list[str]) -> tuple[str, ctypes.CDLL | None]:
+    """The first of candidates that loads (and its name), noting why the others did not."""
+    for candidate in filter(None, candidates):
+        try:
+            return candidate, ctypes.CDLL(candidate)
+        except OSError as error:
+            errors.append(str(error))
+    return "", None
+
+
 def load(path: str | None = None, *, algorithm: bytes = b"SM2") -> _Lib:
     """libcrypto with its SM2 checked, or BackendUnavailable saying what is missing and how to
     get it. `path` and `algorithm` exist so that tests can show those words."""
-    candidates = [path] if path else ["libcrypto.so.3", ctypes.util.find_library("crypto")]
-    errors = []
-    handle = None
-    for candidate in filter(None, candidates):
-        try:
-            handle = ctypes.CDLL(candidate)
-            break
-        except OSError as error:
-            errors.append(str(error))
+    errors: list[str] = []
+    candidate, handle = _open([path] if path else ["libcrypto.so.3"], errors)
+    if handle is None and not path:
+        import ctypes.util  # only now: its import (4 ms) and find_library (ldconfig) are slow
+
+        candidate, handle = _open([ctypes.util.find_library("crypto")], errors)
     if handle is None:
         raise BackendUnavailable(
             "SM2 private-key operations need OpenSSL 3's libcrypto (libcrypto.so.3, "
