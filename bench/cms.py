@@ -9,8 +9,8 @@ library, as the native host uses it) and as a whole process (`autosmime encrypt 
 Then the command line alone: decrypting a 10 MB AES-256-GCM message (RSA recipient, unsigned)
 as a whole process, its time and peak memory (the process's own maximum resident set, from
 wait4) next to `openssl cms -decrypt`; and the floor under every command: the interpreter
-starting, importing what decrypt imports and loading the RSA key (cryptography checks an RSA
-key when it loads it), before any message is read. The project's modules are compiled to
+starting, importing what decrypt imports and loading the RSA key (its numbers checked for
+consistency, keys.rsa_consistent), before any message is read. The project's modules are compiled to
 bytecode first, as an installed package is.
 """
 
