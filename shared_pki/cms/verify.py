@@ -31,6 +31,7 @@ from shared_pki.errors import MalformedInput, PkiError, UnsupportedAlgorithm
 from shared_pki.keys import Certificate
 from shared_pki.oids import standard_content_type
 from shared_pki.x509 import validate as path_validation
+from shared_pki.x509.names import same_name
 from shared_pki.x509.validate import TIME_CODES, PathResult, Problem
 
 __all__ = ["Problem", "SignerResult", "VerificationResult", "verify"]
@@ -306,9 +307,8 @@ def _find_signer(sid: cms.SignerIdentifier, certs: list[Certificate]) -> Certifi
         if sid.name == "subject_key_identifier":
             if cert.key_identifier == sid.chosen.native:
                 return cert
-        elif (
-            cert.serial_number == sid.chosen["serial_number"].native
-            and cert.issuer == sid.chosen["issuer"]
+        elif cert.serial_number == sid.chosen["serial_number"].native and same_name(
+            cert.issuer, sid.chosen["issuer"]
         ):
             return cert
     return None

@@ -30,6 +30,7 @@ from asn1crypto import crl as asn1_crl
 from shared_pki.cms import signatures
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate
+from shared_pki.x509.names import same_name
 
 GOOD = "good"
 REVOKED = "revoked"
@@ -150,7 +151,7 @@ def signed_by(crl: Crl, issuer: Certificate, sm2_ids: Sequence[bytes] = CRL_SM2_
     """The CRL names issuer as its issuer, issuer may sign CRLs (keyUsage cRLSign when it has
     keyUsage), the key identifiers agree when both are there, and the signature verifies."""
     value = crl.value
-    if value.issuer != issuer.subject:
+    if not same_name(value.issuer, issuer.subject):
         return False
     usage = issuer.key_usage_value
     if usage is not None and "crl_sign" not in usage.native:
@@ -207,7 +208,7 @@ def check(
         except _PARSE_ERRORS:
             refusals.append((CRL_MALFORMED, "a CRL does not parse"))
             continue
-        if crl.issuer_der != certificate.issuer.dump() and crl.value.issuer != certificate.issuer:
+        if not same_name(crl.value.issuer, certificate.issuer):
             continue  # another issuer's CRL: not about this certificate
         if not _in_scope(crl, certificate):
             continue

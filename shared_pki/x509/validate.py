@@ -30,6 +30,7 @@ from shared_pki.cms import signatures
 from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate
 from shared_pki.x509 import revocation as _revocation
+from shared_pki.x509.names import same_name
 
 MAX_DEPTH = 8
 # Extensions this module understands well enough to accept when marked critical. Policies are
@@ -215,7 +216,7 @@ def _paths(
 
 
 def _may_issue(issuer: Certificate, child: Certificate) -> bool:
-    if issuer.subject != child.issuer:
+    if not same_name(issuer.subject, child.issuer):
         return False
     aki, ski = child.authority_key_identifier, issuer.key_identifier
     return aki is None or ski is None or aki == ski
