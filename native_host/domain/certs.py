@@ -48,7 +48,7 @@ from pathlib import Path
 
 from asn1crypto import pem as asn1_pem
 
-from native_host.domain.crls import CrlStore
+from native_host.domain.crls import CrlStore, PathCrls
 from native_host.errors import HostError
 from native_host.infrastructure.profile import file_lock, private_folder, write_private
 from shared_pki.cms import suite as _suite
@@ -472,24 +472,21 @@ class CertificateBook:
         except PkiError as error:
             return [Problem("malformed_certificate", error.message)]
 
-        def validated(crls: Sequence[bytes] | None) -> path_validation.PathResult:
-            return path_validation.validate(
-                cert,
-                trust_anchors=self.trust_anchors,
-                intermediates=[*intermediates, *self.configured_intermediates],
-                address=address,
-                usage="encrypt",
-                sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
-                crls=crls,
-            )
-
-        result = validated(None)
+        # Only a path to a configured anchor has its CRLs fetched (domain.crls): validation
+        # asks for them once it has built one.
+        source = PathCrls(self.crl_store) if self.crl_store is not None else None
+        result = path_validation.validate(
+            cert,
+            trust_anchors=self.trust_anchors,
+            intermediates=[*intermediates, *self.configured_intermediates],
+            address=address,
+            usage="encrypt",
+            sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
+            crls=source,
+        )
         revocation = ("not_checked", result.revocation_summary)
-        if result.valid and self.crl_store is not None:
-            # Only a path to a configured anchor has its CRLs fetched (domain.crls).
-            found = self.crl_store.for_paths([result.path])
-            result = validated(found.crls)
-            revocation = _revocation_status(result, found.unavailable)
+        if source is not None:
+            revocation = _revocation_status(result, tuple(source.unavailable))
         if not result.valid:
             reasons = "; ".join(p.message.rstrip(".") for p in result.problems)
             who = f"A {origin} certificate for {address}"

@@ -162,4 +162,19 @@ def _utc(epoch: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
 
 
-__all__ = ["CrlSet", "CrlStore"]
+__all__ = ["CrlSet", "CrlStore", "PathCrls"]
+
+
+class PathCrls:
+    """The CRLs of each path x509.validate builds (its CrlSource), fetched through the store:
+    one validation instead of one to find the paths and another to check them. `unavailable`
+    gathers why a distribution point gave none, in order, once each."""
+
+    def __init__(self, store: CrlStore) -> None:
+        self.store = store
+        self.unavailable: dict[str, None] = {}
+
+    def __call__(self, path: tuple[Certificate, ...]) -> tuple[bytes, ...]:
+        found = self.store.for_paths([path])
+        self.unavailable.update(dict.fromkeys(found.unavailable))
+        return found.crls

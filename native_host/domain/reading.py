@@ -49,7 +49,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from native_host.domain.certs import CertificateBook
-from native_host.domain.crls import CrlStore
+from native_host.domain.crls import CrlStore, PathCrls
 from native_host.domain.keystore import Keystore
 from native_host.domain.protected_headers import (
     HeaderProtectionView,
@@ -76,6 +76,7 @@ from shared_pki.cms.verify import VerificationResult, verify
 from shared_pki.errors import MalformedInput, PkiError
 from shared_pki.keys import Certificate, PrivateKey
 from shared_pki.x509.sender import from_field_values
+from shared_pki.x509.validate import CrlSource
 
 MAX_LAYERS = smime.MAX_LAYERS
 _PARSER = BytesParser(policy=email.policy.default)
@@ -247,15 +248,11 @@ def _peel_layers(
 
             content = layer.content if layer.kind == "multipart_signed" else None
             trusted = tsp.trusted_times(stamps) or None
-            result = _verify_layer(der, content, anchors, at, trusted, None)
-            unavailable: tuple[str, ...] = ()
-            if crl_store is not None:
-                # Revocation of the trusted paths only (crls module docstring), then verified
-                # again with their CRLs and each signer's trusted time.
-                paths = [s.chain.path for s in result.signers if s.chain and s.chain.path]
-                found = crl_store.for_paths(paths)
-                result = _verify_layer(der, content, anchors, at, trusted, found.crls)
-                unavailable = found.unavailable
+            # Revocation of the trusted paths only (crls module docstring): validation asks for
+            # the CRLs of each signer's path once it has built one to an anchor.
+            source = PathCrls(crl_store) if crl_store is not None else None
+            result = _verify_layer(der, content, anchors, at, trusted, source)
+            unavailable = tuple(source.unavailable) if source is not None else ()
             # opaque: a protected From in the content shows only once it is verified
             senders = sender_block(outer, content if content is not None else result.content)
             peeled.signatures.append(_Signed(result, stamps, unavailable, senders))
@@ -278,7 +275,7 @@ def _verify_layer(
     anchors: Sequence[Certificate],
     at: datetime.datetime | None,
     trusted: dict[int, datetime.datetime] | None,
-    crls: Sequence[bytes] | None,
+    crls: CrlSource | None,
 ) -> VerificationResult:
     return verify(
         der,

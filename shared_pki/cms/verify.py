@@ -32,7 +32,7 @@ from shared_pki.keys import Certificate
 from shared_pki.oids import standard_content_type
 from shared_pki.x509 import validate as path_validation
 from shared_pki.x509.names import same_name
-from shared_pki.x509.validate import TIME_CODES, PathResult, Problem
+from shared_pki.x509.validate import TIME_CODES, CrlSource, PathResult, Problem
 
 __all__ = ["Problem", "SignerResult", "VerificationResult", "verify"]
 
@@ -131,7 +131,7 @@ def verify(
     at: datetime.datetime | None = None,
     trusted_time: datetime.datetime | Mapping[int, datetime.datetime] | None = None,
     sm2_ids: Sequence[bytes] | None = None,
-    crls: Sequence[bytes] | None = None,
+    crls: CrlSource | None = None,
 ) -> VerificationResult:
     """Verify every signer of a DER ContentInfo(SignedData).
 
@@ -139,7 +139,8 @@ def verify(
     one). trusted_time: a time vouched for by a verified timestamp, for all signers or per
     signer index. sm2_ids: the SM2 signer IDs to try, for the SignerInfos and for every SM2
     certificate link of the chains (None: the standard 1234567812345678 only). crls: DER CRLs
-    to check each signer's chain with (None: revocation not looked at); a signer revoked before
+    to check each signer's chain with, or a callable giving them for a chain once it is built
+    (x509.validate.CrlSource; None: revocation not looked at); a signer revoked before
     its trusted time, or revoked with no trusted time, is not valid (x509.revocation).
     """
     signed_data = load_signed_data(signed_der)
@@ -155,7 +156,7 @@ def verify(
     when = at or datetime.datetime.now(datetime.UTC)
     context = _Context(data, content_type, pool, list(trust_anchors), from_address, when)
     context.sm2_ids = None if sm2_ids is None else tuple(sm2_ids)
-    context.crls = None if crls is None else tuple(crls)
+    context.crls = crls if crls is None or callable(crls) else tuple(crls)
     results = []
     for index, info in enumerate(signed_data["signer_infos"]):
         trusted = trusted_time.get(index) if isinstance(trusted_time, Mapping) else trusted_time
@@ -178,7 +179,7 @@ class _Context:
     def __post_init__(self) -> None:
         self.digest_cache: dict[str, bytes] = {}
         self.sm2_ids: tuple[bytes, ...] | None = None
-        self.crls: tuple[bytes, ...] | None = None
+        self.crls: CrlSource | None = None
 
     def digest(self, algorithm: digests.DigestAlgorithm) -> bytes:
         if algorithm.oid not in self.digest_cache:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -31,6 +31,9 @@ from shared_pki.errors import PkiError
 from shared_pki.keys import Certificate
 from shared_pki.x509 import revocation as _revocation
 from shared_pki.x509.names import same_name
+
+#: CRLs for validate(): DER CRLs, or a callable giving them for the path that was built.
+CrlSource = Sequence[bytes] | Callable[[tuple[Certificate, ...]], Sequence[bytes]]
 
 MAX_DEPTH = 8
 # Extensions this module understands well enough to accept when marked critical. Policies are
@@ -131,7 +134,7 @@ def validate(
     address: str | None = None,
     usage: str = "sign",
     sm2_ids: Sequence[bytes] | None = None,
-    crls: Sequence[bytes] | None = None,
+    crls: CrlSource | None = None,
     trusted_time: datetime.datetime | None = None,
 ) -> PathResult:
     """Validate a signer's certificate (usage 'sign') or a recipient's ('encrypt') at `at`
@@ -141,7 +144,9 @@ def validate(
     by OpenSSL may need both.
 
     crls: DER CRLs to check revocation with (None: revocation is not looked at; a certificate
-    without a usable CRL among them is reported "not checked", which is no problem by itself).
+    without a usable CRL among them is reported "not checked", which is no problem by itself),
+    or a callable that gives them for the path found (asked only once a path to an anchor is
+    built, so the caller can fetch the CRLs of exactly that path without validating twice).
     CRLs are judged current at `at`; trusted_time is when a trusted timestamp proves the
     certificate was used: revoked after it, the path still holds as of that time."""
     when = at or datetime.datetime.now(datetime.UTC)
@@ -164,6 +169,8 @@ def validate(
         problems.extend(_address_problems(address, addresses))
     checks = None
     if crls is not None:
+        if callable(crls):
+            crls = tuple(crls(path)) if path else ()
         checks = tuple(
             _revocation.check(child, issuer, crls, now=when, trusted_time=trusted_time)
             for child, issuer in itertools.pairwise(path)
