@@ -170,7 +170,7 @@ def validate(
     checks = None
     if crls is not None:
         if callable(crls):
-            crls = tuple(crls(path)) if path else ()
+            crls = tuple(crls(path)) if len(path) > 1 else ()  # an anchor alone: no CRL
         checks = tuple(
             _revocation.check(child, issuer, crls, now=when, trusted_time=trusted_time)
             for child, issuer in itertools.pairwise(path)

@@ -266,6 +266,38 @@ def test_validate_says_revocation_not_checked_distinctly_and_fails_a_revoked_pat
     ).valid
 
 
+def test_a_crl_source_is_asked_for_the_path_built_and_decides_as_the_crls_would(chain):
+    """validate(crls=callable): asked once, with the path it built (leaf first, anchor last),
+    and the outcome is the one those CRLs give directly; never asked when no path reaches an
+    anchor (a sender's own certificates make us fetch nothing)."""
+    anchors, pool = [chain.root.certificate], [chain.issuing.certificate]
+    dirty = [
+        chain.crl(revoked=[(chain.leaf.serial_number, T0, "key_compromise")]),
+        chain.crl("root"),
+    ]
+    asked: list[tuple] = []
+
+    def source(path):
+        asked.append(path)
+        return dirty
+
+    revoked = validate.validate(
+        chain.leaf, trust_anchors=anchors, intermediates=pool, crls=source, sm2_ids=BOTH_IDS
+    )
+    assert [tuple(c.dump() for c in path) for path in asked] == [
+        (chain.leaf.dump(), chain.issuing.certificate.dump(), chain.root.certificate.dump())
+    ]
+    direct = validate.validate(
+        chain.leaf, trust_anchors=anchors, intermediates=pool, crls=dirty, sm2_ids=BOTH_IDS
+    )
+    assert not revoked.valid and revoked.problems == direct.problems
+    asked.clear()
+    stranger = validate.validate(chain.leaf, trust_anchors=[chain.leaf], crls=source)
+    assert stranger.revocation == () and asked == []
+    untrusted = validate.validate(chain.leaf, trust_anchors=[], intermediates=pool, crls=source)
+    assert not untrusted.valid and asked == []
+
+
 def test_openssl_verify_crl_check_agrees_with_validate(chain, tmp_path):
     anchors, pool = [chain.root.certificate], [chain.issuing.certificate]
     root = _pem(tmp_path / "root.pem", [chain.root.certificate.dump()])
