@@ -27,6 +27,7 @@ from harness.hostile import (
     host_ops,
     observed,
     record,
+    wait_until_answered,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.mail, pytest.mark.firefox]
@@ -177,16 +178,6 @@ def press_send(browser: Firefox) -> None:
     css(browser, SEND_BUTTON).click()  # a person's (trusted) click
 
 
-def wait_until_answered(person: Any, op: str, offset: int, browser: Firefox) -> int:
-    """How many `op` calls person's host received after offset, once every one was answered."""
-    return browser.wait(
-        lambda: (lambda ops, done: len(done) >= len(ops) and (len(ops),))(
-            *host_ops(person, op, offset)
-        ),
-        f"every {op} answered",
-    )[0]
-
-
 def assert_bob_got_only_alices_text(people: dict[str, Any], mail_stack: Any, subject: str) -> None:
     raw = wait_for_inbox(mail_stack, "bob@example.test", subject)
     assert b"application/pkcs7-mime" in raw.split(b"\r\n\r\n", 1)[0] and SECRET.encode() not in raw
@@ -279,7 +270,7 @@ def test_frames_the_page_makes_in_firefox_send_nothing_and_post_it_nothing(
         )
     press_send(browser)
     browser.wait(lambda: badge_text(browser) == SENT_SIGNED_ENCRYPTED, "alice's send", timeout=60)
-    assert wait_until_answered(alice, "compose.send", offset, browser) == 1
+    assert wait_until_answered(alice, "compose.send", offset) == 1
     assert host_ops(alice, "message.open", offset) == ([], [])
     assert observed(browser) == [], observed(browser)
     assert_bob_got_only_alices_text(firefox_people, mail_stack, subject)
@@ -308,7 +299,7 @@ def test_a_bcc_the_page_slips_in_at_send_stops_the_send_in_firefox(
         ),
         "eve named under Bcc in the secure editor",
     )
-    assert wait_until_answered(alice, "compose.send", offset, browser) == 0
+    assert wait_until_answered(alice, "compose.send", offset) == 0
 
     browser.evaluate("() => document.querySelector('.page-bcc').remove()")
     browser.wait(
@@ -318,7 +309,7 @@ def test_a_bcc_the_page_slips_in_at_send_stops_the_send_in_firefox(
     recipients_seen(browser)
     press_send(browser)
     browser.wait(lambda: badge_text(browser) == SENT_SIGNED_ENCRYPTED, "the send", timeout=60)
-    assert wait_until_answered(alice, "compose.send", offset, browser) == 1
+    assert wait_until_answered(alice, "compose.send", offset) == 1
     wait_for_inbox(mail_stack, "bob@example.test", subject)
     assert with_subject(mailbox_bytes(mail_stack, eve)["INBOX"], subject) == []
 
@@ -361,7 +352,7 @@ def test_reloading_the_editor_as_sign_sends_nothing_in_firefox(
         lambda: "Not sent: the secure editor was interfered with" in controls_status(browser),
         "the interference said in the controls",
     )
-    assert wait_until_answered(alice, "compose.send", offset, browser) == 0, "it was sent"
+    assert wait_until_answered(alice, "compose.send", offset) == 0, "it was sent"
     assert in_editor(browser, "return document.getElementById('body').contentEditable") == "false"
     assert control(browser, "button[data-toggle=encrypt]").get_attribute("aria-pressed") == "true"
 
@@ -377,5 +368,5 @@ def test_reloading_the_editor_as_sign_sends_nothing_in_firefox(
     recipients_seen(browser)
     press_send(browser)
     browser.wait(lambda: badge_text(browser) == SENT_SIGNED_ENCRYPTED, "the send", timeout=60)
-    assert wait_until_answered(alice, "compose.send", offset, browser) == 1
+    assert wait_until_answered(alice, "compose.send", offset) == 1
     assert_bob_got_only_alices_text(firefox_people, mail_stack, subject)

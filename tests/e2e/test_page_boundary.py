@@ -37,11 +37,11 @@ from harness.hostile import (
     cbc_probes,
     frame_made_by_page,
     host_log_offset,
-    host_ops,
     junk_claims,
     observed,
     record,
     secure_frames,
+    wait_until_answered,
 )
 from playwright.sync_api import expect
 
@@ -53,16 +53,6 @@ SENT = "autosmime-status span[data-notice=sent]"
 SECRET = "Boundary-61f0: the acquisition price is 41 million"
 PAGE_TEXT = "Page-written 9b3e: I, alice, approve the wire transfer"
 UNREADABLE = "could not be decrypted"
-
-
-def wait_until_answered(person: Any, op: str, offset: int, page: Any) -> int:
-    """How many `op` calls person's host received after offset, once every one was answered."""
-    for _ in range(300):
-        ops, done = host_ops(person, op, offset)
-        if len(done) >= len(ops):
-            return len(ops)
-        page.wait_for_timeout(50)
-    raise AssertionError(f"{op} calls never all answered: {host_ops(person, op, offset)}")
 
 
 def open_thread(page: Any, perm_id: str) -> Any:
@@ -120,7 +110,7 @@ def test_the_viewer_is_no_decryption_oracle(
         assert len(sizes["original"]) == 1, sizes  # the page made its own frames, not these
         assert observed(page) == [], observed(page)
         # The real viewer opened each probe once; the page's own frames never reached the host.
-        assert wait_until_answered(bob, "message.open", offset, page) == len(ids)
+        assert wait_until_answered(bob, "message.open", offset) == len(ids)
 
         # What bob sees inside the viewer (the page cannot read it): one failure, and garbage or
         # text that is labelled as unprotected, never rendered as HTML.
@@ -214,7 +204,7 @@ def test_a_second_editor_the_page_adds_sends_nothing(
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000
         )
-        assert wait_until_answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
         assert observed(page) == [], observed(page)
     finally:
         browser.close()
@@ -255,7 +245,7 @@ def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
             editor.locator(f'#recipients [data-kind=bcc] li[data-address="{eve}"]')
         ).to_be_visible()
         expect(editor.locator("#status")).to_contain_text("recipients changed")
-        assert wait_until_answered(alice, "compose.send", offset, page) == 0
+        assert wait_until_answered(alice, "compose.send", offset) == 0
         expect(page.locator(SENT)).to_have_count(0)
 
         page.evaluate("() => document.querySelector('.page-bcc').remove()")
@@ -265,7 +255,7 @@ def test_a_hidden_recipient_is_named_in_the_editor_and_stops_the_send(
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000
         )
-        assert wait_until_answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
         assert observed(page) == [], observed(page)
     finally:
         browser.close()
@@ -331,7 +321,7 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
         expect(editor.locator("#status")).not_to_have_attribute("data-state", "pending")
         page.locator(SEND).click()
         expect(status).not_to_have_text(re.compile("^Sending"), timeout=60_000)
-        assert wait_until_answered(alice, "compose.send", offset, page) == 0, "it was sent"
+        assert wait_until_answered(alice, "compose.send", offset) == 0, "it was sent"
         expect(status).to_contain_text("Not sent: the secure editor was interfered with")
         expect(editor.locator("#status")).to_contain_text("not connected")
         expect(editor.locator("#body")).to_have_attribute("contenteditable", "false")
@@ -348,7 +338,7 @@ def test_reloading_the_editor_cannot_downgrade_encrypt_to_sign(
         expect(page.locator(SENT)).to_have_text(
             "autosmime: Message sent, signed and encrypted.", timeout=60_000
         )
-        assert wait_until_answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
         assert observed(page) == [], observed(page)
     finally:
         browser.close()

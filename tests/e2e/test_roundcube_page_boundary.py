@@ -30,11 +30,11 @@ from harness.hostile import (
     cbc_probes,
     frame_made_by_page,
     host_log_offset,
-    host_ops,
     junk_claims,
     observed,
     record,
     secure_frames,
+    wait_until_answered,
 )
 from harness.roundcube_story import log_in, open_browser, open_message, wait_for
 from playwright.sync_api import expect
@@ -44,15 +44,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.mail]
 SEND = ".formbuttons button.send"
 SECRET = "Roundcube boundary 5a7c: the board meets on Thursday"
 PAGE_TEXT = "Page-written c2d4: I, alice, approve the wire transfer"
-
-
-def answered(person: Any, op: str, offset: int, page: Any) -> int:
-    for _ in range(300):
-        ops, done = host_ops(person, op, offset)
-        if len(done) >= len(ops):
-            return len(ops)
-        page.wait_for_timeout(50)
-    raise AssertionError(f"{op} calls never all answered")
 
 
 def compose_to_bob(page: Any, roundcube: Any, subject: str) -> tuple[Any, Any]:
@@ -159,7 +150,7 @@ def test_roundcube_viewer_is_no_decryption_oracle(
         sizes = {name: s["sizes"] for name, s in seen.items()}
         assert len({tuple(s) for s in sizes.values()}) == 1 and len(sizes["original"]) == 1, sizes
         assert observed(page) == [], observed(page)
-        assert answered(bob, "message.open", offset, page) == len(subjects)
+        assert wait_until_answered(bob, "message.open", offset) == len(subjects)
         assert "could not be decrypted" in seen["padding fails"]["status"]
         for name in ("padding holds", "original"):
             assert seen[name]["state"] == "unprotected", seen[name]
@@ -207,7 +198,7 @@ def test_roundcube_second_editor_sends_nothing(
         recipients_seen(editor)
         page.locator(SEND).click()
         left_compose(page)
-        assert answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
     finally:
         browser.close()
     bob_got_only_alices_text(people, mail_stack, subject)
@@ -242,7 +233,7 @@ def test_roundcube_hidden_bcc_stops_the_send_and_is_named(
         expect(
             editor.locator(f'#recipients [data-kind=bcc] li[data-address="{eve}"]')
         ).to_be_visible()
-        assert answered(alice, "compose.send", offset, page) == 0
+        assert wait_until_answered(alice, "compose.send", offset) == 0
 
         page.evaluate("() => { document.querySelector('textarea[name=_bcc]').value = ''; }")
         assert observed(page) == [], observed(page)
@@ -261,7 +252,7 @@ def test_roundcube_hidden_bcc_stops_the_send_and_is_named(
             expect(editor.locator("#recipients [data-kind=bcc]")).to_have_count(0)
             page.locator(SEND).click()
         left_compose(page)
-        assert answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
     finally:
         browser.close()
     wait_for_inbox(mail_stack, "bob@example.test", subject, timeout=60)
@@ -304,7 +295,7 @@ def test_roundcube_reloaded_editor_cannot_downgrade(
         expect(editor.locator("#status")).not_to_have_attribute("data-state", "pending")
         page.locator(SEND).click()
         expect(status).not_to_have_text(re.compile("^Sending"), timeout=60_000)
-        assert answered(alice, "compose.send", offset, page) == 0, "it was sent"
+        assert wait_until_answered(alice, "compose.send", offset) == 0, "it was sent"
         expect(status).to_contain_text("Not sent: the secure editor was interfered with")
         expect(editor.locator("#body")).to_have_attribute("contenteditable", "false")
         controls.locator("button[data-action=reopen]").click()
@@ -315,7 +306,7 @@ def test_roundcube_reloaded_editor_cannot_downgrade(
         recipients_seen(editor)
         page.locator(SEND).click()
         left_compose(page)
-        assert answered(alice, "compose.send", offset, page) == 1
+        assert wait_until_answered(alice, "compose.send", offset) == 1
     finally:
         browser.close()
     bob_got_only_alices_text(people, mail_stack, subject)

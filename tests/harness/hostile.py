@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,3 +305,16 @@ def _flip_padding(raw: bytes, value: int) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def wait_until_answered(person: Any, op: str, offset: int, timeout: float = 30.0) -> int:
+    """How many `op` calls person's host received after offset, once every one was answered
+    (the host logs each call and its answer; a call still running is waited for)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ops, done = host_ops(person, op, offset)
+        if len(done) >= len(ops):
+            return len(ops)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{op} calls never all answered: {ops, done}")
+        time.sleep(0.05)  # polling the host's log, bounded by the deadline

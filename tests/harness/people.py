@@ -5,46 +5,23 @@ ExtensionProfile whose Chromium starts the real host with that environment."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import pem as asn1_pem
-
 from harness import gmail_story
 from harness.browser import ExtensionProfile
+from harness.devices import account_params, b64
 from harness.mail import MailStack
 from harness.native import HostProcess, write_host_config
 from native_host.domain.keystore import Keystore
 from native_host.infrastructure.profile import open_profile
 
+# The account helpers are the unit harness's (devices), shared with the browser stories.
+__all__ = ["KEYRING", "BrowserPerson", "account_params", "b64", "make_person"]
+
 KEYRING = "keyrings.alt.file.PlaintextKeyring"
 TESTS = Path(__file__).resolve().parents[1]
-
-
-def quoted(address: str) -> str:
-    return address.replace("@", "%40")
-
-
-def roots_pem(world: Any) -> str:
-    return "".join(asn1_pem.armor("CERTIFICATE", c.dump()).decode("ascii") for c in world.roots)
-
-
-def account_params(stack: MailStack, world: Any, address: str) -> dict[str, Any]:
-    return {
-        "address": address,
-        "password": stack.users[address],
-        "imapUrl": f"imaps://{quoted(address)}@127.0.0.1:{stack.imaps_port}",
-        "smtpUrl": f"smtp://{quoted(address)}@127.0.0.1:{stack.smtp_port}",
-        "caFile": str(stack.ca_cert_path),
-        "pkiUrl": world.url,
-        "pkiRoots": roots_pem(world),
-    }
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 @dataclass

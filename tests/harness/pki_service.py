@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from harness.mail import MailStack, free_port
@@ -73,8 +72,25 @@ def forget_backups(stack: MailStack, address: str) -> None:
         client.logout()
 
 
-class PkiServe:
-    """`autosmime pki serve` in a subprocess on a free loopback port, stopped on exit."""
+def challenge_replies(stack: MailStack, challenge_message_id: str) -> int:
+    """Replies to one challenge mail in the CA's mailbox (INBOX and where its watcher files)."""
+    client = stack.imap_client(CA)
+    try:
+        total = 0
+        for folder in ("INBOX", "acme-processed"):
+            if client.folder_exists(folder):
+                client.select_folder(folder, readonly=True)
+                total += len(client.search(["HEADER", "In-Reply-To", challenge_message_id]))
+        return total
+    finally:
+        client.logout()
+
+
+class _ServiceProcess:
+    """A PKI service in a subprocess on a free loopback port: started until it serves its roots,
+    stopped on exit, and a traceback on its stderr fails the test that used it."""
+
+    name = "the PKI service"
 
     def __init__(self, stack: MailStack, data: Path) -> None:
         self.stack = stack
@@ -84,111 +100,6 @@ class PkiServe:
         self.roots_pem = b""
         self.process: subprocess.Popen[str] | None = None
 
-    @property
-    def roots_file(self) -> Path:
-        return self.data / "configured-roots.pem"
-
-    def extension_config(self, address: str) -> dict[str, Any]:
-        """What an administrator would configure for the extension's setup page."""
-        return {
-            "pkiUrl": self.url,
-            "pkiRoots": self.roots_pem.decode("ascii"),
-            **mail_urls(self.stack, address),
-        }
-
-    def __enter__(self) -> PkiServe:
-        write_test_stack_config(self.data)
-        login = f"{quoted(CA)}:{quoted(self.stack.users[CA])}@{self.stack.host}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(self.data),
-             "--listen", f"127.0.0.1:{self.port}", "--mail-from", CA,
-             "--smtp", f"smtp://{login}:{self.stack.smtp_port}",
-             "--imap", f"imaps://{login}:{self.stack.imaps_port}",
-             "--mail-ca-file", str(self.stack.ca_cert_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        deadline = time.monotonic() + START_DEADLINE
-        try:
-            while not self.roots_pem:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"pki serve exited: {self.process.communicate()[1]}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("pki serve did not answer")
-                try:
-                    with urllib.request.urlopen(f"{self.url}/ca/roots.pem", timeout=5) as answer:
-                        self.roots_pem = answer.read()
-                except OSError:
-                    time.sleep(0.05)  # waiting for start-up, bounded by the deadline
-        except BaseException:
-            self.stop()
-            raise
-        self.roots_file.write_bytes(self.roots_pem)
-        return self
-
-    def stop(self) -> str:
-        if self.process is None:
-            return ""
-        self.process.terminate()
-        try:
-            _out, err = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _out, err = self.process.communicate()
-        self.process = None
-        return err
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        err = self.stop()
-        if kind is None and "Traceback" in err:
-            raise AssertionError(f"pki serve failed:\n{err}")
-
-
-class ConfiguredPki:
-    """`autosmime pki serve`'s application (uvicorn with the service's factory, as `serve`
-    runs each worker) in a subprocess with any knobs of shared_pki/service/config.py, validating
-    by real RFC 8823 mail through carol's mailbox unless the knobs say otherwise: what a test
-    needs to make the service behave like another CA.
-
-        with ConfiguredPki(stack, tmp_path, acme_path="/v2", offer_sm2=False) as pki:
-            pki.url, pki.roots_pem, pki.acme_directory_url, pki.config
-    """
-
-    def __init__(self, stack: MailStack, data: Path, **knobs: Any) -> None:
-        self.stack = stack
-        self.data = data
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        login = f"{quoted(CA)}:{quoted(stack.users[CA])}@{stack.host}"
-        self.knobs: dict[str, Any] = {
-            "listen_port": self.port,
-            "mail_from": CA,
-            "smtp_url": f"smtp://{login}:{stack.smtp_port}",
-            "imap_url": f"imaps://{login}:{stack.imaps_port}",
-            "mail_ca_file": str(stack.ca_cert_path),
-            **TEST_STACK_KNOBS,
-            **knobs,
-        }
-        self.roots_pem = b""
-        self.process: subprocess.Popen[str] | None = None
-
-    @property
-    def acme_directory_url(self) -> str:
-        return f"{self.url}{self.knobs.get('acme_path', '/acme')}/directory"
-
-    @property
-    def certs_url(self) -> str:
-        return f"{self.url}{self.knobs.get('certs_path', '/certs')}"
-
-    @property
-    def tsa_url(self) -> str:
-        return f"{self.url}{self.knobs.get('tsa_path', '/tsa')}"
-
     def get(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
@@ -196,42 +107,29 @@ class ConfiguredPki:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def dkim_record(self) -> tuple[str, str]:
-        """(TXT name, TXT value) the service wrote for its DKIM key (challenge_signing=dkim)."""
-        selector = self.knobs.get("dkim_selector", "acme")
-        name, value = (self.data / "dkim" / f"{selector}.txt").read_text().strip().split(" ", 1)
-        return name, value
-
-    def database(self) -> Path:
-        return self.data / "pki.sqlite3"
-
-    def __enter__(self) -> ConfiguredPki:
-        self.data.mkdir(parents=True, exist_ok=True)
+    def _start(self, command: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory",
-             "shared_pki.service.app:app_from_environment", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "AUTOSMIME_PKI_DATA": str(self.data),
-                 "AUTOSMIME_PKI_OVERRIDES": json.dumps(self.knobs)},
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         )  # fmt: skip
         deadline = time.monotonic() + START_DEADLINE
         try:
             while not self.roots_pem:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"the PKI service exited: {self.process.communicate()[1]}")
+                    raise RuntimeError(f"{self.name} exited: {self.process.communicate()[1]}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the PKI service did not answer")
+                    raise RuntimeError(f"{self.name} did not answer")
                 try:
                     status, body = self.get("/ca/roots.pem")
-                    if status == 200:
-                        self.roots_pem = body
                 except OSError:
+                    status, body = 0, b""
+                if status == 200:
+                    self.roots_pem = body
+                else:
                     time.sleep(0.05)  # waiting for start-up, bounded by the deadline
         except BaseException:
             self.stop()
             raise
-        return self
 
     def stop(self) -> str:
         if self.process is None:
@@ -248,4 +146,92 @@ class ConfiguredPki:
     def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
         err = self.stop()
         if kind is None and "Traceback" in err:
-            raise AssertionError(f"the PKI service failed:\n{err}")
+            raise AssertionError(f"{self.name} failed:\n{err}")
+
+
+class PkiServe(_ServiceProcess):
+    """`autosmime pki serve` in a subprocess on a free loopback port, stopped on exit."""
+
+    name = "pki serve"
+
+    @property
+    def roots_file(self) -> Path:
+        return self.data / "configured-roots.pem"
+
+    def extension_config(self, address: str) -> dict[str, Any]:
+        """What an administrator would configure for the extension's setup page."""
+        return {
+            "pkiUrl": self.url,
+            "pkiRoots": self.roots_pem.decode("ascii"),
+            **mail_urls(self.stack, address),
+        }
+
+    def __enter__(self) -> PkiServe:
+        write_test_stack_config(self.data)
+        login = f"{quoted(CA)}:{quoted(self.stack.users[CA])}@{self.stack.host}"
+        self._start(
+            [sys.executable, "-m", "native_host.cli", "pki", "serve", "--data", str(self.data),
+             "--listen", f"127.0.0.1:{self.port}", "--mail-from", CA,
+             "--smtp", f"smtp://{login}:{self.stack.smtp_port}",
+             "--imap", f"imaps://{login}:{self.stack.imaps_port}",
+             "--mail-ca-file", str(self.stack.ca_cert_path)],
+            {},
+        )  # fmt: skip
+        self.roots_file.write_bytes(self.roots_pem)
+        return self
+
+
+class ConfiguredPki(_ServiceProcess):
+    """`autosmime pki serve`'s application (uvicorn with the service's factory, as `serve`
+    runs each worker) in a subprocess with any knobs of shared_pki/service/config.py, validating
+    by real RFC 8823 mail through carol's mailbox unless the knobs say otherwise: what a test
+    needs to make the service behave like another CA.
+
+        with ConfiguredPki(stack, tmp_path, acme_path="/v2", offer_sm2=False) as pki:
+            pki.url, pki.roots_pem, pki.acme_directory_url, pki.config
+    """
+
+    def __init__(self, stack: MailStack, data: Path, **knobs: Any) -> None:
+        super().__init__(stack, data)
+        login = f"{quoted(CA)}:{quoted(stack.users[CA])}@{stack.host}"
+        self.knobs: dict[str, Any] = {
+            "listen_port": self.port,
+            "mail_from": CA,
+            "smtp_url": f"smtp://{login}:{stack.smtp_port}",
+            "imap_url": f"imaps://{login}:{stack.imaps_port}",
+            "mail_ca_file": str(stack.ca_cert_path),
+            **TEST_STACK_KNOBS,
+            **knobs,
+        }
+
+    @property
+    def acme_directory_url(self) -> str:
+        return f"{self.url}{self.knobs.get('acme_path', '/acme')}/directory"
+
+    @property
+    def certs_url(self) -> str:
+        return f"{self.url}{self.knobs.get('certs_path', '/certs')}"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.url}{self.knobs.get('tsa_path', '/tsa')}"
+
+    def dkim_record(self) -> tuple[str, str]:
+        """(TXT name, TXT value) the service wrote for its DKIM key (challenge_signing=dkim)."""
+        selector = self.knobs.get("dkim_selector", "acme")
+        name, value = (self.data / "dkim" / f"{selector}.txt").read_text().strip().split(" ", 1)
+        return name, value
+
+    def database(self) -> Path:
+        return self.data / "pki.sqlite3"
+
+    def __enter__(self) -> ConfiguredPki:
+        self.data.mkdir(parents=True, exist_ok=True)
+        self._start(
+            [sys.executable, "-m", "uvicorn", "--factory",
+             "shared_pki.service.app:app_from_environment", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            {"AUTOSMIME_PKI_DATA": str(self.data),
+             "AUTOSMIME_PKI_OVERRIDES": json.dumps(self.knobs)},
+        )  # fmt: skip
+        return self

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from harness.mail import MailStack, free_port
-from harness.pki_service import TEST_STACK_KNOBS
+from harness.pki_service import TEST_STACK_KNOBS, challenge_replies, forget_backups
 
 from native_host.domain import backups
 from native_host.domain import enrollment as enr
@@ -210,30 +210,11 @@ def make_host(
 def fresh_backups(mail_stack: MailStack) -> None:
     """Alice's backup folder emptied: every test starts as her first enrollment (the session's
     mail stack is shared by every test module)."""
-    client = mail_stack.imap_client(ALICE)
-    try:
-        if client.folder_exists(backups.FOLDER):
-            client.delete_folder(backups.FOLDER)
-    finally:
-        client.logout()
+    forget_backups(mail_stack, ALICE)
 
 
 # ---------------------------------------------------------------------------------------------
 # Looking at the mailboxes
-
-
-def count_replies(stack: MailStack, challenge_message_id: str) -> int:
-    """Replies to one challenge mail in the CA mailbox (INBOX and where the watcher files)."""
-    client = stack.imap_client(CA)
-    try:
-        total = 0
-        for folder in ("INBOX", "acme-processed"):
-            if client.folder_exists(folder):
-                client.select_folder(folder, readonly=True)
-                total += len(client.search(["HEADER", "In-Reply-To", challenge_message_id]))
-        return total
-    finally:
-        client.logout()
 
 
 def backup_messages(stack: MailStack) -> list[tuple[int, bytes, tuple[bytes, ...]]]:
@@ -362,7 +343,7 @@ def test_alice_enrolls_automatically_with_both_suites(
 
     # Exactly one reply went to the CA; the journal is done and archived.
     assert result.challenge_message_id and result.reply_message_id
-    assert count_replies(mail_stack, result.challenge_message_id) == 1
+    assert challenge_replies(mail_stack, result.challenge_message_id) == 1
     assert not enr.journal_path(host.profile, ALICE).exists()
     assert enr.unfinished(host.profile, ALICE) is None
     assert not result.resumed
@@ -471,7 +452,7 @@ def test_a_crash_at_any_step_resumes_without_a_second_pair_or_reply(
     assert {r.status for r in records} == {"current"}
     assert set(result.key_ids.values()) == {r.key_id for r in records}
     assert result.challenge_message_id is not None
-    assert count_replies(mail_stack, result.challenge_message_id) == 1
+    assert challenge_replies(mail_stack, result.challenge_message_id) == 1
     # The code made by the first run is shown by the run that finished, and only then.
     assert result.recovery_code is not None
     assert len(backup_messages(mail_stack)) == 1
@@ -498,10 +479,10 @@ def test_a_crash_between_the_smtp_answer_and_the_journal_sends_no_second_reply(
     journal = enr.unfinished(host.profile, ALICE)
     assert journal is not None and journal["reply"]["sent"] is False
     challenge_id = journal["challenge_mail"]["message_id"]
-    assert count_replies(mail_stack, challenge_id) == 1
+    assert challenge_replies(mail_stack, challenge_id) == 1
     result = host.enrollment().enroll(ALICE)
     assert result.resumed and result.challenge_message_id == challenge_id
-    assert count_replies(mail_stack, challenge_id) == 1
+    assert challenge_replies(mail_stack, challenge_id) == 1
 
 
 def test_a_key_sealed_just_before_a_crash_is_adopted_not_doubled(
@@ -584,7 +565,7 @@ def test_a_killed_host_process_resumes_in_another_process(
     result = host.enrollment().enroll(ALICE)
     assert result.resumed and len(host.keystore.records(ALICE)) == 2
     assert result.challenge_message_id is not None
-    assert count_replies(mail_stack, result.challenge_message_id) == 1
+    assert challenge_replies(mail_stack, result.challenge_message_id) == 1
 
 
 def settings_url(stack: MailStack, kind: str) -> str:

@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 from harness.mail import MailStack
-from harness.pki_service import ConfiguredPki, quoted
+from harness.pki_service import ConfiguredPki, challenge_replies, forget_backups, quoted
 
-from native_host.domain import backups
 from native_host.domain import enrollment as enr
 from native_host.domain.certs import CertificateBook
 from native_host.infrastructure.acme_client import PkiSettings
@@ -56,12 +55,7 @@ def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def fresh_backups(mail_stack: MailStack) -> None:
     """Every test enrolls alice as for the first time (the mail stack is the session's)."""
-    client = mail_stack.imap_client(ALICE)
-    try:
-        if client.folder_exists(backups.FOLDER):
-            client.delete_folder(backups.FOLDER)
-    finally:
-        client.logout()
+    forget_backups(mail_stack, ALICE)
 
 
 @pytest.fixture
@@ -104,19 +98,6 @@ def enrollment(mail_stack: MailStack, tmp_path: Path) -> Iterator[Callable[..., 
     yield make
     for mailbox in mailboxes:
         mailbox.close()
-
-
-def replies_in_ca_mailbox(stack: MailStack, challenge_message_id: str) -> int:
-    client = stack.imap_client(CA)
-    try:
-        total = 0
-        for folder in ("INBOX", "acme-processed"):
-            if client.folder_exists(folder):
-                client.select_folder(folder, readonly=True)
-                total += len(client.search(["HEADER", "In-Reply-To", challenge_message_id]))
-        return total
-    finally:
-        client.logout()
 
 
 def account_contacts(service: ConfiguredPki) -> list[str]:
@@ -205,7 +186,7 @@ def test_a_ca_with_one_authorization_and_challenge_mail_per_order(
     assert len(result.confirmations) == 2
     assert len({mail for mail, _reply in result.confirmations}) == 2
     for mail, _reply in result.confirmations:
-        assert replies_in_ca_mailbox(mail_stack, mail) == 1  # each answered, once
+        assert challenge_replies(mail_stack, mail) == 1  # each answered, once
     fractions = [done / total for done, total, _stage in progress]
     assert fractions == sorted(fractions) and progress[-1][2] == "Done"
     stages = [stage for _done, _total, stage in progress]
