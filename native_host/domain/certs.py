@@ -484,9 +484,11 @@ class CertificateBook:
             sm2_ids=BOTH_IDS,  # our CA signs SM2 CA certificates with the empty ID
             crls=source,
         )
-        revocation = ("not_checked", result.revocation_summary)
-        if source is not None:
-            revocation = _revocation_status(result, tuple(source.unavailable))
+        revocation = (
+            _revocation_status(result, tuple(source.unavailable))
+            if source is not None
+            else ("not_checked", result.revocation_summary)
+        )
         if not result.valid:
             reasons = "; ".join(p.message.rstrip(".") for p in result.problems)
             who = f"A {origin} certificate for {address}"

@@ -179,8 +179,8 @@ class _Signed:
 
     result: VerificationResult
     stamps: list[tuple[tsp.TokenVerification, ...]]
-    crls_unavailable: tuple[str, ...] = ()
-    sender_headers: bytes = b""
+    crls_unavailable: tuple[str, ...]
+    sender_headers: bytes
 
 
 @dataclass
@@ -433,12 +433,11 @@ def open_message(
     except PkiError as error:
         raise ReadError(f"The message cannot be read: {error.message}") from None
     results = [signed.result for signed in peeled.signatures]
-    outer_from = from_field_values(mime.outer_headers(raw))
     signatures = []
     problems: list[str] = []
     for signed in peeled.signatures:
         result, stamps = signed.result, signed.stamps
-        from_values = from_field_values(signed.sender_headers) or outer_from
+        from_values = from_field_values(signed.sender_headers)
         senders = [sender_check(from_values, signer) for signer in result.signers]
         harvested_for: list[str] = []
         if book is not None and result.valid and all(s.matches for s in senders):

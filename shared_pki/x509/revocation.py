@@ -57,7 +57,6 @@ class Crl:
     """A parsed CRL: what the checks need, read once."""
 
     der: bytes
-    issuer_der: bytes
     issuer: str
     this_update: datetime.datetime
     next_update: datetime.datetime | None
@@ -135,7 +134,6 @@ def parse_crl(der: bytes) -> Crl:
     number = value.crl_number_value
     return Crl(
         der=bytes(der),
-        issuer_der=value.issuer.dump(),
         issuer=_name(value.issuer),
         this_update=tbs["this_update"].native,
         next_update=next_update,
