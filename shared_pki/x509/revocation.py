@@ -22,6 +22,7 @@ URLs of a certificate, and until when a CRL may be kept (its nextUpdate).
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,8 +96,14 @@ class RevocationCheck:
 
 def parse_crl(der: bytes) -> Crl:
     """A DER CRL, fully parsed now. Bytes that are no CRL raise ValueError (or another parse
-    error), which check() turns into NOT_CHECKED."""
-    value = asn1_crl.CertificateList.load(bytes(der), strict=True)
+    error), which check() turns into NOT_CHECKED. The same bytes are parsed once: one message
+    checks each link of each signer's path against the same few CRLs (a Crl is never changed)."""
+    return _parse_crl(bytes(der))
+
+
+@functools.lru_cache(maxsize=16)  # CRLs can be large; a host consults a few
+def _parse_crl(der: bytes) -> Crl:
+    value = asn1_crl.CertificateList.load(der, strict=True)
     tbs = value["tbs_cert_list"]
     value.native  # noqa: B018  a full parse now, so that bad bytes fail here
     problem = None
