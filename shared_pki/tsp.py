@@ -41,6 +41,7 @@ from shared_pki.cms.signed import _PARSE_ERRORS, _der_length
 from shared_pki.cms.verify import SignerResult, verify
 from shared_pki.errors import MalformedInput, PkiError, SigningError, UnsupportedAlgorithm
 from shared_pki.keys import Certificate, Credential
+from shared_pki.x509.names import same_name
 from shared_pki.x509.validate import PathResult, Problem
 
 __all__ = [
@@ -751,7 +752,7 @@ def _tsa_name_problem(name: asn1_x509.GeneralName | None, cert: Certificate) -> 
     """RFC 3161: a tsa field names the TSA certificate's subject (or one of its altNames)."""
     if name is None:
         return None
-    if name.name == "directory_name" and name.chosen == cert.subject:
+    if name.name == "directory_name" and same_name(name.chosen, cert.subject):
         return None
     alt_names = cert.subject_alt_name_value
     if alt_names is not None and any(alt.dump() == name.dump() for alt in alt_names):

@@ -33,6 +33,7 @@ from shared_pki.errors import (
     UnsupportedAlgorithm,
 )
 from shared_pki.keys import Certificate, PrivateKey
+from shared_pki.x509.names import same_name
 
 # (cek, recipient certificate, how to name the recipient) -> RecipientInfo
 Build = Callable[[bytes, Certificate, "RecipientId"], cms.RecipientInfo]
@@ -92,7 +93,7 @@ class RecipientId:
 def _same_name(certificate: Certificate, rid: RecipientId) -> bool:
     """Name comparison with RFC 5280 normalisation, for issuers re-encoded by other software."""
     try:
-        return certificate.issuer == cms.Name.load(rid.issuer_der or b"")
+        return same_name(certificate.issuer, cms.Name.load(rid.issuer_der or b""))
     except ValueError:
         return False
 

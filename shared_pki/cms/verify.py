@@ -396,7 +396,7 @@ def _check_signing_certificate(
     issuer_serial = ess["issuer_serial"]
     if ok and not isinstance(issuer_serial, core.Void):
         ok = issuer_serial["serial_number"].native == cert.serial_number and any(
-            name.name == "directory_name" and name.chosen == cert.issuer
+            name.name == "directory_name" and same_name(name.chosen, cert.issuer)
             for name in issuer_serial["issuer"]
         )
     if not ok:

@@ -19,7 +19,12 @@ def _normalised(der: bytes) -> str:
     return asn1_x509.Name.load(der).hashable
 
 
+def _plain(name: asn1_x509.Name) -> asn1_x509.Name:
+    return name.untag() if name.explicit else name
+
+
 def same_name(a: asn1_x509.Name, b: asn1_x509.Name) -> bool:
-    """a == b under RFC 5280's comparison rules (what asn1crypto's Name.__eq__ decides)."""
-    der_a, der_b = a.dump(), b.dump()
+    """a == b under RFC 5280's comparison rules (what asn1crypto's Name.__eq__ decides). A
+    name under an explicit tag (a GeneralName's directoryName) is compared without it."""
+    der_a, der_b = _plain(a).dump(), _plain(b).dump()
     return der_a == der_b or _normalised(der_a) == _normalised(der_b)

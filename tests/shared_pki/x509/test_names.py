@@ -30,3 +30,12 @@ def test_same_name_agrees_with_the_rfc_5280_comparison() -> None:
         assert same_name(a, b) == (a == b), (a.human_friendly, b.human_friendly)
     assert same_name(NAMES[0], NAMES[1]) and NAMES[0].dump() != NAMES[1].dump()
     assert not same_name(NAMES[0], NAMES[2])
+
+
+def test_a_directory_name_under_its_general_name_tag_compares_as_the_name() -> None:
+    """ESSCertID issuerSerial and a TSTInfo's tsa field hold the name under GeneralName's
+    explicit [4]; its DER is not a Name's, yet it names the same issuer."""
+    for a, b in itertools.product(NAMES, repeat=2):
+        tagged = asn1_x509.GeneralName(name="directory_name", value=a).chosen
+        assert tagged.dump() != a.dump()
+        assert same_name(tagged, b) == (a == b), (a.human_friendly, b.human_friendly)
