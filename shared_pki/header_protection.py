@@ -646,46 +646,38 @@ def hide_legacy_display(entity: bytes) -> tuple[bytes, int, tuple[str, ...]]:
     """Remove the Legacy Display Element of every main body part marked hp-legacy-display="1"
     (RFC 9788 section 4.5.3): in text/plain the leading "Name: value" lines and the blank line
     after them, in text/html every div of class header-protection-legacy-display. Returns the
-    entity (regenerated only if something was removed), how many parts changed, and what could
-    not be removed, in words. Only for the payload of a header-protected message."""
+    entity (only the changed parts rewritten, every other byte kept), how many parts changed,
+    and what could not be removed, in words. Only for the payload of a header-protected
+    message."""
     if b"hp-legacy-display" not in entity.lower():
         return entity, 0, ()
-    try:
-        message = email.message_from_bytes(entity, policy=email.policy.compat32)
-    except (ValueError, TypeError, IndexError) as error:  # pragma: no cover - the parser is lenient
-        raise MalformedInput(f"The payload is not MIME: {error}") from None
-    changed = 0
     problems: list[str] = []
-    for part in message.walk():
-        if part.is_multipart() or part.get_param("hp-legacy-display") != "1":
-            continue
-        ctype = part.get_content_type()
-        if ctype not in ("text/plain", "text/html"):
-            continue
-        if (part.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
-            continue
-        raw = part.get_payload(decode=True) or b""
-        charset = part.get_content_charset() or "us-ascii"
+
+    def without_legacy_display(part: mime.Leaf) -> bytes | None:
+        if part.ctype not in ("text/plain", "text/html") or part.is_attachment:
+            return None
+        if part.param("hp-legacy-display") != "1":
+            return None
+        try:
+            raw = part.decoded()
+        except MalformedInput:
+            raw = b""  # an undecodable body has no legacy display to find: said below
+        charset = part.charset or "us-ascii"
         try:
             text = raw.decode(charset, "replace")
         except LookupError:
             text = raw.decode("utf-8", "replace")
-        kept = _strip_plain(text) if ctype == "text/plain" else _strip_html(text)
+        kept = _strip_plain(text) if part.ctype == "text/plain" else _strip_html(text)
         if kept is None:
             problems.append(
-                f"A {ctype} part is marked as starting with a legacy display of the header "
+                f"A {part.ctype} part is marked as starting with a legacy display of the header "
                 "fields, but does not; it is shown whole."
             )
-            continue
-        del part["Content-Transfer-Encoding"]
-        part["Content-Transfer-Encoding"] = "base64"
-        part.set_param("charset", "utf-8")
-        part.del_param("hp-legacy-display")
-        part.set_payload(base64.encodebytes(kept.encode("utf-8")).decode("ascii"))
-        changed += 1
-    if not changed:
-        return entity, 0, tuple(problems)
-    return mime.canonicalize(message.as_bytes(policy=email.policy.SMTP)), changed, tuple(problems)
+            return None
+        return part.with_text(kept, drop_param="hp-legacy-display")
+
+    cleaned, changed = mime.replace_leaves(entity, without_legacy_display)
+    return cleaned, changed, tuple(problems)
 
 
 _FIELD_LINE = re.compile(r"[!-9;-~]+:( .*)?")

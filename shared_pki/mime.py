@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.generator import BytesGenerator
@@ -39,6 +39,7 @@ from shared_pki.errors import MalformedInput, PkiError, UnsupportedAlgorithm
 
 __all__ = [
     "MICALG_BY_DIGEST",
+    "Leaf",
     "SmimeKind",
     "SmimeLayer",
     "build_entity",
@@ -52,6 +53,7 @@ __all__ = [
     "prepare_for_signing",
     "register_content_type_alias",
     "register_micalg",
+    "replace_leaves",
     "smime_type_for",
     "split_headers",
     "unwrap",
@@ -672,6 +674,94 @@ def _text_between(data: bytes, *, strip_end: bool) -> str | None:
         return None if strip_end else ""
     text = data.decode("ascii", "surrogateescape")
     return text.removesuffix("\n").removesuffix("\r") if strip_end else text
+
+
+# --------------------------------------------------------------------------- rewriting leaves
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One part that is not multipart, as replace_leaves hands it over."""
+
+    ctype: str
+    fields: tuple[_Field, ...]
+    body: bytes  # as transferred (Content-Transfer-Encoding not undone)
+    info: _ContentInfo
+
+    def param(self, name: str) -> str | None:
+        return self.info.param(name)
+
+    @property
+    def is_attachment(self) -> bool:
+        return (
+            _field_value(list(self.fields), "content-disposition")
+            .strip()
+            .lower()
+            .startswith("attachment")
+        )
+
+    @property
+    def charset(self) -> str | None:
+        value = self.info.message.get_content_charset()
+        return None if value is None else str(value)
+
+    def decoded(self) -> bytes:
+        """The body with its transfer encoding undone (MalformedInput when it is broken)."""
+        cte = _field_value(list(self.fields), "content-transfer-encoding").strip().lower()
+        return _decode_body(self.body, cte, self.ctype)
+
+    def with_text(self, text: str, *, drop_param: str) -> bytes:
+        """This part holding text instead: UTF-8 in base64, Content-Type with charset=utf-8 and
+        without drop_param, every other field kept byte for byte."""
+        content_type = next(f for f in self.fields if f.name == "content-type")
+        message = _PARSER.parsebytes(content_type.raw + CRLF, headersonly=True)
+        message.set_param("charset", "utf-8")
+        message.del_param(drop_param)
+        lines = [
+            _header_line("Content-Type", str(message["Content-Type"]))
+            if f is content_type
+            else f.raw
+            for f in self.fields
+            if f.name != "content-transfer-encoding"
+        ]
+        lines.append(b"Content-Transfer-Encoding: base64\r\n")
+        return b"".join((*lines, CRLF, _b64_lines(text.encode("utf-8"))))
+
+
+def replace_leaves(entity: bytes, replace: Callable[[Leaf], bytes | None]) -> tuple[bytes, int]:
+    """The entity with every leaf for which replace returns bytes replaced by them, and how
+    many were; all other bytes are kept, so nothing is parsed or regenerated twice (the email
+    package's generator rewrote the whole entity to change one part). Multiparts are entered
+    at any depth; message/* parts are leaves (a forwarded message is its own). Bytes that are
+    not MIME: MalformedInput."""
+    _require_bytes(entity, "entity")
+    count = [0]
+    with _malformed_guard("entity"):
+        return _replace_leaves(entity, replace, 0, count), count[0]
+
+
+def _replace_leaves(
+    entity: bytes, replace: Callable[[Leaf], bytes | None], depth: int, count: list[int]
+) -> bytes:
+    if depth > _MAX_DEPTH:
+        raise MalformedInput(f"MIME nesting deeper than {_MAX_DEPTH} levels")
+    head_end, body_start = _split_point(entity)
+    fields = _parse_fields(entity[:head_end])
+    info = _content_info(fields)
+    body = entity[body_start:]
+    if info.maintype != "multipart":
+        new = replace(Leaf(info.ctype, tuple(fields), body, info))
+        if new is None:
+            return entity
+        count[0] += 1
+        return new
+    pieces, last, changed = [entity[:body_start]], 0, False
+    for start, end in _split_multipart(body, info.require_boundary()).spans:
+        part = body[start:end]
+        new = _replace_leaves(part, replace, depth + 1, count)
+        pieces += [body[last:start], new]
+        last, changed = end, changed or new is not part
+    return b"".join((*pieces, body[last:])) if changed else entity
 
 
 # --------------------------------------------------------------------------- unwrapping

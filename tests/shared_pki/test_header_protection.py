@@ -404,6 +404,30 @@ def test_a_legacy_display_we_write_heads_both_body_parts_and_is_hidden_again():
     assert b"Gr" not in read.entity.split(b"\r\n\r\n", 1)[1]  # nothing of it is left
 
 
+def test_hiding_the_legacy_display_rewrites_only_the_parts_that_had_one():
+    """Every byte outside the changed body part is the sender's (the email package's generator
+    rewrote the whole entity); a forwarded message keeps its own legacy display."""
+    entity = mime.build_entity(
+        "The text.\n", None, [("notes.txt", "text/plain", b"an attachment, left alone")]
+    )
+    shown = hp.add_legacy_display(entity, [("Subject", "Dinner")])
+    delimiter = b"--" + email.message_from_bytes(shown).get_boundary().encode()
+    forwarded = delimiter + b"\r\nContent-Type: message/rfc822\r\n\r\n" + LEGACY_PLAIN + b"\r\n"
+    shown = shown.replace(delimiter + b"--", forwarded + delimiter + b"--")
+    protected = hp.protect([("Subject", "Dinner")], shown, encrypted=True)
+    read = hp.read(b"Subject: [...]\r\n", protected.entity, encrypted=True)
+    assert read.legacy_display_hidden == 1
+    sent, shown_parts = protected.entity.split(delimiter), read.entity.split(delimiter)
+    assert len(sent) == len(shown_parts) == 5  # head, text, attachment, forwarded, close
+    assert shown_parts[2:] == sent[2:]  # byte for byte
+    before, after = (
+        email.message_from_bytes(part.lstrip(b"\r\n")).get_payload(decode=True)
+        for part in (sent[1], shown_parts[1])
+    )
+    assert before.replace(b"\r\n", b"\n") == b"Subject: Dinner\n\nThe text.\n"
+    assert after.replace(b"\r\n", b"\n") == b"The text.\n"
+
+
 def test_no_fields_no_legacy_display():
     entity = mime.build_entity("Just text.\n")
     assert hp.add_legacy_display(entity, []) == entity
