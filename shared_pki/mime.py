@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.generator import BytesGenerator
@@ -52,6 +52,7 @@ __all__ = [
     "prepare_for_signing",
     "register_content_type_alias",
     "register_micalg",
+    "rewrap_headers",
     "smime_type_for",
     "split_headers",
     "unwrap",
@@ -426,8 +427,8 @@ class _Split:
         content = b"".join(f.raw for f in self.content_fields)
         return b"".join((content, CRLF, memoryview(self.message)[self.body_start :]))
 
-    def body(self) -> bytes:
-        return self.message[self.body_start :]
+    def body_view(self) -> memoryview:
+        return memoryview(self.message)[self.body_start :]
 
 
 # --------------------------------------------------------------------------- wrapping
@@ -564,6 +565,18 @@ def with_outer_headers(entity: bytes, headers: HeaderInput) -> bytes:
     _require_bytes(entity, "entity")
     prefix = _outer_prefix(headers, entity[: _split_point(entity)[0]])
     return b"".join((prefix, entity))
+
+
+def rewrap_headers(message: bytes, headers: HeaderInput) -> bytes:
+    """with_outer_headers(split_headers(message)[1], headers): the message's own RFC 5322
+    fields replaced by `headers`, its entity kept byte for byte, in one copy of the body (a
+    10 MB message opened was copied twice here)."""
+    _require_bytes(message, "message")
+    with _malformed_guard("message"):
+        split = _Split.of(message)
+        content = b"".join(f.raw for f in split.content_fields)
+    prefix = _outer_prefix(headers, content)
+    return b"".join((prefix, content, CRLF, memoryview(split.message)[split.body_start :]))
 
 
 def _outer_prefix(headers: HeaderInput, entity_head: bytes) -> bytes:
@@ -743,7 +756,7 @@ def _unwrap(message: bytes) -> SmimeLayer:
     if info.ctype in _PKCS7_MIME_TYPES or (
         info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
     ):
-        der = _decode_body(split.body(), cte, what=info.ctype)
+        der = _decode_body(split.body_view(), cte, what=info.ctype)
         if cte != "base64":
             der = _trim_line_end(der, info.ctype)
         oid = _sniff_cms(der, info.ctype)
@@ -1060,25 +1073,57 @@ def _b64_lines(data: bytes) -> bytes:
 
 
 _BASE64_WHITESPACE = b" \t\r\n"
+_BASE64_CHUNK = 1 << 20  # encoded bytes decoded at a time: big enough for C speed, small to hold
 
 
-def _decode_body(body: bytes, cte: str, what: str) -> bytes:
+def _decode_body(body: bytes | memoryview, cte: str, what: str) -> bytes:
     if cte == "base64":
-        # translate deletes in one C pass (10 ms for 13 MB; the regex took 190 ms), and strict
-        # decoding still refuses any byte outside the alphabet.
-        compact = body.translate(None, _BASE64_WHITESPACE)
-        if not compact:
-            raise MalformedInput(f"{what}: empty base64 body")
-        compact += b"=" * (-len(compact) % 4) if len(compact) % 4 != 1 else b""
-        try:
-            return pybase64.b64decode(compact, validate=True)
-        except (binascii.Error, ValueError):
-            raise MalformedInput(f"{what}: body is not valid base64") from None
+        decoded = BytesIO()
+        _decode_base64(body, what, decoded.write)
+        # getvalue() hands over the buffer it grew in place: one allocation of the result
+        return decoded.getvalue()
     if cte == "quoted-printable":
         return binascii.a2b_qp(body)
     if cte in ("", "7bit", "8bit", "binary"):
-        return body
+        return bytes(body)
     raise MalformedInput(f"{what}: unsupported transfer encoding {cte!r}")
+
+
+def _decode_base64(body: bytes | memoryview, what: str, write: Callable[[bytes], object]) -> int:
+    """Decode base64 with line breaks (any whitespace) chunk by chunk, passing the decoded
+    pieces in order to write; how many bytes were decoded. The same as stripping the whitespace
+    and strictly decoding the whole (any byte outside the alphabet, or "=" before the end, is
+    refused; missing final padding is supplied), without the two whole-body copies that took:
+    a chunk is cut after whole 4-character groups, and a group holding "=" waits for the end.
+    translate deletes in one C pass (the regex took 190 ms for 13 MB)."""
+    view = memoryview(body)
+    carry = b""
+    seen = decoded = 0
+    for start in range(0, len(view), _BASE64_CHUNK):
+        piece = carry + bytes(view[start : start + _BASE64_CHUNK]).translate(
+            None, _BASE64_WHITESPACE
+        )
+        seen += len(piece) - len(carry)
+        if start + _BASE64_CHUNK < len(view):  # not the last chunk: keep any partial group
+            padding = piece.find(b"=")
+            usable = len(piece) if padding < 0 else padding
+            usable -= usable % 4
+            piece, carry = piece[:usable], piece[usable:]
+        else:
+            carry = b""
+            if not seen:
+                break
+            piece += b"=" * (-len(piece) % 4) if len(piece) % 4 != 1 else b""
+        if piece:
+            try:
+                chunk = pybase64.b64decode(piece, validate=True)
+            except (binascii.Error, ValueError):
+                raise MalformedInput(f"{what}: body is not valid base64") from None
+            write(chunk)
+            decoded += len(chunk)
+    if not seen:
+        raise MalformedInput(f"{what}: empty base64 body")
+    return decoded
 
 
 _QP_TOKENS = [

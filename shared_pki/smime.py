@@ -288,7 +288,7 @@ class OpenedMessage:
     def headers(self) -> header_protection.ReadHeaders:
         """The header fields to show (RFC 9788: the protected ones when the payload carries
         them, else the outer ones), with what HP-Outer said and the discrepancies in words."""
-        outer, _ = mime.split_headers(self.message)
+        outer = mime.outer_headers(self.message)
         return header_protection.read(
             outer, self.payload, encrypted=self.encrypted, signature_valid=self.signed_and_valid
         )
@@ -371,7 +371,4 @@ def open_message(
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))
         else:
-            _, entity = mime.split_headers(current)
-            return OpenedMessage(
-                mime.with_outer_headers(entity, outer), tuple(layers), payload=current
-            )
+            return OpenedMessage(mime.rewrap_headers(current, outer), tuple(layers), current)
