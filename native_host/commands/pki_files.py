@@ -69,10 +69,11 @@ def credential(key: str, cert: str | None, password: bytes | None) -> Credential
     """A signing/decryption credential from a PKCS#12 file, or from a key file plus a cert file
     (the cert file may hold the chain after the end-entity certificate)."""
     from shared_pki.keys import Credential, load_private_key
-    from shared_pki.pkcs12 import load_pkcs12
 
     data = read_bytes(key)
     if key.lower().endswith(PKCS12_SUFFIXES) or (cert is None and not data.startswith(b"-----")):
+        from shared_pki.pkcs12 import load_pkcs12  # only then: it is a large module
+
         return load_pkcs12(data, password)
     if cert is None:
         raise KeyLoadError("--cert is needed with a PEM or DER key (or give a .p12 as --key).")
