@@ -56,6 +56,7 @@ __all__ = [
     "smime_type_for",
     "split_headers",
     "unwrap",
+    "unwrap_taking",
     "with_outer_headers",
     "wrap_multipart_signed",
     "wrap_pkcs7_mime",
@@ -721,9 +722,13 @@ class SmimeLayer:
     # A binary transfer encoding: the entity is kept as it came.
     binary: bool = dataclasses.field(default=False, repr=False)
     known_entity: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    # unwrap_taking: the message's bytes now hold `der`, a bytearray
+    taken: bool = dataclasses.field(default=False, repr=False, compare=False)
 
     @functools.cached_property
     def entity(self) -> bytes:
+        if self.taken:
+            raise ValueError("the entity of a layer unwrap_taking decoded in place is gone")
         if self.known_entity is not None:
             return self.known_entity
         raw = self.split.entity()
@@ -742,21 +747,67 @@ def unwrap(message: bytes) -> SmimeLayer:
         return _unwrap(message)
 
 
+def unwrap_taking(buffer: bytearray) -> SmimeLayer | None:
+    """unwrap of a message in a bytearray its owner gives up, when its body is base64 CMS
+    (application/pkcs7-mime or a .p7m file): the body is decoded into the bytearray itself,
+    which then holds the layer's `der` and nothing else, so that a 13 MB message and its 10 MB
+    DER are never held at once. The layer's `entity` is gone (reading it raises ValueError).
+    None, the bytearray untouched, for any other message: unwrap it as bytes. Errors are
+    unwrap's; after one, what the bytearray holds is unspecified."""
+    if not isinstance(buffer, bytearray):
+        raise TypeError(f"buffer must be a bytearray, not {type(buffer).__name__}")
+    with _malformed_guard("message"):
+        if not buffer or buffer.isspace() or buffer.startswith(b"From "):
+            return None  # unwrap says what is wrong; an mbox line is rare enough to copy
+        body_start = _split_point(buffer)[1]
+        split = _Split.of(bytes(buffer[:body_start]))
+        info = _content_info(split.content_fields)
+        cte = _field_value(split.content_fields, "content-transfer-encoding").strip().lower()
+        if cte != "base64" or not _is_cms_entity(info):
+            return None
+
+        def decode_in_place(_cte: str, what: str) -> bytearray:
+            with memoryview(buffer) as view:
+                written = 0
+
+                def write(chunk: bytes) -> None:
+                    # never past what was read: 4 characters read give 3 bytes written
+                    nonlocal written
+                    view[written : written + len(chunk)] = chunk
+                    written += len(chunk)
+
+                _decode_base64(view[body_start:], what, write)
+            del buffer[written:]
+            return buffer
+
+        return _unwrap_split(split, decode_in_place, taken=True)
+
+
+def _is_cms_entity(info: _ContentInfo) -> bool:
+    name = (info.param("name") or info.filename or "").strip().lower()
+    return info.ctype in _PKCS7_MIME_TYPES or (
+        info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
+    )
+
+
 def _unwrap(message: bytes) -> SmimeLayer:
     if not message or message.isspace():
         raise MalformedInput("empty message")
     split = _Split.of(message)  # the entity is joined only when someone needs it
+    return _unwrap_split(split, lambda cte, what: _decode_body(split.body_view(), cte, what))
+
+
+def _unwrap_split(
+    split: _Split, decode: Callable[[str, str], bytes | bytearray], *, taken: bool = False
+) -> SmimeLayer:
     fields = split.content_fields
     info = _content_info(fields)
     outer = canonicalize(split.outer)
     cte = _field_value(fields, "content-transfer-encoding").strip().lower()
     if info.ctype == "multipart/signed":
         return _unwrap_multipart_signed(info, canonicalize(split.entity()), outer, split)
-    name = (info.param("name") or info.filename or "").strip().lower()
-    if info.ctype in _PKCS7_MIME_TYPES or (
-        info.ctype == "application/octet-stream" and name.endswith(_P7M_SUFFIXES)
-    ):
-        der = _decode_body(split.body_view(), cte, what=info.ctype)
+    if _is_cms_entity(info):
+        der = decode(cte, info.ctype)
         if cte != "base64":
             der = _trim_line_end(der, info.ctype)
         oid = _sniff_cms(der, info.ctype)
@@ -774,6 +825,7 @@ def _unwrap(message: bytes) -> SmimeLayer:
             smime_type=smime_type.strip() if smime_type else None,
             cms_content_type=oid,
             binary=cte == "binary",
+            taken=taken,
         )
     return SmimeLayer(
         kind="plain",

@@ -13,6 +13,7 @@ explicit: `sm2_id` to sign (None: 1234567812345678; b"" for OpenSSL), `sm2_ids` 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -312,8 +313,16 @@ def unwrap_decrypted(content: bytes) -> mime.SmimeLayer:
         raise DecryptionFailed(BAD_CONTENT) from None
 
 
+def _release(buffer: bytes | bytearray) -> None:
+    """Empty a taken-over buffer whose content has been decrypted, unless something still
+    looks into it (then it goes when that does)."""
+    if isinstance(buffer, bytearray):
+        with contextlib.suppress(BufferError):
+            buffer.clear()
+
+
 def open_message(
-    message: bytes,
+    message: bytes | bytearray,
     *,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
     trust_anchors: Sequence[Certificate] = (),
@@ -327,24 +336,40 @@ def open_message(
     signatures never raise for being invalid: their results say what holds. International
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
     tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
-    CRLs to check the signers' chains with (None: revocation is not looked at)."""
-    outer = mime.outer_headers(message)
+    CRLs to check the signers' chains with (None: revocation is not looked at).
+
+    A bytearray is taken over (the command line reads files so): a base64 CMS body is decoded
+    into it and it is emptied once decrypted (mime.unwrap_taking), so that a 10 MB message is
+    not held beside its DER; what it holds afterwards is unspecified. The same checks run."""
+    taken = mime.unwrap_taking(message) if isinstance(message, bytearray) else None
+    if isinstance(message, bytearray) and taken is None:  # not base64 CMS: opened as bytes
+        message, buffer = bytes(message), message
+        buffer.clear()
+    outer = taken.outer_headers if taken is not None else mime.outer_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
-    current = message
+    current = message if isinstance(message, bytes) else b""  # taken: the first layer is known
     while True:
         if len(layers) >= MAX_LAYERS:
             raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
         decrypted = bool(layers) and layers[-1].kind == "encrypted"
-        layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
+        if taken is not None:
+            layer, taken = taken, None
+        else:
+            layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             current, info = enveloped.decrypt_with_info(layer.der, keys)
+            if layer.taken:
+                _release(layer.der)
             layers.append(OpenedLayer("encrypted", layer.kind, cipher=info.cipher))
         elif layer.kind == "signed_opaque":
             assert layer.der is not None
+            der = bytes(layer.der)  # a taken bytearray as bytes (no copy of bytes)
+            if layer.taken:
+                _release(layer.der)
             result = verify(
-                layer.der,
+                der,
                 trust_anchors=list(trust_anchors),
                 intermediates=intermediates,
                 from_address=sender,
