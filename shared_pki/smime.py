@@ -18,8 +18,9 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
-from shared_pki import header_protection, mime
+from shared_pki import mime
 from shared_pki.cms import choice, digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
@@ -28,6 +29,9 @@ from shared_pki.cms.verify import VerificationResult, verify
 from shared_pki.errors import DecryptionFailed, EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
 from shared_pki.x509.sender import from_field_values
+
+if TYPE_CHECKING:  # imported where used: opening a message reads no protected header field
+    from shared_pki import header_protection
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
 
@@ -54,6 +58,8 @@ def sign_message(
     message's header fields are copied inside the signature too (header_protection.protect)."""
     outer, entity = mime.split_headers(message)
     if protect_headers:
+        from shared_pki import header_protection
+
         entity = header_protection.protect(outer, entity, encrypted=False).entity
     return _sign(
         entity,
@@ -145,7 +151,7 @@ def encrypt_message(
     suite: str | _suite.Suite | None = None,
     convention: str = "pkcs7",
     protect_headers: bool = False,
-    policy: header_protection.Policy = header_protection.hcp_baseline,
+    policy: header_protection.Policy | None = None,
 ) -> bytes:
     """Encrypt a whole message to the recipients and the sender (so the Sent copy stays
     readable). Without a cipher, the strongest of the suite that every recipient advertises is
@@ -154,8 +160,9 @@ def encrypt_message(
     Every certificate must belong to the suite (EncryptionError otherwise); suite None infers
     it from the certificates. convention "gmt" writes GM/T 0010 content types (GmSSL).
     protect_headers: RFC 9788 hp="cipher" for an unsigned message: the header fields go inside,
-    the outside is what `policy` leaves (Subject "[...]"). A signed message must be protected
-    before it is signed (header_protection.protect, sign_entity, encrypt_entity)."""
+    the outside is what `policy` leaves (None: hcp_baseline, Subject "[...]"). A signed message
+    must be protected before it is signed (header_protection.protect, sign_entity,
+    encrypt_entity)."""
     outer, entity = mime.split_headers(message)
     headers: mime.HeaderInput = outer
     if protect_headers:
@@ -164,7 +171,11 @@ def encrypt_message(
                 "Header protection goes on the innermost entity: protect it before signing "
                 "(header_protection.protect, then sign_entity and encrypt_entity)."
             )
-        protected = header_protection.protect(outer, entity, encrypted=True, policy=policy)
+        from shared_pki import header_protection
+
+        protected = header_protection.protect(
+            outer, entity, encrypted=True, policy=policy or header_protection.hcp_baseline
+        )
         entity, headers = protected.entity, protected.outer_headers
     der = _encrypt(
         entity,
@@ -289,6 +300,8 @@ class OpenedMessage:
     def headers(self) -> header_protection.ReadHeaders:
         """The header fields to show (RFC 9788: the protected ones when the payload carries
         them, else the outer ones), with what HP-Outer said and the discrepancies in words."""
+        from shared_pki import header_protection
+
         outer = mime.outer_headers(self.message)
         return header_protection.read(
             outer, self.payload, encrypted=self.encrypted, signature_valid=self.signed_and_valid
