@@ -63,7 +63,6 @@ from asn1crypto import algos, cms, core
 from asn1crypto import keys as asn1_keys
 from asn1crypto import pkcs12 as asn1_p12
 from asn1crypto import x509 as asn1_x509
-from Cryptodome.Cipher import ARC2
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, TripleDES
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -286,6 +285,9 @@ def _pbe(algorithm: algos.EncryptionAlgorithm, password: bytes, data: bytes, *, 
         bits = _RC2_BITS[name]
         key = pkcs12_kdf(password, salt, 1, iterations, bits // 8, "sha1")
         iv = pkcs12_kdf(password, salt, 2, iterations, 8, "sha1")
+        # imported here: pycryptodome loads cffi and pycparser (20 ms), for old files only
+        from Cryptodome.Cipher import ARC2
+
         padded = ARC2.new(key, ARC2.MODE_CBC, iv=iv, effective_keylen=bits).decrypt(
             _whole_blocks(data, 8)
         )

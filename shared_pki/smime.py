@@ -13,12 +13,14 @@ explicit: `sm2_id` to sign (None: 1234567812345678; b"" for OpenSSL), `sm2_ids` 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
-from shared_pki import header_protection, mime
+from shared_pki import mime
 from shared_pki.cms import choice, digests, enveloped, signed
 from shared_pki.cms import suite as _suite
 from shared_pki.cms.capabilities import Capability
@@ -27,6 +29,9 @@ from shared_pki.cms.verify import VerificationResult, verify
 from shared_pki.errors import DecryptionFailed, EncryptionError, MalformedInput, SigningError
 from shared_pki.keys import Certificate, Credential, PrivateKey
 from shared_pki.x509.sender import from_field_values
+
+if TYPE_CHECKING:  # imported where used: opening a message reads no protected header field
+    from shared_pki import header_protection
 
 MAX_LAYERS = 8  # signed inside encrypted inside signed...; more is an attack, not mail
 
@@ -53,6 +58,8 @@ def sign_message(
     message's header fields are copied inside the signature too (header_protection.protect)."""
     outer, entity = mime.split_headers(message)
     if protect_headers:
+        from shared_pki import header_protection
+
         entity = header_protection.protect(outer, entity, encrypted=False).entity
     return _sign(
         entity,
@@ -144,7 +151,7 @@ def encrypt_message(
     suite: str | _suite.Suite | None = None,
     convention: str = "pkcs7",
     protect_headers: bool = False,
-    policy: header_protection.Policy = header_protection.hcp_baseline,
+    policy: header_protection.Policy | None = None,
 ) -> bytes:
     """Encrypt a whole message to the recipients and the sender (so the Sent copy stays
     readable). Without a cipher, the strongest of the suite that every recipient advertises is
@@ -153,8 +160,9 @@ def encrypt_message(
     Every certificate must belong to the suite (EncryptionError otherwise); suite None infers
     it from the certificates. convention "gmt" writes GM/T 0010 content types (GmSSL).
     protect_headers: RFC 9788 hp="cipher" for an unsigned message: the header fields go inside,
-    the outside is what `policy` leaves (Subject "[...]"). A signed message must be protected
-    before it is signed (header_protection.protect, sign_entity, encrypt_entity)."""
+    the outside is what `policy` leaves (None: hcp_baseline, Subject "[...]"). A signed message
+    must be protected before it is signed (header_protection.protect, sign_entity,
+    encrypt_entity)."""
     outer, entity = mime.split_headers(message)
     headers: mime.HeaderInput = outer
     if protect_headers:
@@ -163,7 +171,11 @@ def encrypt_message(
                 "Header protection goes on the innermost entity: protect it before signing "
                 "(header_protection.protect, then sign_entity and encrypt_entity)."
             )
-        protected = header_protection.protect(outer, entity, encrypted=True, policy=policy)
+        from shared_pki import header_protection
+
+        protected = header_protection.protect(
+            outer, entity, encrypted=True, policy=policy or header_protection.hcp_baseline
+        )
         entity, headers = protected.entity, protected.outer_headers
     der = _encrypt(
         entity,
@@ -288,7 +300,9 @@ class OpenedMessage:
     def headers(self) -> header_protection.ReadHeaders:
         """The header fields to show (RFC 9788: the protected ones when the payload carries
         them, else the outer ones), with what HP-Outer said and the discrepancies in words."""
-        outer, _ = mime.split_headers(self.message)
+        from shared_pki import header_protection
+
+        outer = mime.outer_headers(self.message)
         return header_protection.read(
             outer, self.payload, encrypted=self.encrypted, signature_valid=self.signed_and_valid
         )
@@ -312,8 +326,16 @@ def unwrap_decrypted(content: bytes) -> mime.SmimeLayer:
         raise DecryptionFailed(BAD_CONTENT) from None
 
 
+def _release(buffer: bytes | bytearray) -> None:
+    """Empty a taken-over buffer whose content has been decrypted, unless something still
+    looks into it (then it goes when that does)."""
+    if isinstance(buffer, bytearray):
+        with contextlib.suppress(BufferError):
+            buffer.clear()
+
+
 def open_message(
-    message: bytes,
+    message: bytes | bytearray,
     *,
     keys: Sequence[tuple[Certificate, PrivateKey]] = (),
     trust_anchors: Sequence[Certificate] = (),
@@ -327,24 +349,40 @@ def open_message(
     signatures never raise for being invalid: their results say what holds. International
     and SM layers open alike (keys may mix RSA/EC and SM2); sm2_ids are the SM2 signer IDs
     tried on SM2 signatures and certificate links (None: 1234567812345678 only). crls: DER
-    CRLs to check the signers' chains with (None: revocation is not looked at)."""
-    outer = mime.outer_headers(message)
+    CRLs to check the signers' chains with (None: revocation is not looked at).
+
+    A bytearray is taken over (the command line reads files so): a base64 CMS body is decoded
+    into it and it is emptied once decrypted (mime.unwrap_taking), so that a 10 MB message is
+    not held beside its DER; what it holds afterwards is unspecified. The same checks run."""
+    taken = mime.unwrap_taking(message) if isinstance(message, bytearray) else None
+    if isinstance(message, bytearray) and taken is None:  # not base64 CMS: opened as bytes
+        message, buffer = bytes(message), message
+        buffer.clear()
+    outer = taken.outer_headers if taken is not None else mime.outer_headers(message)
     sender = from_address(outer)
     layers: list[OpenedLayer] = []
-    current = message
+    current = message if isinstance(message, bytes) else b""  # taken: the first layer is known
     while True:
         if len(layers) >= MAX_LAYERS:
             raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")
         decrypted = bool(layers) and layers[-1].kind == "encrypted"
-        layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
+        if taken is not None:
+            layer, taken = taken, None
+        else:
+            layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
             current, info = enveloped.decrypt_with_info(layer.der, keys)
+            if layer.taken:
+                _release(layer.der)
             layers.append(OpenedLayer("encrypted", layer.kind, cipher=info.cipher))
         elif layer.kind == "signed_opaque":
             assert layer.der is not None
+            der = bytes(layer.der)  # a taken bytearray as bytes (no copy of bytes)
+            if layer.taken:
+                _release(layer.der)
             result = verify(
-                layer.der,
+                der,
                 trust_anchors=list(trust_anchors),
                 intermediates=intermediates,
                 from_address=sender,
@@ -371,7 +409,4 @@ def open_message(
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))
         else:
-            _, entity = mime.split_headers(current)
-            return OpenedMessage(
-                mime.with_outer_headers(entity, outer), tuple(layers), payload=current
-            )
+            return OpenedMessage(mime.rewrap_headers(current, outer), tuple(layers), current)

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from shared_pki.errors import KeyLoadError, PkiError
 
@@ -27,6 +27,26 @@ def read_bytes(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise KeyLoadError(f"Cannot read {path}: {error.strerror}") from None
+
+
+def read_buffer(path: str) -> bytearray:
+    """read_bytes into a bytearray, for a reader that takes it over (smime.open_message decodes
+    and decrypts a message in it rather than beside it)."""
+    try:
+        if path == "-":
+            return _read_all(sys.stdin.buffer, bytearray())
+        with open(path, "rb") as stream:
+            buffer = bytearray(os.fstat(stream.fileno()).st_size)
+            del buffer[stream.readinto(buffer) :]
+            return _read_all(stream, buffer)  # a file that grew meanwhile
+    except OSError as error:
+        raise KeyLoadError(f"Cannot read {path}: {error.strerror}") from None
+
+
+def _read_all(stream: BinaryIO, buffer: bytearray) -> bytearray:
+    while chunk := stream.read(1 << 20):
+        buffer += chunk
+    return buffer
 
 
 def write_bytes(path: str | None, data: bytes) -> None:
@@ -69,10 +89,11 @@ def credential(key: str, cert: str | None, password: bytes | None) -> Credential
     """A signing/decryption credential from a PKCS#12 file, or from a key file plus a cert file
     (the cert file may hold the chain after the end-entity certificate)."""
     from shared_pki.keys import Credential, load_private_key
-    from shared_pki.pkcs12 import load_pkcs12
 
     data = read_bytes(key)
     if key.lower().endswith(PKCS12_SUFFIXES) or (cert is None and not data.startswith(b"-----")):
+        from shared_pki.pkcs12 import load_pkcs12  # only then: it is a large module
+
         return load_pkcs12(data, password)
     if cert is None:
         raise KeyLoadError("--cert is needed with a PEM or DER key (or give a .p12 as --key).")
@@ -104,7 +125,7 @@ def open_from_arguments(args: argparse.Namespace) -> OpenedMessage:
     from shared_pki.smime import open_message
 
     return open_message(
-        read_bytes(args.input),
+        read_buffer(args.input),
         keys=decryption_keys(args.key, args.cert, password_bytes(args)),
         trust_anchors=certificates(args.ca),
         intermediates=certificates(args.untrusted),

@@ -262,8 +262,7 @@ def _peel_layers(
                 assert layer.content is not None
                 current = layer.content
         else:
-            _, entity = mime.split_headers(current)
-            peeled.message = mime.with_outer_headers(entity, outer)
+            peeled.message = mime.rewrap_headers(current, outer)
             peeled.payload = current
             return
     raise MalformedInput(f"More than {MAX_LAYERS} S/MIME layers: refusing to go deeper.")

@@ -13,6 +13,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import pybase64
 import pytest
 from asn1crypto import cms, core
 from harness.peers import require
@@ -243,6 +244,46 @@ def test_base64_lines_and_decoding_match_the_standard_library() -> None:
     for bad in (b"QUJD\r\n!QUJD", b"QU=JD", b"\r\n \t"):
         with pytest.raises(MalformedInput):
             mime._decode_body(bad, "base64", "x")
+
+
+def _whole_body_base64(body: bytes) -> bytes | None:
+    """What base64 bodies decoded to before decoding went chunk by chunk: whitespace stripped,
+    final padding supplied, the whole strictly decoded (None: refused)."""
+    compact = body.translate(None, b" \t\r\n")
+    if not compact:
+        return None
+    compact += b"=" * (-len(compact) % 4) if len(compact) % 4 != 1 else b""
+    try:
+        return pybase64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 5, 7, 64])
+def test_base64_decoded_in_chunks_accepts_and_refuses_what_the_whole_body_would(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk edges must not change the answer: padding just before an edge with only
+    whitespace after it is the end; padding followed by more data anywhere is refused."""
+    monkeypatch.setattr(mime, "_BASE64_CHUNK", chunk)
+    rng = random.Random(chunk)
+    bodies = [b"QUJD\r\nQQ==\r\n", b"QQ==\r\n\r\n \t", b"QQ==QUJD", b"QUJDQQ", b"QUJDQ", b"Q\r\nQ"]
+    bodies += [b"QUJD" * 3 + b"=" + b"\r\n" * 5, b"\r\n" * 9, b"QUJD\r\n!QUJD", b"QU=JD"]
+    for _ in range(300):
+        data = rng.randbytes(rng.randrange(0, 40))
+        text = bytearray(base64.b64encode(data))
+        for _ in range(rng.randrange(0, 6)):  # line breaks, whitespace, and now and then damage
+            text.insert(rng.randrange(0, len(text) + 1), rng.choice(b" \t\r\n\n\n=!"))
+        if rng.random() < 0.3:
+            text = text.rstrip(b"=")
+        bodies.append(bytes(text))
+    for body in bodies:
+        expected = _whole_body_base64(body)
+        if expected is None:
+            with pytest.raises(MalformedInput):
+                mime._decode_body(body, "base64", "x")
+        else:
+            assert mime._decode_body(body, "base64", "x") == expected, body
 
 
 def test_smime_type_for_reads_the_content_type_only() -> None:
@@ -965,3 +1006,26 @@ def test_openssl_signs_our_encrypted_entity(peer) -> None:
     assert layer.content == entity.read_bytes()
     inner = mime.unwrap(layer.content)
     assert (inner.kind, inner.der) == ("enveloped", der)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"From: a@example.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+        b"\r\nbody\r\n",
+        b"Subject: lf\nContent-Type: text/plain;\n charset=utf-8\n\nbody\n",
+        b"Content-Type: text/plain\r\n\r\nonly content fields\r\n",
+        b"Subject: no content fields\r\n\r\nbody",
+        b"\r\nno header at all",
+        b"From x@y Mon Jan  1 00:00:00 2024\nFrom: mbox@example.test\n\nbody",
+    ],
+)
+def test_rewrap_headers_is_with_outer_headers_of_the_entity(message: bytes) -> None:
+    outer = b"From: outer@example.test\r\nSubject: outer\r\n"
+    expected = mime.with_outer_headers(mime.split_headers(message)[1], outer)
+    assert mime.rewrap_headers(message, outer) == expected
+    assert mime.rewrap_headers(message, [("To", "b@example.test")]) == mime.with_outer_headers(
+        mime.split_headers(message)[1], [("To", "b@example.test")]
+    )
+    with pytest.raises(MalformedInput):
+        mime.rewrap_headers(message, b"Content-Type: text/html\r\n")

@@ -224,3 +224,59 @@ def test_a_whole_encrypted_message_has_the_outer_headers_once(world) -> None:
     assert entity.startswith(b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime")
     opened = smime.open_message(sealed, keys=[(bob.asn1, bob.key)])
     assert body_text(opened.message) == body_text(MESSAGE)
+
+
+def _outcome(message: bytes | bytearray, **options) -> object:
+    """What opening gives, comparable: the bytes, the layers and each signature's summary (its
+    certificates are parsed anew each time), or the error's type and words."""
+    try:
+        opened = smime.open_message(message, **options)
+    except Exception as error:  # the kind and words are what is compared
+        return (type(error), str(error))
+    layers = [
+        (layer.kind, layer.form, layer.cipher, layer.verification and layer.verification.summary)
+        for layer in opened.layers
+    ]
+    return (opened.message, opened.payload, layers, type(opened.message))
+
+
+def test_a_bytearray_is_opened_exactly_as_the_same_bytes_and_emptied(world) -> None:
+    """The command line hands open_message a bytearray to decode and decrypt in: same result,
+    same errors, for every form, and the buffer no longer holds the message afterwards."""
+    root, alice, bob, carol = world
+    big = MESSAGE + b"x" * 1_500_000 + b"\r\n"  # base64 beyond one decoding chunk
+    sealed_gcm = smime.encrypt_message(big, [bob.asn1], sender=alice.asn1, cipher="aes256_gcm")
+    layer = mime.unwrap(sealed_gcm)
+    assert layer.der is not None
+    broken = bytearray(layer.der)
+    broken[-1] ^= 1  # the GCM tag
+    tampered = mime.with_outer_headers(
+        mime.wrap_pkcs7_mime(bytes(broken), "authEnveloped-data"), mime.split_headers(sealed_gcm)[0]
+    )
+    signed = smime.sign_message(MESSAGE, credential(alice), detached=False)
+    messages = {
+        "gcm": sealed_gcm,
+        "cbc, signed inside": smime.encrypt_message(
+            smime.sign_message(MESSAGE, credential(alice)), [bob.asn1], sender=alice.asn1,
+            cipher="aes256_cbc",
+        ),
+        "signed opaque": signed,
+        "signed, then encrypted": smime.encrypt_message(signed, [bob.asn1], sender=alice.asn1),
+        "multipart/signed": smime.sign_message(MESSAGE, credential(alice)),
+        "plain": MESSAGE,
+        "mbox line": b"From alice@example.test Sat Nov 28 12:00:00 2026\r\n" + sealed_gcm,
+        "lf only": sealed_gcm.replace(b"\r\n", b"\n"),
+        "tag altered": tampered,
+        "not base64": sealed_gcm.replace(b"MII", b"M!I", 1),
+        "empty": b"",
+        "not mime": b"\x00\x01 not a message",
+    }  # fmt: skip
+    for keys, name in (([(bob.asn1, bob.key)], "bob"), ([(carol.asn1, carol.key)], "carol")):
+        for what, message in messages.items():
+            expected = _outcome(message, keys=keys, trust_anchors=[root.asn1])
+            buffer = bytearray(message)
+            assert _outcome(buffer, keys=keys, trust_anchors=[root.asn1]) == expected, (name, what)
+            if len(expected) == 4:  # opened
+                assert not buffer, (name, what)
+    assert _outcome(bytearray(tampered), keys=[(bob.asn1, bob.key)])[0] is DecryptionFailed
+    assert len(_outcome(bytearray(sealed_gcm), keys=[(bob.asn1, bob.key)])) == 4

@@ -3,6 +3,7 @@ exit 0 only on success, one line saying why otherwise."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,33 @@ def test_failures_exit_non_zero_with_one_line(files, args: list[str], code: int,
     assert says in done.stderr
     assert len(done.stderr.decode().strip().splitlines()) == 1
     assert done.stdout == b""
+
+
+def test_a_large_gcm_message_with_an_altered_tag_writes_nothing(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The command line decodes and decrypts a message in the buffer it read it into (several
+    decoding chunks here); plaintext must still come out only after the GCM tag is checked,
+    whether from a file or stdin."""
+    big = MESSAGE + b"Many lines of text.\n" * 150_000  # 3 MB
+    sealed = subprocess.run(
+        ["openssl", "cms", "-encrypt", "-aes-256-gcm", str(files["bob_cert"])],
+        input=big, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    head, _, body = sealed.partition(b"\n\n")
+    der = bytearray(base64.b64decode(body))
+    der[-1] ^= 1  # the last byte of the GCM tag (AuthEnvelopedData's mac comes last)
+    altered = head + b"\n\n" + base64.encodebytes(bytes(der))
+    bob = ["--key", str(files["bob_key"]), "--cert", str(files["bob_cert"])]
+    good = autosmime("decrypt", *bob, data=sealed)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.endswith(b"Many lines of text.\r\n" * 3)
+    (tmp_path / "altered.eml").write_bytes(altered)
+    for done in (
+        autosmime("decrypt", *bob, data=altered),
+        autosmime("decrypt", *bob, str(tmp_path / "altered.eml")),
+    ):
+        assert done.returncode == 1
+        assert done.stdout == b""
+        [line] = done.stderr.decode().strip().splitlines()
+        assert line.startswith("autosmime decrypt: decryption_failed: ")
