@@ -39,6 +39,7 @@
     (hello) => {
       badge.setAttribute('data-state', 'ok');
       badge.textContent = `autosmime: host ${hello.version} ready (protocol ${hello.protocol})`;
+      if (adapter) loadSpare();
     },
     (error) => {
       badge.setAttribute('data-state', 'error');
@@ -78,18 +79,29 @@
     return call({ type: SECURE, action, secret, ...payload });
   }
 
+  /** An iframe of an extension page of `kind`; its URL names the page only. */
+  function frameOf(kind) {
+    const iframe = document.createElement('iframe');
+    iframe.src = runtime.getURL(PAGE_OF_KIND[kind]);
+    iframe.setAttribute('allow', 'clipboard-write');
+    iframe.style.cssText = `border:0;width:100%;display:block;height:${FRAME_HEIGHT[kind]}px;background:#fff`;
+    return iframe;
+  }
+
   /**
-   * An iframe of an extension page, registered with the worker as `kind` under a fresh secret.
-   * Its URL names the page only. The secret is posted into it (targetOrigin: the extension, so a
-   * document of any other origin gets nothing) until the worker says a frame claimed it: every
-   * 10 ms from the start, since the frame's script may run well before its load event (the
-   * viewer's sandboxed child delays that), and again on each load. Only the first claim binds.
+   * An iframe of an extension page (a new one, or `loaded`: a spare already loaded), registered
+   * with the worker as `kind` under a fresh secret. The secret is posted into it (targetOrigin:
+   * the extension, so a document of any other origin gets nothing) until the worker says a frame
+   * claimed it: every 10 ms from the start, since the frame's script may run well before its
+   * load event (the viewer's sandboxed child delays that), and again on each load. Only the
+   * first claim binds.
    */
-  function secureFrame(kind, registration, onEvent) {
+  function secureFrame(kind, registration, onEvent, loaded = null) {
     const secret = newSecret();
     const registered = tell('register', secret, { kind, ...registration });
     registered.catch(() => {});
-    const iframe = document.createElement('iframe');
+    const iframe = loaded ?? frameOf(kind);
+    iframe.style.height = `${FRAME_HEIGHT[kind]}px`;
     let handing = null;
     const handOver = () => {
       iframe.contentWindow?.postMessage({ autosmime: 'autosmime.claim', secret }, EXTENSION_ORIGIN);
@@ -103,15 +115,54 @@
       if (event.event === 'disconnected' && kind !== 'editor') frameEvents.delete(secret);
       onEvent?.(event);
     });
-    iframe.src = runtime.getURL(PAGE_OF_KIND[kind]);
-    iframe.setAttribute('allow', 'clipboard-write');
-    iframe.style.cssText = `border:0;width:100%;display:block;height:${FRAME_HEIGHT[kind]}px;background:#fff`;
     registered.then(() => {
+      handOver();
       handing = setInterval(handOver, 10);
       setTimeout(stopHanding, 15_000);
     }, () => {});
     iframe.addEventListener('load', () => registered.then(handOver, () => {}));
     return { iframe, secret, registered };
+  }
+
+  // ---- a spare viewer, loaded ahead ------------------------------------------------------------
+  // Opening encrypted mail waited about 100 ms for the viewer page to load (bench browser, step
+  // 3), on the cores the host was opening it with. Where the webmail shows mail in this document
+  // (adapter.spareViewer), a viewer is loaded while nothing happens, parked out of sight and
+  // unregistered, and moved into place with moveBefore, which keeps a frame's document
+  // (insertBefore would load it again). It is then registered and claimed like a new one. A
+  // spare that does not bind at once (the page may have spent its claims, or broken it) is
+  // replaced by a new frame; browsers without moveBefore load a frame per message as before.
+  const SPARE_NEXT_MS = 500; // after a spare is taken (its message is open by then), the next one loads
+  const SPARE_BIND_MS = 1_000; // a spare that has not bound by then is replaced
+  const canMoveFrames = typeof Element.prototype.moveBefore === 'function';
+  let spare = null; // {holder, iframe}
+
+  function loadSpare() {
+    if (!canMoveFrames || !adapter?.spareViewer || spare?.holder.isConnected) return;
+    const holder = document.createElement('autosmime-spare-viewer');
+    holder.style.display = 'none';
+    const iframe = frameOf('viewer');
+    iframe.title = 'autosmime secure viewer (not in use)';
+    holder.attachShadow({ mode: 'closed' }).append(iframe);
+    document.documentElement.append(holder);
+    spare = { holder, iframe };
+  }
+
+  /** The spare viewer moved into `shadow` (of a holder already in place), or null. */
+  function takeSpare(shadow) {
+    const taken = spare;
+    spare = null;
+    if (!taken) return null;
+    setTimeout(loadSpare, SPARE_NEXT_MS);
+    try {
+      if (!taken.iframe.isConnected || !shadow.host.isConnected) throw new Error('not in the page');
+      shadow.moveBefore(taken.iframe, null);
+      return taken.iframe;
+    } catch {
+      return null;
+    } finally {
+      taken.holder.remove();
+    }
   }
 
   runtime.onMessage.addListener((message, sender) => {
@@ -427,18 +478,35 @@
   function setUpMessage(message) {
     opened.add(message.element);
     const kind = message.smime === 'signed' ? 'status' : 'viewer';
-    const frame = secureFrame(kind, { messageRef: message.id });
-    const raw = adapter.fetchRaw(message);
-    Promise.all([raw, frame.registered]).then(
-      ([bytes]) => tell('raw', frame.secret, { raw: bytes.toBase64() }),
-      () => frame.registered.then(() => tell('raw', frame.secret, { failed: true })),
-    ).catch(() => {});
-    frame.iframe.title = kind === 'status' ? 'autosmime signature status' : 'autosmime secure viewer';
-    frame.iframe.className = kind === 'status' ? 'autosmime-signature-status' : 'autosmime-viewer';
     const holder = document.createElement('autosmime-secure-viewer');
-    holder.attachShadow({ mode: 'open' }).append(frame.iframe);
+    const shadow = holder.attachShadow({ mode: 'open' });
     if (kind === 'status') adapter.placeStatus(message, holder);
     else adapter.placeViewer(message, holder);
+    const raw = adapter.fetchRaw(message);
+    raw.catch(() => {});
+    const show = (loaded) => {
+      let bound = false;
+      const frame = secureFrame(kind, { messageRef: message.id }, (event) => {
+        if (event.event === 'bound') bound = true;
+      }, loaded);
+      Promise.all([raw, frame.registered]).then(
+        ([bytes]) => tell('raw', frame.secret, { raw: bytes.toBase64() }),
+        () => frame.registered.then(() => tell('raw', frame.secret, { failed: true })),
+      ).catch(() => {});
+      frame.iframe.title = kind === 'status' ? 'autosmime signature status' : 'autosmime secure viewer';
+      frame.iframe.className = kind === 'status' ? 'autosmime-signature-status' : 'autosmime-viewer';
+      if (!loaded) {
+        shadow.append(frame.iframe);
+        return;
+      }
+      setTimeout(() => {
+        if (bound || !holder.isConnected) return;
+        frameEvents.delete(frame.secret);
+        frame.iframe.remove();
+        show(null);
+      }, SPARE_BIND_MS);
+    };
+    show(takeSpare(shadow));
   }
 
   // ---- the watcher -----------------------------------------------------------------------------

@@ -47,35 +47,49 @@ export function claimedSecret(event, parentWindow, allowed = ALLOWED_PARENT_ORIG
  * Opens this frame's port and claims whatever secret the parent hands over. onMessage gets every
  * message of the worker once bound ({type: 'bound', ...} first), {type: 'refused'} for a claim
  * the worker would not bind, and {type: 'disconnected'} at the end.
+ * With waitUnbound (the viewer, which the content script may load ahead as a spare before any
+ * message is opened), a port the quiet worker closed before a claim bound is no end: the next
+ * claim opens a new one (and wakes the worker) instead of a wake-up loop keeping it alive.
  * Returns {post} (to the worker), or null outside a frame.
  */
-export function connectSecureFrame(onMessage) {
+export function connectSecureFrame(onMessage, { waitUnbound = false } = {}) {
   if (window.parent === window || !runtime?.connect) return null;
-  const port = runtime.connect({ name: SECURE_FRAME_PORT });
+  let port = null;
   let bound = false;
   let claims = 0;
   let keepalive = null;
+  const open = () => {
+    const opened = runtime.connect({ name: SECURE_FRAME_PORT });
+    opened.onMessage.addListener((message) => {
+      if (message?.type === 'bound' && !bound) {
+        bound = true;
+        window.removeEventListener('message', onWindowMessage);
+        // A quiet service worker may be stopped, which would cut this port: keep it talking.
+        keepalive = setInterval(() => opened.postMessage({ type: 'ping' }), KEEPALIVE_MS);
+      }
+      if (bound || message?.type === 'refused') onMessage(message);
+    });
+    opened.onDisconnect.addListener(() => {
+      if (port !== opened) return;
+      port = null;
+      if (waitUnbound && !bound && claims <= MAX_CLAIMS) return;
+      clearInterval(keepalive);
+      window.removeEventListener('message', onWindowMessage);
+      onMessage({ type: 'disconnected', wasBound: bound });
+    });
+    return opened;
+  };
   const onWindowMessage = (event) => {
     const secret = claimedSecret(event, window.parent);
     if (bound || !secret) return;
     claims += 1;
     if (claims > MAX_CLAIMS) window.removeEventListener('message', onWindowMessage);
-    else port.postMessage({ type: 'claim', secret });
+    else {
+      port ??= open();
+      port.postMessage({ type: 'claim', secret });
+    }
   };
   window.addEventListener('message', onWindowMessage);
-  port.onMessage.addListener((message) => {
-    if (message?.type === 'bound' && !bound) {
-      bound = true;
-      window.removeEventListener('message', onWindowMessage);
-      // A quiet service worker may be stopped, which would cut this port: keep it talking.
-      keepalive = setInterval(() => port.postMessage({ type: 'ping' }), KEEPALIVE_MS);
-    }
-    if (bound || message?.type === 'refused') onMessage(message);
-  });
-  port.onDisconnect.addListener(() => {
-    clearInterval(keepalive);
-    window.removeEventListener('message', onWindowMessage);
-    onMessage({ type: 'disconnected', wasBound: bound });
-  });
-  return { post: (message) => { if (bound) port.postMessage(message); } };
+  port = open();
+  return { post: (message) => { if (bound) port?.postMessage(message); } };
 }

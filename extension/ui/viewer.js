@@ -116,7 +116,7 @@ const channel = connectSecureFrame((message) => {
     stamp('viewAt');
     showStatus('error', [`Could not open this message: ${message.message}`]);
   }
-});
+}, { waitUnbound: true });
 
 document.getElementById('allow-remote').addEventListener('click', (event) => {
   if (event.isTrusted) channel?.post({ type: 'open', allowRemote: true });

@@ -128,6 +128,35 @@ def test_gmail_shows_dots_and_only_the_secure_viewer_the_subject(
     assert PREPARED_SUBJECT.encode() not in exchanged
 
 
+def test_an_opened_message_takes_the_viewer_loaded_ahead(
+    playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes
+) -> None:
+    """Opening encrypted mail does not wait for the viewer page to load (issue 16): the content
+    script loaded one ahead, out of sight, and moves it into the message (moveBefore keeps its
+    document; insertBefore would load it again). The viewer that shows the message is that
+    document, older than the click, and the next spare is loaded afterwards."""
+    from harness.gmail_story import placed_viewer, spare_viewer
+
+    gmail.put_raw(THREAD_ID, prepared)
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox"))
+        expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+        spare = spare_viewer(page)
+        loaded_at = spare.evaluate("() => performance.timeOrigin")
+        opened_at = page.evaluate("() => performance.timeOrigin + performance.now()")
+        page.evaluate("(id) => { location.hash = `#inbox/${id}`; }", THREAD_ID)
+        status = page.frame_locator(SECURE_VIEWER).locator("#status")
+        expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        viewer = placed_viewer(page)
+        assert viewer.evaluate("() => performance.timeOrigin") == loaded_at < opened_at
+        expect(viewer.frame_locator("#content").locator("body")).to_contain_text(SECRET)
+        assert spare_viewer(page) is not viewer  # the next one, for the next message
+    finally:
+        browser.close()
+
+
 def test_a_tampered_message_says_it_is_not_valid(
     playwright: Any, people: dict[str, Any], gmail: Any, prepared: bytes
 ) -> None:

@@ -23,7 +23,9 @@ from harness.gmail_story import (
     open_browser,
     open_compose,
     page_text_everywhere,
+    placed_viewer,
     recipients_seen,
+    spare_viewer,
     wait_for_inbox,
     with_subject,
 )
@@ -63,7 +65,7 @@ def open_thread(page: Any, perm_id: str) -> Any:
     page.evaluate("(id) => { location.hash = `#inbox/${id}`; }", perm_id)
     viewer = page.frame_locator(SECURE_VIEWER)
     expect(viewer.locator("#status")).not_to_have_attribute("data-state", "pending", timeout=30_000)
-    return next(f for f in page.frames if f.url == f"{EXTENSION_ORIGIN}/ui/viewer.html")
+    return placed_viewer(page)
 
 
 def test_the_viewer_is_no_decryption_oracle(
@@ -422,5 +424,68 @@ def test_the_page_cannot_write_the_viewers_status_line(
         expect(status).not_to_contain_text(SPOOF)
         expect(viewer.locator("#text")).to_have_text(re.compile(re.escape(text)))
         assert observed(page) == [], observed(page)
+    finally:
+        browser.close()
+
+
+#: The page spends the claims of every viewer the moment it appears in a message (through the
+#: holder's open shadow root), and again on each of its loads: 40 made-up claims, more than the
+#: 32 a frame listens to (ui/frame_channel.js). The spare viewer loaded ahead is ready to claim
+#: before the content script has even registered its message.
+SPEND_EACH_VIEWERS_CLAIMS = """(claims) => new MutationObserver(() => {
+    for (const holder of document.querySelectorAll('autosmime-secure-viewer')) {
+        const frame = holder.shadowRoot?.querySelector('iframe');
+        if (!frame || frame.__spent) continue;
+        frame.__spent = true;
+        const spend = () => {
+            for (const claim of claims) frame.contentWindow?.postMessage(claim, '*');
+        };
+        spend();
+        frame.addEventListener('load', spend);
+    }
+}).observe(document.body, { childList: true, subtree: true })"""
+
+
+def test_a_viewer_the_page_spent_its_claims_on_is_replaced(
+    playwright: Any, people: dict[str, Any], gmail: Any, mail_stack: Any
+) -> None:
+    """Attack 6: the page posts made-up claims into the viewer as soon as it is placed, more
+    than a frame listens to, so that the claim the content script hands over is never heard.
+    The spare viewer loaded ahead (parked in a closed shadow root, out of the page's reach until
+    then) hears the page first; the message opens all the same, because a viewer that has not
+    bound within a second is replaced by a new one, which binds before its load event."""
+    subject = "Spent viewer (page boundary e2e)"
+    text = "Spare-7e21: opened although the page spent the viewer's claims"
+    result = people["alice"].call(
+        "compose.send",
+        {
+            "from": "alice@example.test",
+            "to": ["bob@example.test"],
+            "subject": subject,
+            "text": text,
+            "sign": True,
+            "encrypt": True,
+        },
+    )
+    assert result["status"] == "sent", result
+    gmail.put_raw(THREAD_ID, wait_for_inbox(mail_stack, "bob@example.test", subject))
+    browser = open_browser(playwright, people["bob"], gmail)
+    try:
+        page = browser.new_page()
+        page.goto(gmail.url("/mail/u/0/#inbox"))
+        expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+        spare = spare_viewer(page)
+        assert page.evaluate("() => window.frames.length") == 0  # the page cannot reach it
+        record(page)
+        page.evaluate(SPEND_EACH_VIEWERS_CLAIMS, junk_claims(40))
+        page.evaluate("(id) => { location.hash = `#inbox/${id}`; }", THREAD_ID)
+        # The frame in the message's holder, whichever it is by then.
+        status = page.frame_locator(SECURE_VIEWER).locator("#status")
+        expect(status).to_have_attribute("data-state", "valid", timeout=30_000)
+        viewer = placed_viewer(page)
+        expect(viewer.locator("#text")).to_contain_text(text)
+        assert viewer is not spare and spare.is_detached()  # a new viewer took the spent's place
+        assert observed(page) == [], observed(page)
+        assert text not in page_text_everywhere(page)
     finally:
         browser.close()

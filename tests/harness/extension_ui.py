@@ -56,6 +56,10 @@ def screenshot(page: Any, name: str) -> Path:
         if frame.url.startswith("about:"):
             continue
         try:
+            # A frame out of sight (the spare viewer, parked under display:none) paints nothing
+            # and is not in the picture.
+            if frame.parent_frame is not None and not frame.frame_element().is_visible():
+                continue
             frame.evaluate(PAINTED)
         except PlaywrightError:
             # A frame the page removed meanwhile (Roundcube's autosave frame comes and goes) is

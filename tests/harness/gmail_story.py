@@ -150,6 +150,28 @@ def open_in_viewer(page: Any, gmail: Any, raw: bytes) -> Any:
     return viewer
 
 
+def placed_viewer(page: Any) -> Any:
+    """The Playwright Frame of the secure viewer the content script placed in the message (a
+    spare viewer loaded ahead for the next message is in the page too)."""
+    return page.locator(SECURE_VIEWER).element_handle().content_frame()
+
+
+def spare_viewer(page: Any, timeout: float = 30.0) -> Any:
+    """The viewer the content script loads ahead, out of sight and unregistered, once its
+    script has run (it starts its sandboxed frame then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if not frame.url.endswith("/ui/viewer.html") or frame.is_detached():
+                continue
+            if frame.frame_element().is_visible():
+                continue  # a viewer in a message
+            if frame.evaluate("() => document.getElementById('content').srcdoc !== ''"):
+                return frame
+        page.wait_for_timeout(20)
+    raise AssertionError("no spare viewer was loaded")
+
+
 def open_browser(playwright: Any, person: Any, gmail: Any) -> Any:
     """A Chromium persistent context for one person, mail.google.com mapped to the fixture."""
     args = [f"--host-resolver-rules={gmail.resolver_rule}", "--ignore-certificate-errors"]

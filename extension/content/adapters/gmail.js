@@ -276,6 +276,8 @@
 
   const adapter = {
     name: 'gmail',
+    // Gmail shows every message in this one document: a viewer loaded ahead is used (webmail.js).
+    spareViewer: true,
     matches: (loc) => loc.hostname === 'mail.google.com',
     SELECTORS,
     findComposeWindows,
