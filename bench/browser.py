@@ -8,7 +8,7 @@ and text/html alternatives, as a Gmail compose sends) once signed, timestamped a
 once as plain mail. The fixture serves both as Show original and renders the plain one's text in
 its thread view, as Gmail does.
 
-Each open starts on a freshly loaded inbox (content script connected, inbox view drawn) and is
+Each open starts from the inbox view (content script connected, inbox drawn) and is
 timed inside the browser, never by Python clocks around Playwright calls:
 
 - webmail: from the hash change to the plain thread until its body text is in the DOM (a
