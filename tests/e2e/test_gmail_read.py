@@ -135,14 +135,13 @@ def test_an_opened_message_takes_the_viewer_loaded_ahead(
     script loaded one ahead, out of sight, and moves it into the message (moveBefore keeps its
     document; insertBefore would load it again). The viewer that shows the message is that
     document, older than the click, and the next spare is loaded afterwards."""
-    from harness.gmail_story import placed_viewer, spare_viewer
+    from harness.gmail_story import open_inbox, placed_viewer, spare_viewer
 
     gmail.put_raw(THREAD_ID, prepared)
     browser = open_browser(playwright, people["bob"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox"))
-        expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+        open_inbox(page, gmail)
         spare = spare_viewer(page)
         loaded_at = spare.evaluate("() => performance.timeOrigin")
         opened_at = page.evaluate("() => performance.timeOrigin + performance.now()")

@@ -22,6 +22,7 @@ from harness.gmail_story import (
     mailbox_bytes,
     open_browser,
     open_compose,
+    open_inbox,
     page_text_everywhere,
     placed_viewer,
     recipients_seen,
@@ -55,6 +56,17 @@ SENT = "autosmime-status span[data-notice=sent]"
 SECRET = "Boundary-61f0: the acquisition price is 41 million"
 PAGE_TEXT = "Page-written 9b3e: I, alice, approve the wire transfer"
 UNREADABLE = "could not be decrypted"
+
+
+def thread_from_alice(
+    people: dict[str, Any], mail_stack: Any, gmail: Any, subject: str, text: str
+) -> None:
+    """alice's host sends bob `text` (signed and encrypted, her defaults); the Gmail fixture
+    serves what reached bob's INBOX as THREAD_ID."""
+    message = {"from": "alice@example.test", "to": ["bob@example.test"]}
+    result = people["alice"].call("compose.send", {**message, "subject": subject, "text": text})
+    assert result["status"] == "sent", result
+    gmail.put_raw(THREAD_ID, wait_for_inbox(mail_stack, "bob@example.test", subject))
 
 
 def open_thread(page: Any, perm_id: str) -> Any:
@@ -368,24 +380,12 @@ def test_the_page_cannot_write_the_viewers_status_line(
     """Attack 5: the page posts its own words (as a failure, as a verified view, as claims) to
     the real viewer, from the moment the frame appears and again once it shows the message. The
     status line keeps saying what the host verified, and nothing comes back to the page."""
-    subject = "Status spoof (page boundary e2e)"
     text = "Spoof-proof 2c8d: signed by alice, read by bob"
-    result = people["alice"].call(
-        "compose.send",
-        {
-            "from": "alice@example.test",
-            "to": ["bob@example.test"],
-            "subject": subject,
-            "text": text,
-        },
-    )
-    assert result["status"] == "sent", result
-    gmail.put_raw(THREAD_ID, wait_for_inbox(mail_stack, "bob@example.test", subject))
+    thread_from_alice(people, mail_stack, gmail, "Status spoof (page boundary e2e)", text)
     browser = open_browser(playwright, people["bob"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox"))
-        expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+        open_inbox(page, gmail)
         record(page)
         # From the moment the viewer is inserted, and on each of its loads.
         page.evaluate(
@@ -454,26 +454,12 @@ def test_a_viewer_the_page_spent_its_claims_on_is_replaced(
     The spare viewer loaded ahead (parked in a closed shadow root, out of the page's reach until
     then) hears the page first; the message opens all the same, because a viewer that has not
     bound within a second is replaced by a new one, which binds before its load event."""
-    subject = "Spent viewer (page boundary e2e)"
     text = "Spare-7e21: opened although the page spent the viewer's claims"
-    result = people["alice"].call(
-        "compose.send",
-        {
-            "from": "alice@example.test",
-            "to": ["bob@example.test"],
-            "subject": subject,
-            "text": text,
-            "sign": True,
-            "encrypt": True,
-        },
-    )
-    assert result["status"] == "sent", result
-    gmail.put_raw(THREAD_ID, wait_for_inbox(mail_stack, "bob@example.test", subject))
+    thread_from_alice(people, mail_stack, gmail, "Spent viewer (page boundary e2e)", text)
     browser = open_browser(playwright, people["bob"], gmail)
     try:
         page = browser.new_page()
-        page.goto(gmail.url("/mail/u/0/#inbox"))
-        expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+        open_inbox(page, gmail)
         spare = spare_viewer(page)
         assert page.evaluate("() => window.frames.length") == 0  # the page cannot reach it
         record(page)

@@ -150,6 +150,13 @@ def open_in_viewer(page: Any, gmail: Any, raw: bytes) -> Any:
     return viewer
 
 
+def open_inbox(page: Any, gmail: Any) -> None:
+    """The inbox, once the content script has heard from the host (it loads its spare viewer
+    then)."""
+    page.goto(gmail.url("/mail/u/0/#inbox"))
+    expect(page.locator("autosmime-status span[data-state=ok]")).to_have_count(1)
+
+
 def placed_viewer(page: Any) -> Any:
     """The Playwright Frame of the secure viewer the content script placed in the message (a
     spare viewer loaded ahead for the next message is in the page too)."""
