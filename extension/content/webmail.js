@@ -530,12 +530,15 @@
     }
   }
 
-  // One scan per burst of mutations, 16 ms after its first: the webmail re-renders in bursts,
-  // and a longer debounce is paid on every message opened (100 ms measured by bench browser).
+  // A scan right after the task that began a burst of mutations (what it drew, its promise
+  // continuations included, is in place by then), and one more 16 ms later for whatever the
+  // rest of the burst drew: the webmail re-renders in bursts, and any wait is paid on every
+  // message opened (bench browser: 16 of the 17 ms from the view drawn to the viewer placed).
   let pending = false;
   const observer = new MutationObserver(() => {
     if (pending) return;
     pending = true;
+    setTimeout(scan, 0);
     setTimeout(() => {
       pending = false;
       scan();
