@@ -390,7 +390,8 @@ def _cut_ciphertext(data: bytes | bytearray | memoryview) -> tuple[bytes, memory
     def raw(piece: tuple[int, int, int]) -> bytes:
         return bytes(view[piece[1] : piece[2]])
 
-    pieces = [raw(field) for field in fields]
+    # every field but the (auth)EncryptedContentInfo, whose copy would be the ciphertext's
+    pieces = [b"" if index == eci_index else raw(field) for index, field in enumerate(fields)]
     empty_content = b"\x80\x00"
     pieces[eci_index] = b"".join(_der.constructed(0x30, [raw(eci[0]), raw(eci[1]), empty_content]))
     body_der = _der.constructed(0x30, pieces)
