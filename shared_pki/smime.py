@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
@@ -276,13 +277,29 @@ class OpenedLayer:
 
 @dataclass(frozen=True)
 class OpenedMessage:
-    """The innermost entity with the original outer headers, and every layer found on the way,
-    outermost first. payload: that innermost entity as it came out of the last layer, its own
-    header fields included (RFC 9788's Cryptographic Payload: headers() reads it)."""
+    """The innermost entity with the original outer headers (`message`), and every layer found
+    on the way, outermost first. payload: that innermost entity as it came out of the last
+    layer, its own header fields included (RFC 9788's Cryptographic Payload: headers() reads
+    it). Both are made when first read, from one `content` (decrypted in a taken-over
+    bytearray, it is that bytearray) and the outer header fields; message_pieces() gives the
+    message without making it."""
 
-    message: bytes
-    layers: tuple[OpenedLayer, ...] = field(default_factory=tuple)
-    payload: bytes = b""
+    layers: tuple[OpenedLayer, ...]
+    content: bytes | bytearray = field(repr=False)
+    outer: bytes = field(repr=False)
+
+    @functools.cached_property
+    def message(self) -> bytes:
+        return b"".join(self.message_pieces())
+
+    @functools.cached_property
+    def payload(self) -> bytes:
+        return bytes(self.content)  # bytes as they are, a bytearray copied
+
+    def message_pieces(self) -> tuple[bytes, memoryview]:
+        """message as its header block and a view of the content's body, to be written one
+        after the other: the command line writes a 10 MB message without a copy of it."""
+        return mime.rewrap_pieces(self.content, self.outer)
 
     @property
     def encrypted(self) -> bool:
@@ -302,7 +319,7 @@ class OpenedMessage:
         them, else the outer ones), with what HP-Outer said and the discrepancies in words."""
         from shared_pki import header_protection
 
-        outer = mime.outer_headers(self.message)
+        outer = mime.outer_headers(self.message_pieces()[0])  # not the whole message
         return header_protection.read(
             outer, self.payload, encrypted=self.encrypted, signature_valid=self.signed_and_valid
         )
@@ -324,6 +341,14 @@ def unwrap_decrypted(content: bytes) -> mime.SmimeLayer:
         return mime.unwrap(content)
     except MalformedInput:
         raise DecryptionFailed(BAD_CONTENT) from None
+
+
+def _as_bytes(content: bytearray) -> bytes:
+    """A content decrypted in place that is not plain, as the bytes the rest of opening reads
+    (a signature inside, say); the bytearray is emptied."""
+    data = bytes(content)
+    _release(content)
+    return data
 
 
 def _release(buffer: bytes | bytearray) -> None:
@@ -352,8 +377,10 @@ def open_message(
     CRLs to check the signers' chains with (None: revocation is not looked at).
 
     A bytearray is taken over (the command line reads files so): a base64 CMS body is decoded
-    into it and it is emptied once decrypted (mime.unwrap_taking), so that a 10 MB message is
-    not held beside its DER; what it holds afterwards is unspecified. The same checks run."""
+    into it (mime.unwrap_taking), its content decrypted into it (enveloped.decrypt_with_info
+    in_place) and, when that content is a plain entity, it is the result's `content`; else it
+    is emptied. So a 10 MB message is never held beside its DER, nor its DER beside its
+    plaintext. What it holds afterwards is unspecified. The same checks run."""
     taken = mime.unwrap_taking(message) if isinstance(message, bytearray) else None
     if isinstance(message, bytearray) and taken is None:  # not base64 CMS: opened as bytes
         message, buffer = bytes(message), message
@@ -368,12 +395,17 @@ def open_message(
         decrypted = bool(layers) and layers[-1].kind == "encrypted"
         if taken is not None:
             layer, taken = taken, None
+        elif isinstance(current, bytearray):  # decrypted in place
+            if mime.is_plain(current):
+                return OpenedMessage(tuple(layers), current, outer)
+            current = _as_bytes(current)
+            layer = unwrap_decrypted(current)
         else:
             layer = unwrap_decrypted(current) if decrypted else mime.unwrap(current)
         if layer.kind in ("enveloped", "auth_enveloped"):
             assert layer.der is not None
-            current, info = enveloped.decrypt_with_info(layer.der, keys)
-            if layer.taken:
+            current, info = enveloped.decrypt_with_info(layer.der, keys, in_place=layer.taken)
+            if layer.taken and current is not layer.der:
                 _release(layer.der)
             layers.append(OpenedLayer("encrypted", layer.kind, cipher=info.cipher))
         elif layer.kind == "signed_opaque":
@@ -409,4 +441,4 @@ def open_message(
             current = layer.content
             layers.append(OpenedLayer("signed", "multipart", verification=result))
         else:
-            return OpenedMessage(mime.rewrap_headers(current, outer), tuple(layers), current)
+            return OpenedMessage(tuple(layers), current, outer)

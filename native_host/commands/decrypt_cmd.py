@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from native_host.commands.verify_cmd import report
 
         opened = pki_files.open_from_arguments(args)
-        pki_files.write_bytes(args.output, opened.message)
+        pki_files.write_bytes(args.output, *opened.message_pieces())
         if not opened.encrypted:
             return report("decrypt", opened, "the message was not encrypted")
         warning = unprotected_warning(opened, checked=bool(args.ca))

@@ -49,16 +49,20 @@ def _read_all(stream: BinaryIO, buffer: bytearray) -> bytearray:
     return buffer
 
 
-def write_bytes(path: str | None, data: bytes) -> None:
-    """Write to the file (atomically) or to stdout when path is None or "-"."""
+def write_bytes(path: str | None, *pieces: bytes | memoryview) -> None:
+    """Write the pieces one after the other to the file (atomically) or to stdout when path is
+    None or "-" (a decrypted message as its header block and a view of its body, not joined)."""
     if path in (None, "-"):
-        sys.stdout.buffer.write(data)
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
         return
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_bytes(data)
+        with temporary.open("wb") as stream:
+            for piece in pieces:
+                stream.write(piece)
         temporary.replace(target)
     except OSError:
         temporary.unlink(missing_ok=True)  # nothing half-written is left behind

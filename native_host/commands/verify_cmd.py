@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         opened = pki_files.open_from_arguments(args)
         status = report("verify", opened, None, args.quiet)
         if status == 0:  # content is passed on only when every signature vouches for it
-            pki_files.write_bytes(args.output, opened.message)
+            pki_files.write_bytes(args.output, *opened.message_pieces())
         return status
 
     return pki_files.run_guarded("verify", action)

@@ -76,7 +76,7 @@ class _Envelope:
     inner_content_type: str
     entries: tuple[_Entry, ...]
     others: tuple[Recipient, ...]
-    ciphertext: bytes | None
+    ciphertext: bytes | memoryview | None  # a view of the DER when _cut_ciphertext found it
     mac: bytes | None
     aad: bytes
 
@@ -222,15 +222,29 @@ def decrypt(der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes
 
 
 def decrypt_with_info(
-    der: bytes, keys: Sequence[tuple[Certificate, PrivateKey]]
-) -> tuple[bytes, EnvelopeInfo]:
+    der: bytes | bytearray,
+    keys: Sequence[tuple[Certificate, PrivateKey]],
+    *,
+    in_place: bool = False,
+) -> tuple[bytes | bytearray, EnvelopeInfo]:
     """decrypt, and what inspect says of the message, from one parse (a reader shows the
-    cipher; parsing a 10 MB envelope twice cost as much as decrypting it)."""
+    cipher; parsing a 10 MB envelope twice cost as much as decrypting it).
+
+    in_place: der is a bytearray its owner gives up. When the cipher can (AES, SM4) and the
+    content is one piece of der, it is decrypted into der's front and der, cut to the
+    plaintext, is the content returned, so that a 10 MB content is never held beside its
+    ciphertext. The same checks run first; on failure der holds no plaintext. Otherwise, or
+    with bytes, the content is new bytes."""
     envelope = _parse(der)
-    return _decrypt(envelope, keys), _info(envelope)
+    into = der if in_place and isinstance(der, bytearray) else None
+    return _decrypt(envelope, keys, into), _info(envelope)
 
 
-def _decrypt(envelope: _Envelope, keys: Sequence[tuple[Certificate, PrivateKey]]) -> bytes:
+def _decrypt(
+    envelope: _Envelope,
+    keys: Sequence[tuple[Certificate, PrivateKey]],
+    into: bytearray | None = None,
+) -> bytes | bytearray:
     content_cipher = ciphers.by_oid(envelope.cipher_oid)
     if content_cipher.aead != (envelope.content_type == AUTH_ENVELOPED):
         raise UnsupportedAlgorithm(
@@ -251,10 +265,15 @@ def _decrypt(envelope: _Envelope, keys: Sequence[tuple[Certificate, PrivateKey]]
             f"It is encrypted for: {present}."
         )
     failures: list[PkiError] = []
-    for entry, key in candidates:
+    for number, (entry, key) in enumerate(candidates, 1):
         try:
             transport = _recipients.for_decryption(entry.oid, key)
             cek = transport.recover(entry.info, entry.encrypted_key, key, content_cipher.key_size)
+            # in place by the last key only: decrypting overwrites the ciphertext
+            if into is not None and number == len(candidates):
+                opened = _open_in_place(content_cipher, cek, envelope, into)
+                if opened is not None:
+                    return opened
             return content_cipher.open(
                 cek, envelope.algorithm, envelope.ciphertext, envelope.mac, envelope.aad
             )
@@ -271,6 +290,25 @@ def _decrypt(envelope: _Envelope, keys: Sequence[tuple[Certificate, PrivateKey]]
             if isinstance(failure, kind):
                 raise failure
     raise failures[0]
+
+
+def _open_in_place(
+    content_cipher: ciphers.ContentCipher, cek: bytes, envelope: _Envelope, der: bytearray
+) -> bytearray | None:
+    """The content decrypted into der's front, der cut to it; None when the cipher cannot or
+    the ciphertext is not a view of der (asn1crypto parsed a constructed or indefinite one)."""
+    ciphertext = envelope.ciphertext
+    if content_cipher.open_into is None or not (
+        isinstance(ciphertext, memoryview) and ciphertext.obj is der
+    ):
+        return None
+    with memoryview(der) as into:
+        length = content_cipher.open_into(
+            cek, envelope.algorithm, ciphertext, envelope.mac, envelope.aad, into
+        )
+    ciphertext.release()  # der can be cut once nothing looks into it
+    del der[length:]
+    return der
 
 
 def _matches(rid: RecipientId | None, certificate: Certificate) -> bool:
@@ -390,7 +428,8 @@ def _cut_ciphertext(data: bytes | bytearray | memoryview) -> tuple[bytes, memory
     def raw(piece: tuple[int, int, int]) -> bytes:
         return bytes(view[piece[1] : piece[2]])
 
-    pieces = [raw(field) for field in fields]
+    # every field but the (auth)EncryptedContentInfo, whose copy would be the ciphertext's
+    pieces = [b"" if index == eci_index else raw(field) for index, field in enumerate(fields)]
     empty_content = b"\x80\x00"
     pieces[eci_index] = b"".join(_der.constructed(0x30, [raw(eci[0]), raw(eci[1]), empty_content]))
     body_der = _der.constructed(0x30, pieces)

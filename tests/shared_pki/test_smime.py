@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from harness import pki
 
 from shared_pki import mime, smime
+from shared_pki.cms import ciphers, enveloped
 from shared_pki.errors import DecryptionFailed, MalformedInput, NoMatchingKey
 from shared_pki.keys import Credential
 
@@ -237,25 +240,51 @@ def _outcome(message: bytes | bytearray, **options) -> object:
         (layer.kind, layer.form, layer.cipher, layer.verification and layer.verification.summary)
         for layer in opened.layers
     ]
-    return (opened.message, opened.payload, layers, type(opened.message))
+    return (opened.message, opened.payload, layers, type(opened.message), type(opened.payload))
 
 
-def test_a_bytearray_is_opened_exactly_as_the_same_bytes_and_emptied(world) -> None:
-    """The command line hands open_message a bytearray to decode and decrypt in: same result,
-    same errors, for every form, and the buffer no longer holds the message afterwards."""
-    root, alice, bob, carol = world
-    big = MESSAGE + b"x" * 1_500_000 + b"\r\n"  # base64 beyond one decoding chunk
-    sealed_gcm = smime.encrypt_message(big, [bob.asn1], sender=alice.asn1, cipher="aes256_gcm")
-    layer = mime.unwrap(sealed_gcm)
+def _sealed(content: bytes, recipient: pki.Party, cipher: str, headers: bytes = b"") -> bytes:
+    """content encrypted as it is (not necessarily MIME), as a message."""
+    der = enveloped.encrypt(content, [recipient.asn1], cipher=cipher)
+    kind = "authEnveloped-data" if "gcm" in cipher else "enveloped-data"
+    return mime.wrap_pkcs7_mime(der, kind, headers=headers or None)
+
+
+def _altered(message: bytes, change: Callable[[bytearray, int, int], None]) -> bytes:
+    """message with change(der, start, end) made to its DER, start:end its ciphertext."""
+    layer = mime.unwrap(message)
     assert layer.der is not None
-    broken = bytearray(layer.der)
-    broken[-1] ^= 1  # the GCM tag
-    tampered = mime.with_outer_headers(
-        mime.wrap_pkcs7_mime(bytes(broken), "authEnveloped-data"), mime.split_headers(sealed_gcm)[0]
-    )
+    der = bytearray(layer.der)
+    eci = cms.ContentInfo.load(bytes(der))["content"]
+    auth = layer.kind == "auth_enveloped"
+    eci = eci["auth_encrypted_content_info" if auth else "encrypted_content_info"]
+    ciphertext = eci["encrypted_content"].native
+    start = der.rfind(ciphertext)
+    change(der, start, start + len(ciphertext))
+    kind = "authEnveloped-data" if auth else "enveloped-data"
+    return mime.with_outer_headers(mime.wrap_pkcs7_mime(bytes(der), kind), layer.outer_headers)
+
+
+def _flip_tag(der: bytearray, _start: int, end: int) -> None:
+    der[-1] ^= 1  # the GCM tag (AuthEnvelopedData's mac comes last)
+
+
+def _break_padding(der: bytearray, _start: int, end: int) -> None:
+    der[end - 17] ^= 0x80  # the last plaintext byte, the pad length, is then above 16
+
+
+def test_a_bytearray_is_opened_exactly_as_the_same_bytes(world) -> None:
+    """The command line hands open_message a bytearray to decode and decrypt in: same result,
+    same errors, for every form. Afterwards the buffer holds the plaintext when a plain entity
+    was decrypted in it (GCM and CBC), and nothing else in any case."""
+    root, alice, bob, carol = world
+    big = MESSAGE + b"x" * 1_500_000 + b"\r\n"  # beyond one decoding and one decrypting chunk
+    sealed_gcm = smime.encrypt_message(big, [bob.asn1], sender=alice.asn1, cipher="aes256_gcm")
+    sealed_cbc = smime.encrypt_message(big, [bob.asn1], sender=alice.asn1, cipher="aes256_cbc")
     signed = smime.sign_message(MESSAGE, credential(alice), detached=False)
     messages = {
         "gcm": sealed_gcm,
+        "cbc": sealed_cbc,
         "cbc, signed inside": smime.encrypt_message(
             smime.sign_message(MESSAGE, credential(alice)), [bob.asn1], sender=alice.asn1,
             cipher="aes256_cbc",
@@ -266,17 +295,61 @@ def test_a_bytearray_is_opened_exactly_as_the_same_bytes_and_emptied(world) -> N
         "plain": MESSAGE,
         "mbox line": b"From alice@example.test Sat Nov 28 12:00:00 2026\r\n" + sealed_gcm,
         "lf only": sealed_gcm.replace(b"\r\n", b"\n"),
-        "tag altered": tampered,
+        "tag altered": _altered(sealed_gcm, _flip_tag),
+        "padding altered": _altered(sealed_cbc, _break_padding),
         "not base64": sealed_gcm.replace(b"MII", b"M!I", 1),
         "empty": b"",
         "not mime": b"\x00\x01 not a message",
+        "not mime inside": _sealed(b"\x00\x01 not a message" * 9, bob, "aes256_gcm"),
+        "mbox line inside": _sealed(b"From alice Sat Nov 28\r\n" + big, bob, "aes256_gcm"),
+        "lf only inside": _sealed(big.replace(b"\r\n", b"\n"), bob, "aes128_cbc"),
+        "no body inside": _sealed(b"Content-Type: text/plain\r\n", bob, "aes256_gcm"),
+        "empty inside": _sealed(b"\r\n", bob, "aes128_gcm"),
+        "multipart/signed inside, outer headers": _sealed(
+            smime.sign_message(MESSAGE, credential(alice)), bob, "aes256_gcm",
+            headers=mime.split_headers(MESSAGE)[0],
+        ),
     }  # fmt: skip
+    in_place = {"gcm", "cbc", "lf only", "mbox line inside", "lf only inside", "no body inside"}
     for keys, name in (([(bob.asn1, bob.key)], "bob"), ([(carol.asn1, carol.key)], "carol")):
         for what, message in messages.items():
             expected = _outcome(message, keys=keys, trust_anchors=[root.asn1])
             buffer = bytearray(message)
             assert _outcome(buffer, keys=keys, trust_anchors=[root.asn1]) == expected, (name, what)
-            if len(expected) == 4:  # opened
+            if len(expected) == 5 and name == "bob" and what in in_place:
+                assert buffer == expected[1], (name, what)  # the payload, decrypted in it
+            elif len(expected) == 5:
                 assert not buffer, (name, what)
-    assert _outcome(bytearray(tampered), keys=[(bob.asn1, bob.key)])[0] is DecryptionFailed
-    assert len(_outcome(bytearray(sealed_gcm), keys=[(bob.asn1, bob.key)])) == 4
+    bob_key = [(bob.asn1, bob.key)]
+    for what in ("tag altered", "padding altered", "not mime inside", "empty inside"):
+        assert _outcome(bytearray(messages[what]), keys=bob_key)[0] is DecryptionFailed, what
+    for what in ("gcm", "cbc", "mbox line inside", "no body inside"):
+        assert len(_outcome(bytearray(messages[what]), keys=bob_key)) == 5, what
+
+
+@pytest.mark.parametrize("cipher", ["aes256_gcm", "aes128_cbc"])
+def test_decrypting_in_place_gives_plaintext_only_once_checked(world, cipher: str) -> None:
+    """Decrypting into the DER's own buffer overwrites its ciphertext: only the last key that
+    could be the recipient's decrypts in place (an earlier wrong one, PKCS#1 v1.5 giving a
+    random content key, fails on the content), and a content whose tag or padding fails
+    leaves no plaintext in the buffer and the same DecryptionFailed."""
+    _, alice, _, carol = world
+    content = MESSAGE + b"Hallo Carol, " * 200_000  # 2.6 MB: several decrypting chunks
+    der = enveloped.encrypt(content, [carol.asn1], cipher=cipher)
+    wrong_first = [(carol.asn1, alice.key), (carol.asn1, carol.key)]
+    for keys in (wrong_first, wrong_first[::-1], [(carol.asn1, carol.key)]):
+        buffer = bytearray(der)
+        opened, info = enveloped.decrypt_with_info(buffer, keys, in_place=True)
+        assert opened == content and info == enveloped.inspect(der)
+        assert (opened is buffer) == (keys[-1][1] is carol.key)
+        assert enveloped.decrypt_with_info(der, keys, in_place=True)[0] == content  # bytes: new
+    change = _flip_tag if "gcm" in cipher else _break_padding
+    altered = mime.unwrap(_altered(_sealed(content, carol, cipher), change)).der
+    assert altered is not None
+    with pytest.raises(DecryptionFailed) as refused:
+        enveloped.decrypt(altered, [(carol.asn1, carol.key)])
+    buffer = bytearray(altered)
+    with pytest.raises(DecryptionFailed) as refused_in_place:
+        enveloped.decrypt_with_info(buffer, [(carol.asn1, carol.key)], in_place=True)
+    assert str(refused_in_place.value) == str(refused.value) == ciphers.BAD_CONTENT
+    assert b"Hallo" not in buffer and b"alice@example.test" not in buffer

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from harness import pki
 
 MESSAGE = (
@@ -200,20 +201,27 @@ def test_failures_exit_non_zero_with_one_line(files, args: list[str], code: int,
     assert done.stdout == b""
 
 
-def test_a_large_gcm_message_with_an_altered_tag_writes_nothing(
-    files: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize("cipher", ["-aes-256-gcm", "-aes-128-cbc"])
+def test_a_large_message_with_an_altered_tag_or_padding_writes_nothing(
+    files: dict[str, Path], tmp_path: Path, cipher: str
 ) -> None:
     """The command line decodes and decrypts a message in the buffer it read it into (several
-    decoding chunks here); plaintext must still come out only after the GCM tag is checked,
-    whether from a file or stdin."""
+    decoding and decrypting chunks here); plaintext must still come out only after the GCM tag
+    or the CBC padding is checked, whether from a file or stdin."""
     big = MESSAGE + b"Many lines of text.\n" * 150_000  # 3 MB
     sealed = subprocess.run(
-        ["openssl", "cms", "-encrypt", "-aes-256-gcm", str(files["bob_cert"])],
+        ["openssl", "cms", "-encrypt", cipher, str(files["bob_cert"])],
         input=big, capture_output=True, check=True,
     ).stdout  # fmt: skip
     head, _, body = sealed.partition(b"\n\n")
     der = bytearray(base64.b64decode(body))
-    der[-1] ^= 1  # the last byte of the GCM tag (AuthEnvelopedData's mac comes last)
+    if "gcm" in cipher:
+        der[-1] ^= 1  # the last byte of the GCM tag (AuthEnvelopedData's mac comes last)
+    else:
+        info = cms.ContentInfo.load(bytes(der))["content"]["encrypted_content_info"]
+        ciphertext = info["encrypted_content"].native
+        end = der.rfind(ciphertext) + len(ciphertext)
+        der[end - 17] ^= 0x80  # the last plaintext byte, the pad length, is then above 16
     altered = head + b"\n\n" + base64.encodebytes(bytes(der))
     bob = ["--key", str(files["bob_key"]), "--cert", str(files["bob_cert"])]
     good = autosmime("decrypt", *bob, data=sealed)
