@@ -516,6 +516,9 @@
     // hidden (the adapter finds only composes with a usable body).
     for (const [compose, state] of composes) {
       if (compose.isConnected) {
+        // The webmail may redraw the part of its compose form our controls sat in (Roundcube
+        // does while it sets the form up): put the same controls back where the adapter says.
+        if (!state.shadow.host.isConnected) adapter.insertControls(compose).host.replaceWith(state.shadow.host);
         refreshRecipients(compose, state);
       } else {
         composes.delete(compose);

@@ -183,6 +183,27 @@ def test_sign_alone_sends_signed_mail_through_the_host(
     assert opened["security"]["encrypted"] is False
 
 
+def test_controls_the_webmail_redraws_away_come_back(
+    playwright: Any, people: dict[str, Any], gmail: Any
+) -> None:
+    """A webmail may redraw the part of its compose form our controls sat in (Roundcube does
+    while it sets the form up, and the content script now sets a compose up right after the
+    task that drew it): the same controls come back, and still work."""
+    browser = open_browser(playwright, people["alice"], gmail)
+    try:
+        page = browser.new_page()
+        controls, editor = open_compose(page, gmail, "bob@example.test")
+        encrypt = controls.locator("button[data-toggle=encrypt]")
+        expect(encrypt).to_have_attribute("aria-pressed", "false")
+        page.evaluate("() => document.querySelector('autosmime-compose-controls').remove()")
+        expect(controls).to_have_count(1)
+        encrypt.click()
+        expect(encrypt).to_have_attribute("aria-pressed", "true")
+        expect(editor.locator("#mode")).to_have_attribute("data-mode", "encrypt")
+    finally:
+        browser.close()
+
+
 def test_a_file_attached_with_gmails_paperclip_stops_the_secure_send(
     playwright: Any, people: dict[str, Any], gmail: Any
 ) -> None:
