@@ -19,7 +19,7 @@ import pytest
 from harness.gmail_story import open_browser, recipients_seen, wait_for_inbox
 from harness.mail import MailStack
 from harness.roundcube import RoundcubeServer
-from harness.roundcube_story import log_in
+from harness.roundcube_story import log_in, open_compose
 from harness.roundcube_story import open_browser as open_roundcube_browser
 from playwright.sync_api import expect
 
@@ -117,7 +117,7 @@ def test_a_secure_reply_from_roundcube_keeps_the_thread(
     try:
         page = browser.new_page()
         log_in(page, roundcube, mail_stack, "alice@example.test")
-        page.goto(roundcube.url(f"?_task=mail&_reply_uid={uid}&_mbox=INBOX&_action=compose"))
+        open_compose(page, roundcube, f"&_reply_uid={uid}&_mbox=INBOX")
         controls = page.locator("autosmime-compose-controls")
         type_and_send(page, controls, ".formbuttons button.send")
         reply = wait_for_inbox(mail_stack, "bob@example.test", f"Re: {subject}", timeout=60)

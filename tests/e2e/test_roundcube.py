@@ -33,6 +33,7 @@ from harness.roundcube_story import (
     everything_the_page_holds,
     log_in,
     open_browser,
+    open_compose,
     open_message,
     wait_for,
 )
@@ -59,7 +60,7 @@ def test_alice_sends_encrypted_from_roundcube_and_bob_reads_it(
     try:
         page = alice_browser.new_page()
         log_in(page, roundcube, mail_stack, "alice@example.test")
-        page.goto(roundcube.url("?_task=mail&_action=compose&_to=bob@example.test"))
+        open_compose(page, roundcube, "&_to=bob@example.test")
         controls = page.locator("autosmime-compose-controls")
         encrypt = controls.locator("button[data-toggle=encrypt]")
         expect(encrypt).to_have_attribute("aria-pressed", "false", timeout=20_000)

@@ -36,7 +36,7 @@ from harness.hostile import (
     secure_frames,
     wait_until_answered,
 )
-from harness.roundcube_story import log_in, open_browser, open_message, wait_for
+from harness.roundcube_story import log_in, open_browser, open_compose, open_message, wait_for
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.mail]
@@ -49,7 +49,7 @@ PAGE_TEXT = "Page-written c2d4: I, alice, approve the wire transfer"
 def compose_to_bob(page: Any, roundcube: Any, subject: str) -> tuple[Any, Any]:
     """Roundcube's compose page to bob with Encrypt on and SECRET typed in the secure editor,
     which shows bob as the recipient: (our controls, the secure editor's frame)."""
-    page.goto(roundcube.url("?_task=mail&_action=compose&_to=bob@example.test"))
+    open_compose(page, roundcube, "&_to=bob@example.test")
     controls = page.locator("autosmime-compose-controls")
     page.fill("#compose-subject", subject)
     controls.locator("button[data-toggle=encrypt]").click()

@@ -33,6 +33,27 @@ def log_in(page: Any, roundcube: Any, stack: MailStack, address: str) -> None:
     page.wait_for_selector("#mailboxlist", state="attached", timeout=30_000)
 
 
+#: What Roundcube 1.6 shows for a compose whose session it cannot find.
+COMPOSE_SESSION_LOST = "Requested compose session not found"
+
+
+def open_compose(page: Any, roundcube: Any, query: str, attempts: int = 3) -> None:
+    """Roundcube's compose page (`query` after ?_task=mail&_action=compose). Roundcube sends the
+    first request on to ?_id=<compose id> and keeps that compose in the PHP session; once in a
+    full suite under load the page it sent us on to said "COMPOSE SESSION ERROR: Requested
+    compose session not found". That page, recognised by its words, is opened again; any other
+    failure fails as before."""
+    for _ in range(attempts):
+        page.goto(roundcube.url(f"?_task=mail&_action=compose{query}"))
+        form = page.locator("#compose-subject")
+        form.or_(page.get_by_text(COMPOSE_SESSION_LOST)).first.wait_for(
+            state="attached", timeout=30_000
+        )
+        if form.count():
+            return
+    raise AssertionError(f"Roundcube lost the compose session {attempts} times in a row")
+
+
 def everything_the_page_holds(page: Any) -> str:
     """Every frame's DOM as its own scripts see it (light DOM, open shadow roots, form values)
     and the origin's localStorage, where Roundcube keeps its local copy of a compose form."""
