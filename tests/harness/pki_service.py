@@ -50,6 +50,15 @@ def quoted(text: str) -> str:
     return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
 
 
+def http_get(url: str) -> tuple[int, bytes]:
+    """(status, body) of a GET, an HTTP error status included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def mail_urls(stack: MailStack, address: str) -> dict[str, str]:
     """The IMAP and SMTP URLs of address's account on the test stack (no password in them)."""
     user = quoted(address)
@@ -101,11 +110,7 @@ class _ServiceProcess:
         self.process: subprocess.Popen[str] | None = None
 
     def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
+        return http_get(f"{self.url}{path}")
 
     def _start(self, command: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(

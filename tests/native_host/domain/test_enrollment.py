@@ -19,7 +19,6 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,13 @@ from typing import Any
 
 import pytest
 from harness.mail import MailStack, free_port
-from harness.pki_service import TEST_STACK_KNOBS, challenge_replies, forget_backups
+from harness.pki_service import (
+    TEST_STACK_KNOBS,
+    challenge_replies,
+    forget_backups,
+    http_get,
+    quoted,
+)
 
 from native_host.domain import backups
 from native_host.domain import enrollment as enr
@@ -53,10 +58,6 @@ ROOT = Path(__file__).resolve().parents[3]
 # The PKI service as an operator runs it
 
 
-def _quoted(text: str) -> str:
-    return text.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
-
-
 @dataclass
 class PkiService:
     url: str
@@ -72,11 +73,7 @@ class PkiService:
         return PkiSettings(self.directory_url, self.roots_pem)
 
     def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
+        return http_get(f"{self.url}{path}")
 
 
 def wait_until(check: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
@@ -92,7 +89,7 @@ def pki(mail_stack: MailStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """`autosmime pki serve` with real RFC 8823 mail validation through carol's mailbox."""
     data = tmp_path_factory.mktemp("pki")
     port = free_port()
-    login = f"{_quoted(CA)}:{_quoted(mail_stack.users[CA])}@{mail_stack.host}"
+    login = f"{quoted(CA)}:{quoted(mail_stack.users[CA])}@{mail_stack.host}"
     overrides = {
         "listen_port": port,
         "mail_from": CA,
@@ -154,8 +151,8 @@ def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def settings_for(stack: MailStack, user: str, *, imaps_port: int | None = None) -> MailSettings:
     return resolve(
         user,
-        imap_url=f"imaps://{_quoted(user)}@127.0.0.1:{imaps_port or stack.imaps_port}",
-        smtp_url=f"smtp://{_quoted(user)}@127.0.0.1:{stack.smtp_port}",
+        imap_url=f"imaps://{quoted(user)}@127.0.0.1:{imaps_port or stack.imaps_port}",
+        smtp_url=f"smtp://{quoted(user)}@127.0.0.1:{stack.smtp_port}",
     )
 
 
@@ -570,8 +567,8 @@ def test_a_killed_host_process_resumes_in_another_process(
 
 def settings_url(stack: MailStack, kind: str) -> str:
     if kind == "imap":
-        return f"imaps://{_quoted(ALICE)}@127.0.0.1:{stack.imaps_port}"
-    return f"smtp://{_quoted(ALICE)}@127.0.0.1:{stack.smtp_port}"
+        return f"imaps://{quoted(ALICE)}@127.0.0.1:{stack.imaps_port}"
+    return f"smtp://{quoted(ALICE)}@127.0.0.1:{stack.smtp_port}"
 
 
 # ---------------------------------------------------------------------------------------------
