@@ -154,15 +154,15 @@
     spare = null;
     if (!taken) return null;
     setTimeout(loadSpare, SPARE_NEXT_MS);
-    try {
-      if (!taken.iframe.isConnected || !shadow.host.isConnected) throw new Error('not in the page');
-      shadow.moveBefore(taken.iframe, null);
-      return taken.iframe;
-    } catch {
-      return null;
-    } finally {
-      taken.holder.remove();
+    let moved = null;
+    if (taken.iframe.isConnected && shadow.host.isConnected) {
+      try {
+        shadow.moveBefore(taken.iframe, null);
+        moved = taken.iframe;
+      } catch { /* the page moved things about: a new frame then */ }
     }
+    taken.holder.remove();
+    return moved;
   }
 
   runtime.onMessage.addListener((message, sender) => {
@@ -516,8 +516,8 @@
     // hidden (the adapter finds only composes with a usable body).
     for (const [compose, state] of composes) {
       if (compose.isConnected) {
-        // The webmail may redraw the part of its compose form our controls sat in (Roundcube
-        // does while it sets the form up): put the same controls back where the adapter says.
+        // The webmail may redraw the part of its compose form our controls sat in (a compose is
+        // set up right after the task that drew it): put the same controls back in place.
         if (!state.shadow.host.isConnected) adapter.insertControls(compose).host.replaceWith(state.shadow.host);
         refreshRecipients(compose, state);
       } else {
